@@ -1,0 +1,349 @@
+/*
+ * aria.h - public API of libaria, the C implementation of the Aria system
+ * for symbolic piano performance (EleutherAI, ISMIR 2025).
+ *
+ * Layers, lowest first (data flows downward only):
+ *   midi       Standard MIDI File bytes <-> per-track event lists
+ *   score      the reference "MidiDict": paired notes, pedal, programs,
+ *              tempo map, tick -> ms exactly as ariautils computes it
+ *   tokenizer  the AbsTokenizer whose ids are those of the released
+ *              checkpoints (17727 ids), its augmentations and prompt/chunk
+ *              builders
+ *
+ * Conventions
+ *   - Functions that can fail return ARIA_OK (0) or a negative aria_status
+ *     and, when `err` is not NULL, write a one-line message into err->msg
+ *     that says what is wrong and where (byte offset, track, token index).
+ *     The library never exits and never prints.
+ *   - Every struct that owns memory has a matching *_free(); freeing a
+ *     zeroed struct is a no-op, so `T x = {0}; ...; T_free(&x);` is safe.
+ *   - Nothing here keeps global state; all functions are reentrant.
+ */
+#ifndef ARIA_H
+#define ARIA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ARIA_VERSION "0.1.0"
+
+typedef enum {
+    ARIA_OK = 0,
+    ARIA_ERR_IO = -1,      /* cannot open / read / write a file */
+    ARIA_ERR_FORMAT = -2,  /* input bytes are not what they claim to be */
+    ARIA_ERR_NOMEM = -3,   /* allocation failed */
+    ARIA_ERR_ARG = -4,     /* caller passed an invalid argument */
+    ARIA_ERR_EMPTY = -5    /* valid input with nothing to work on (no notes) */
+} aria_status;
+
+typedef struct {
+    char msg[512];
+} aria_error;
+
+/* Human-readable name of a status code ("format error", ...). */
+const char *aria_status_name(int status);
+
+/* ====================================================================== */
+/* midi: Standard MIDI Files                                              */
+/* ====================================================================== */
+
+typedef enum {
+    ARIA_MIDI_CHANNEL = 0, /* 0x80..0xEF voice message; status, d1, d2 */
+    ARIA_MIDI_META = 1,    /* 0xFF; `status` holds the meta type */
+    ARIA_MIDI_SYSEX = 2,   /* 0xF0 packet; payload excludes the F0 byte */
+    ARIA_MIDI_ESCAPE = 3,  /* 0xF7 packet (sysex continuation / escape) */
+    ARIA_MIDI_SYSCOMMON = 4 /* F1/F2/F3/F6/F8/FA/FB/FC/FE found in a track */
+} aria_midi_event_kind;
+
+typedef struct {
+    uint64_t tick;   /* absolute tick within its track */
+    uint8_t kind;    /* aria_midi_event_kind */
+    uint8_t status;  /* channel: full status byte (0x90|ch ...); meta: meta
+                        type; sysex/escape: 0xF0/0xF7; syscommon: the byte */
+    uint8_t d1, d2;  /* channel (and syscommon) data bytes; unused are 0 */
+    uint32_t len;    /* payload length (meta, sysex, escape) */
+    uint32_t off;    /* payload offset into aria_midi.data */
+} aria_midi_event;
+
+typedef struct {
+    aria_midi_event *events;
+    size_t n_events;
+} aria_midi_track;
+
+#define ARIA_MIDI_MAX_WARNINGS 8
+
+typedef struct {
+    int format;        /* 0, 1 or 2 */
+    int ppq;           /* ticks per quarter note; 0 for SMPTE division */
+    int smpte_fps;     /* 24, 25, 29 (29.97 drop-frame) or 30; 0 for PPQ */
+    int smpte_tpf;     /* ticks per frame (SMPTE only) */
+    int ntracks_declared; /* track count in the header */
+    size_t n_tracks;   /* tracks actually read */
+    aria_midi_track *tracks;
+    uint8_t *data;     /* payload bytes of meta/sysex events (owned) */
+    size_t data_len;
+    /* Problems that did not stop reading (missing end-of-track, trailing
+       bytes, truncated last track ...): the first few, and how many. */
+    int n_warnings;
+    char warnings[ARIA_MIDI_MAX_WARNINGS][160];
+    /* internal: allocation bookkeeping */
+    void *priv_;
+} aria_midi;
+
+/* Parses an SMF (formats 0/1/2, PPQ or SMPTE division, optionally wrapped
+   in a RIFF RMID container). `bytes` may be freed after the call. */
+int aria_midi_read(aria_midi *m, const uint8_t *bytes, size_t len, aria_error *err);
+int aria_midi_read_file(aria_midi *m, const char *path, aria_error *err);
+void aria_midi_free(aria_midi *m);
+
+/* Serialises format 0 or 1 (format = m->format; 0 requires one track).
+   Channel messages use running status; meta and sysex cancel it (the byte
+   layout mido writes). Each track gets an End-of-Track if it lacks one.
+   *out is malloc'd; the caller frees it. */
+int aria_midi_write(const aria_midi *m, uint8_t **out, size_t *out_len, aria_error *err);
+/* Writes atomically: a temporary file beside `path`, fsync, rename. */
+int aria_midi_write_file(const aria_midi *m, const char *path, aria_error *err);
+
+/* Building a file to write. aria_midi_init gives an empty file; tracks are
+   appended; events are appended to a track (their ticks must not
+   decrease); payload bytes are copied. */
+int aria_midi_init(aria_midi *m, int format, int ppq);
+int aria_midi_add_track(aria_midi *m);
+int aria_midi_push(aria_midi *m, size_t track, const aria_midi_event *ev,
+                   const uint8_t *payload, aria_error *err);
+
+/* Writes a whole buffer to `path` atomically (temp file + rename); on any
+   failure nothing is left at `path`. Used for every output file. */
+int aria_write_file_atomic(const char *path, const void *buf, size_t len, aria_error *err);
+/* Reads a whole file into a malloc'd buffer. */
+int aria_read_file(const char *path, uint8_t **out, size_t *len, aria_error *err);
+
+/* ====================================================================== */
+/* score: the reference MidiDict                                          */
+/* ====================================================================== */
+
+typedef struct {
+    int64_t start, end; /* ticks; the note's "tick" is its start */
+    uint8_t pitch, velocity, channel;
+} aria_note;
+
+typedef struct {
+    int64_t tick;
+    uint32_t tempo; /* microseconds per beat */
+} aria_tempo;
+
+typedef struct {
+    int64_t tick;
+    uint8_t on;      /* 1 when value >= 64 */
+    uint8_t value;   /* raw CC64 value */
+    uint8_t channel;
+} aria_pedal;
+
+typedef struct {
+    int64_t tick;
+    uint8_t program, channel;
+} aria_program;
+
+/* Instrument classes of the General MIDI program map (program / 8). */
+typedef enum {
+    ARIA_INSTR_PIANO, ARIA_INSTR_CHROMATIC, ARIA_INSTR_ORGAN, ARIA_INSTR_GUITAR,
+    ARIA_INSTR_BASS, ARIA_INSTR_STRINGS, ARIA_INSTR_ENSEMBLE, ARIA_INSTR_BRASS,
+    ARIA_INSTR_REED, ARIA_INSTR_PIPE, ARIA_INSTR_SYNTH_LEAD, ARIA_INSTR_SYNTH_PAD,
+    ARIA_INSTR_SYNTH_EFFECT, ARIA_INSTR_ETHNIC, ARIA_INSTR_PERCUSSIVE, ARIA_INSTR_SFX,
+    ARIA_INSTR_DRUM, /* channel 10 (index 9); not a program class */
+    ARIA_N_INSTR
+} aria_instrument;
+
+const char *aria_instrument_name(int instrument);
+int aria_instrument_from_name(const char *name); /* -1 if unknown */
+static inline int aria_program_class(int program) { return (program & 127) >> 3; }
+
+typedef struct {
+    aria_note *notes;       size_t n_notes;      /* stable-sorted by start */
+    aria_tempo *tempos;     size_t n_tempos;     /* >= 1 after from_midi */
+    aria_pedal *pedals;     size_t n_pedals;
+    aria_program *programs; size_t n_programs;   /* >= 1 after from_midi */
+    int ticks_per_beat;
+    /* 0 (default): tick -> ms exactly as ariautils get_duration_ms,
+       including its quirk after the last tempo change; 1: exact tempo-map
+       integration. */
+    int exact_timing;
+    /* Metadata prefix values (index into the tokenizer's name lists), or -1. */
+    int composer, form, genre;
+} aria_score;
+
+/* MidiDict.from_midi: notes paired per (pitch, channel) in each track,
+   tracks concatenated, lists stable-sorted by tick; defaults added when
+   there is no tempo (500000 at 0) or no program change (0 on channel 0).
+   SMPTE files get an equivalent fixed tempo map (their set_tempo events
+   do not affect time). */
+int aria_score_from_midi(aria_score *s, const aria_midi *m, aria_error *err);
+int aria_score_copy(aria_score *dst, const aria_score *src);
+void aria_score_free(aria_score *s);
+
+/* get_duration_ms(start, end) in milliseconds, honouring exact_timing. */
+int64_t aria_score_duration_ms(const aria_score *s, int64_t start, int64_t end);
+static inline int64_t aria_score_tick_to_ms(const aria_score *s, int64_t tick) {
+    return aria_score_duration_ms(s, 0, tick);
+}
+
+/* remove_instruments: every non-drum channel that has a program change to
+   a program 1..127 whose class is set in `remove_class_mask` (bit = class)
+   loses all its notes, pedals and program changes. */
+void aria_score_remove_instruments(aria_score *s, uint32_t remove_class_mask);
+
+/* resolve_overlaps (in place) then dict_to_midi: type 0, one track,
+   ticks_per_beat of the score, the event order of the reference. */
+int aria_score_to_midi(aria_score *s, aria_midi *out, aria_error *err);
+
+/* ====================================================================== */
+/* Python-compatible random numbers                                       */
+/* ====================================================================== */
+/* MT19937 seeded and drawn exactly as CPython's `random` module, so that a
+   seed gives the same prefix order and <D> position as the reference. */
+typedef struct {
+    uint32_t mt[624];
+    int mti;
+} aria_rng;
+
+void aria_rng_seed(aria_rng *r, uint64_t seed);    /* random.seed(int) */
+uint32_t aria_rng_u32(aria_rng *r);
+uint32_t aria_rng_getrandbits(aria_rng *r, int k); /* 1 <= k <= 32 */
+uint64_t aria_rng_randbelow(aria_rng *r, uint64_t n); /* n >= 1 */
+int64_t aria_rng_randint(aria_rng *r, int64_t a, int64_t b); /* inclusive */
+double aria_rng_random(aria_rng *r);               /* [0, 1), 53 bits */
+double aria_rng_uniform(aria_rng *r, double a, double b);
+
+/* ====================================================================== */
+/* tokenizer: AbsTokenizer                                                */
+/* ====================================================================== */
+
+typedef enum {
+    ARIA_TOKCFG_DEFAULT = 0,    /* the released checkpoints: 17727 ids */
+    ARIA_TOKCFG_DEMO_17729 = 1, /* demo config with pedal tokens */
+    ARIA_TOKCFG_DEMO_2675 = 2   /* demo: piano only, pedal, delimiter */
+} aria_tok_variant;
+
+typedef enum {
+    ARIA_TK_SPECIAL = 0, /* v: aria_special */
+    ARIA_TK_PREFIX = 1,  /* a: aria_prefix_kind; v: value index */
+    ARIA_TK_NOTE = 2,    /* a: instrument class; v: pitch; b: velocity */
+    ARIA_TK_DRUM = 3,    /* v: drum note number */
+    ARIA_TK_ONSET = 4,   /* v: ms within the 5 s segment */
+    ARIA_TK_DUR = 5      /* v: ms */
+} aria_token_kind;
+
+typedef enum {
+    ARIA_SP_BOS = 0, ARIA_SP_EOS, ARIA_SP_PAD, ARIA_SP_UNK, ARIA_SP_DIM,
+    ARIA_SP_TIME, ARIA_SP_PED_ON, ARIA_SP_PED_OFF, ARIA_SP_DELIM,
+    ARIA_N_SPECIAL
+} aria_special;
+
+typedef enum {
+    ARIA_PREFIX_INSTRUMENT = 0, /* v: aria_instrument (ARIA_INSTR_DRUM for drum) */
+    ARIA_PREFIX_COMPOSER = 1,   /* v: index in the composer list */
+    ARIA_PREFIX_FORM = 2,
+    ARIA_PREFIX_GENRE = 3
+} aria_prefix_kind;
+
+/* A token as the reference's Python tuples: it may hold values outside the
+   vocabulary (drum 30, a pitch pushed past 127); those encode to <U>. */
+typedef struct {
+    uint8_t kind;
+    uint8_t a;
+    uint8_t b;
+    uint8_t pad_;
+    int32_t v;
+} aria_token;
+
+typedef struct aria_tokenizer aria_tokenizer;
+
+aria_tokenizer *aria_tokenizer_new(aria_tok_variant variant);
+void aria_tokenizer_free(aria_tokenizer *t);
+int aria_tok_vocab_size(const aria_tokenizer *t);
+int aria_tok_id(const aria_tokenizer *t, aria_token tok);  /* <U> id if unknown */
+aria_token aria_tok_token(const aria_tokenizer *t, int id); /* <U> if out of range */
+aria_token aria_tok_special(aria_special sp);
+int aria_tok_is(aria_token tok, aria_special sp);
+
+/* Composer / form / genre names of the configuration (UTF-8). */
+int aria_tok_n_names(const aria_tokenizer *t, aria_prefix_kind kind);
+const char *aria_tok_name(const aria_tokenizer *t, aria_prefix_kind kind, int idx);
+
+/* JSON text of a token as the reference vectors write it:
+   "<S>", ["piano",60,80], ["onset",120], ["prefix","instrument","piano"].
+   Returns the length written (snprintf-style). */
+int aria_tok_to_json(const aria_tokenizer *t, aria_token tok, char *buf, size_t cap);
+/* Parses a JSON array of tokens (the format above). */
+int aria_tok_parse_json(const aria_tokenizer *t, const char *text, size_t len,
+                        aria_token **out, size_t *n, aria_error *err);
+
+typedef struct {
+    int remove_preceding_silence; /* default 1 */
+    int add_dim_tok;              /* default 1 (the reference default) */
+    int add_eos_tok;              /* default 1 */
+} aria_tokenize_opts;
+aria_tokenize_opts aria_tokenize_defaults(void);
+
+/* tokenize(): `s` is not modified (the reference mutates its argument; we
+   work on a copy). `rng` drives the prefix shuffle and <D> placement; NULL
+   means a fresh generator seeded with 0. Returns ARIA_ERR_EMPTY when no
+   notes remain after instrument removal. *out is malloc'd. */
+int aria_tokenize(const aria_tokenizer *t, const aria_score *s,
+                  const aria_tokenize_opts *opts, aria_rng *rng,
+                  aria_token **out, size_t *n, aria_error *err);
+
+/* detokenize(): a score with ticks_per_beat 500, tempo 500000 (1 tick =
+   1 ms). Malformed token runs are skipped and counted in *n_skipped
+   (may be NULL). */
+int aria_detokenize(const aria_tokenizer *t, const aria_token *toks, size_t n,
+                    aria_score *out, size_t *n_skipped, aria_error *err);
+
+/* Id conversion of whole sequences. */
+void aria_tok_encode(const aria_tokenizer *t, const aria_token *toks, size_t n, int32_t *ids);
+void aria_tok_decode(const aria_tokenizer *t, const int32_t *ids, size_t n, aria_token *toks);
+
+/* calc_length_ms(seq, onset): end time of the last note (or its onset). */
+int64_t aria_tok_length_ms(const aria_token *toks, size_t n, int onset_only);
+/* truncate_by_time: the new length (tokens before the first note whose
+   absolute onset exceeds t_ms, minus one as the reference slices). */
+size_t aria_tok_truncate_by_time(const aria_token *toks, size_t n, int64_t t_ms);
+
+/* Generation prompt of `aria generate`: notes starting at or before
+   `prompt_ms`, pedal messages up to it (a trailing pedal-on dropped),
+   tokenized without <D> and <E>; [piano prefix, <S>] when no note is left. */
+int aria_tok_prompt(const aria_tokenizer *t, const aria_score *s, int64_t prompt_ms,
+                    aria_rng *rng, aria_token **out, size_t *n, aria_error *err);
+
+/* Embedding chunks: the score must be piano-only (every program change in
+   the piano class); notes in chunks of `notes_per_chunk` (300), each
+   tokenized with <E>, cut to `max_len` (2048) with <E> forced last. */
+typedef struct {
+    aria_token *toks;
+    size_t n;
+    size_t eos_pos;
+} aria_tok_chunk;
+int aria_tok_embedding_chunks(const aria_tokenizer *t, const aria_score *s,
+                              int notes_per_chunk, size_t max_len, aria_rng *rng,
+                              aria_tok_chunk **out, size_t *n_chunks, aria_error *err);
+void aria_tok_chunks_free(aria_tok_chunk *c, size_t n);
+
+/* Augmentations (export_*_aug wrapped by export_aug_fn_concat): the input
+   is split after every <E>, each piece augmented, the result cut or
+   <P>-padded to the input length n, written to out[0..n). A fixed value is
+   used when `fixed` is non-NULL, else one is drawn from rng per piece. */
+void aria_aug_pitch(const aria_token *in, size_t n, aria_token *out,
+                    int max_aug, const int *fixed, aria_rng *rng);
+void aria_aug_velocity(const aria_token *in, size_t n, aria_token *out,
+                       int max_steps, const int *fixed, aria_rng *rng);
+int aria_aug_tempo(const aria_tokenizer *t, const aria_token *in, size_t n, aria_token *out,
+                   double max_aug, int mixup, const double *fixed, aria_rng *rng);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ARIA_H */
