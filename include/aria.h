@@ -217,6 +217,10 @@ uint64_t aria_rng_randbelow(aria_rng *r, uint64_t n); /* n >= 1 */
 int64_t aria_rng_randint(aria_rng *r, int64_t a, int64_t b); /* inclusive */
 double aria_rng_random(aria_rng *r);               /* [0, 1), 53 bits */
 double aria_rng_uniform(aria_rng *r, double a, double b);
+/* random.shuffle(x): for i = n-1 down to 1, j = _randbelow(i+1), swap the
+   elements i and j (each `size` bytes) of the array at `base`. */
+void aria_rng_shuffle(aria_rng *r, void *base, size_t n, size_t size);
+/* A zeroed, never-seeded aria_rng behaves as one seeded with 0. */
 
 /* ====================================================================== */
 /* tokenizer: AbsTokenizer                                                */
