@@ -47,7 +47,7 @@ test: $(BUILD)/test_aria $(BIN)
 	ARIA_BIN=./$(BIN) ./$(BUILD)/test_aria $(TEST_ARGS)
 
 test-asan:
-	$(MAKE) test BUILD=build-asan CC=clang OPT=-O1 \
+	$(MAKE) test BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  TEST_ARGS="-j1 $(TEST_ARGS)"
 
