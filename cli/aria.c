@@ -15,19 +15,18 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "cli.h"
 
-#define EXIT_INPUT 1
-#define EXIT_USAGE 2
 
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                          */
 /* ---------------------------------------------------------------------- */
 
-static void fail_file(const char *file, const char *msg) {
+void fail_file(const char *file, const char *msg) {
     fprintf(stderr, "aria: %s: %s\n", file, msg);
 }
 
-static int usage_error(const char *cmd, const char *fmt, ...) {
+int usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "aria %s: ", cmd);
@@ -37,7 +36,7 @@ static int usage_error(const char *cmd, const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
-static int parse_long(const char *s, long long lo, long long hi, long long *out) {
+int parse_long(const char *s, long long lo, long long hi, long long *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -46,7 +45,7 @@ static int parse_long(const char *s, long long lo, long long hi, long long *out)
     return 0;
 }
 
-static int parse_double(const char *s, double *out) {
+int parse_double(const char *s, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -55,7 +54,7 @@ static int parse_double(const char *s, double *out) {
     return 0;
 }
 
-static int parse_variant(const char *s, aria_tok_variant *v) {
+int parse_variant(const char *s, aria_tok_variant *v) {
     if (!strcmp(s, "default") || !strcmp(s, "17727")) *v = ARIA_TOKCFG_DEFAULT;
     else if (!strcmp(s, "demo-17729") || !strcmp(s, "17729")) *v = ARIA_TOKCFG_DEMO_17729;
     else if (!strcmp(s, "demo-2675") || !strcmp(s, "2675")) *v = ARIA_TOKCFG_DEMO_2675;
@@ -63,7 +62,7 @@ static int parse_variant(const char *s, aria_tok_variant *v) {
     return 0;
 }
 
-static int load_score(const char *path, int exact, aria_score *s, aria_midi *m_out) {
+int load_score(const char *path, int exact, aria_score *s, aria_midi *m_out) {
     aria_midi m = {0};
     aria_error err = {{0}};
     int rc = aria_midi_read_file(&m, path, &err);
@@ -595,6 +594,10 @@ static void help_main(void) {
          "  detokenize   tokens or ids -> MIDI\n"
          "  notes        list the notes of a MIDI file in milliseconds\n"
          "  info         describe a MIDI file\n"
+         "  generate     continue a MIDI prompt with a model\n"
+         "  embed        embedding vectors of MIDI files\n"
+         "  logits       model logits for a list of ids\n"
+         "  init         write a model with random weights\n"
          "\n"
          "`aria COMMAND --help` describes each command and its defaults.");
 }
@@ -617,6 +620,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "notes")) return cmd_notes(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
+    if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
     fprintf(stderr, "aria: unknown command '%s'\nTry 'aria --help'.\n", cmd);
     return EXIT_USAGE;
 }

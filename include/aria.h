@@ -347,6 +347,207 @@ void aria_aug_velocity(const aria_token *in, size_t n, aria_token *out,
 int aria_aug_tempo(const aria_tokenizer *t, const aria_token *in, size_t n, aria_token *out,
                    double max_aug, int mixup, const double *fixed, aria_rng *rng);
 
+
+/* ====================================================================== */
+/* model: configuration and safetensors                                   */
+/* ====================================================================== */
+
+/* The transformer's shape (keys of the reference config/models JSON files). */
+typedef struct {
+    int d_model;     /* 1536 for medium */
+    int n_heads;     /* 24; head size d_model / n_heads */
+    int n_layers;    /* 16 */
+    int ff_mult;     /* 4: SwiGLU hidden = ff_mult * d_model */
+    int max_seq_len; /* 8192 (2048 for the embedding model) */
+    int vocab_size;  /* 17727 */
+    int emb_size;    /* 512 for the embedding model, else 0 */
+    int class_size;  /* classifier classes, else 0 */
+} aria_model_config;
+
+/* Built-in shapes: "medium", "medium-emb", "tiny" (the shape of
+   ../shared/vectors/model: d 64, 4 heads, 2 layers, context 512, emb 32,
+   5 classes). */
+int aria_config_preset(aria_model_config *c, const char *name);
+/* Reads a JSON config: the reference's keys (d_model, n_heads, n_layers,
+   ff_mult, max_seq_len, vocab_size, emb_size, class_size) or those of the
+   released Hugging Face config.json (hidden_size, num_attention_heads,
+   num_hidden_layers, intermediate_size, max_position_embeddings,
+   vocab_size, ...). Errors name the missing or invalid key. */
+int aria_config_parse(aria_model_config *c, const char *json, size_t len, aria_error *err);
+int aria_config_read(aria_model_config *c, const char *path, aria_error *err);
+/* The config as compact JSON with the reference's keys. */
+int aria_config_to_json(const aria_model_config *c, char *buf, size_t cap);
+/* Checks the numbers are usable (positive, heads divide d_model, even
+   head size for RoPE ...). */
+int aria_config_check(const aria_model_config *c, aria_error *err);
+
+typedef enum { ARIA_DT_F32 = 0, ARIA_DT_BF16 = 1, ARIA_DT_F16 = 2 } aria_dtype;
+
+typedef struct {
+    const char *name;  /* NUL-terminated, owned by the file handle */
+    aria_dtype dtype;
+    int ndim;          /* 0..4 */
+    int64_t shape[4];
+    const void *data;  /* into the mapping; may be unaligned */
+    size_t nbytes;
+} aria_tensor;
+
+/* A safetensors file, memory-mapped read-only. */
+typedef struct {
+    aria_tensor *tensors;
+    size_t n_tensors;
+    /* __metadata__ string pairs */
+    const char **meta_keys, **meta_values;
+    size_t n_meta;
+    void *priv_;
+} aria_safetensors;
+
+/* Opens and validates a safetensors file: header JSON, dtypes (F32,
+   BF16, F16; others are an error naming the tensor), shapes against byte
+   ranges, ranges inside the file and not overlapping. */
+int aria_st_open(aria_safetensors *st, const char *path, aria_error *err);
+/* The same checks on a file image in memory; buf is copied, so it may be
+   freed as soon as this returns. */
+int aria_st_open_memory(aria_safetensors *st, const uint8_t *buf, size_t len, aria_error *err);
+void aria_st_close(aria_safetensors *st);
+/* Finds a tensor by name, also under the "_orig_mod." prefix that
+   torch.compile'd checkpoints carry (on the whole name or after "model."). */
+const aria_tensor *aria_st_find(const aria_safetensors *st, const char *name);
+const char *aria_st_meta(const aria_safetensors *st, const char *key);
+/* Writes tensors (data in their dtype) with __metadata__ pairs, in the
+   layout torch's safetensors writes (8-byte header length, JSON header
+   padded with spaces to a multiple of 8, data in header order).
+   Atomic: temp file + rename. */
+int aria_st_write(const char *path, const aria_tensor *tensors, size_t n,
+                  const char *const *meta_keys, const char *const *meta_values, size_t n_meta,
+                  aria_error *err);
+/* bfloat16 / float16 <-> float32 (round to nearest even when narrowing). */
+float aria_bf16_to_f32(uint16_t h);
+uint16_t aria_f32_to_bf16(float f);
+float aria_f16_to_f32(uint16_t h);
+
+
+/* ====================================================================== */
+/* model: weights and inference                                           */
+/* ====================================================================== */
+
+typedef struct aria_model aria_model;
+
+/* Heads a weights file can carry besides the trunk (bit mask). */
+enum {
+    ARIA_HEAD_LM = 1,      /* lm_head: next-token logits (base / gen models) */
+    ARIA_HEAD_EMB = 2,     /* emb_head: 512-d embedding (embedding model) */
+    ARIA_HEAD_CLS = 4,     /* class_head: classifier logits */
+    ARIA_HEAD_ADAPTER = 8  /* embedding_adapter (conditioned generation) */
+};
+
+/* Loads a safetensors file (float32, bfloat16 or float16 tensors, official
+   names, optional "_orig_mod." prefix). The shape comes from `cfg` when not
+   NULL, else from the file's own metadata (written by aria.c), else from a
+   config.json beside the file (the layout of the released repos). A missing
+   or mis-shaped tensor is an error naming it and the shape expected.
+   float32 weights are used in place from the read-only mapping; bfloat16
+   matrices stay bfloat16 and are widened inside the matrix products. */
+int aria_model_load(aria_model **out, const char *path, const aria_model_config *cfg, aria_error *err);
+/* A model with random weights (normal, std 0.02; LayerNorm weight 1, bias
+   0) and the given heads, for tests and benchmarks. */
+int aria_model_new_random(aria_model **out, const aria_model_config *cfg, int heads, uint64_t seed,
+                          aria_error *err);
+/* Saves with the official tensor names and the config in the metadata
+   (key "aria_config"), as float32 or bfloat16. Atomic. */
+int aria_model_save(const aria_model *m, const char *path, aria_dtype dtype, aria_error *err);
+void aria_model_free(aria_model *m);
+const aria_model_config *aria_model_get_config(const aria_model *m);
+int aria_model_heads(const aria_model *m);
+/* Threads used by this model's kernels (default: all CPUs). */
+void aria_model_set_threads(aria_model *m, int n_threads);
+
+typedef enum {
+    ARIA_OUT_LOGITS = 0, /* [vocab_size] (needs lm_head) */
+    ARIA_OUT_HIDDEN = 1, /* [d_model], after the final LayerNorm */
+    ARIA_OUT_EMB = 2,    /* [emb_size] (needs emb_head) */
+    ARIA_OUT_CLS = 3     /* [class_size] (needs class_head) */
+} aria_output;
+
+/* Size of one output vector, or 0 when the model lacks that head. */
+int aria_output_dim(const aria_model *m, aria_output what);
+
+/* An inference session: a KV cache for `batch` sequences of up to
+   `max_len` tokens that advance together. */
+typedef struct aria_session aria_session;
+
+int aria_session_new(aria_session **out, const aria_model *m, int batch, int max_len, aria_error *err);
+void aria_session_free(aria_session *s);
+/* Forgets every token (the cache is reused). */
+void aria_session_reset(aria_session *s);
+/* Tokens in each row so far. */
+int aria_session_len(const aria_session *s);
+/* Appends T tokens to every row (ids: [batch][T]) and runs them through
+   the model. Writes `what` for every new position ([batch][T][dim]) when
+   all_positions, else for the last one only ([batch][dim]). Long inputs
+   are processed in blocks, so memory does not grow with T^2. */
+int aria_session_forward(aria_session *s, const int32_t *ids, int T, aria_output what,
+                         int all_positions, float *out, aria_error *err);
+
+
+/* ====================================================================== */
+/* tasks: sampling, generation, embeddings                                */
+/* ====================================================================== */
+
+typedef struct {
+    float temperature; /* 0.98; 0 = greedy (argmax) */
+    float min_p;       /* 0.035; keep tokens with p >= min_p * max p; 0 = off */
+    float top_p;       /* 0 = off; keep the smallest set with mass >= top_p */
+    int mask_invalid;  /* 1: mask tokens that cannot come next (broken
+                          note/onset/dur triples, onsets running backwards
+                          in a segment, prefix tokens after <S>, notes of
+                          instruments the prefix does not list) */
+    int force_end;     /* 1: near the budget, turn the first non-time token
+                          into <D> so the piece winds down (reference --end) */
+} aria_sample_opts;
+
+aria_sample_opts aria_sample_defaults(void);
+
+/* Grammar state of one generated row, for the mask above. */
+typedef struct {
+    int expect;        /* 0: an event start, 1: onset after note, 2: dur, 3: onset after drum */
+    int last_onset;    /* in the current segment, -1 at its start */
+    int seen_dim, seen_eos;
+    uint32_t instruments; /* instrument prefixes seen (bit per aria_instrument):
+                             only those instruments may play */
+} aria_gen_state;
+
+/* Replays a prompt through the grammar state. */
+void aria_gen_state_init(aria_gen_state *st, const aria_tokenizer *t, const int32_t *ids, size_t n);
+void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id);
+/* Samples the next id from logits[vocab] (modified in place). `near_end`
+   tells force_end that the budget is almost spent. */
+int32_t aria_sample(const aria_tokenizer *t, float *logits, int vocab, const aria_sample_opts *o,
+                    const aria_gen_state *st, int near_end, aria_rng *rng);
+
+typedef struct {
+    int variations;    /* rows generated together (batch) */
+    int max_new;       /* 2048 */
+    uint64_t seed;
+    aria_sample_opts sample;
+    /* called after every step (may be NULL) */
+    void (*progress)(void *ctx, int step, int max_new, int rows_done);
+    void *progress_ctx;
+} aria_generate_opts;
+
+/* Continues `prompt` (ids) `variations` times. out[i] receives the whole
+   sequence of row i (prompt included, cut after <E>), malloc'd, length
+   out_len[i]. The context is capped as the reference caps it
+   (prompt + new <= 8096 tokens and the model's max_seq_len). */
+int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *prompt, size_t n_prompt,
+                  const aria_generate_opts *o, int32_t **out, size_t *out_len, aria_error *err);
+
+/* The global embedding of a score: mean over its 300-note chunks of the
+   emb_head output at <E> (spec 4.3). out has emb_size floats. Refuses
+   scores that are not piano-only, as the reference does. */
+int aria_embed_score(const aria_model *m, const aria_tokenizer *t, const aria_score *s, float *out,
+                     size_t *n_chunks, aria_error *err);
+
 #ifdef __cplusplus
 }
 #endif

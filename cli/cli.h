@@ -1,0 +1,28 @@
+/*
+ * cli.h - helpers shared by the `aria` subcommands (cli/aria.c holds the
+ * MIDI and tokenizer commands, cli/model_cmds.c the model commands).
+ */
+#ifndef ARIA_CLI_H
+#define ARIA_CLI_H
+
+#include "aria.h"
+
+#define EXIT_INPUT 1
+#define EXIT_USAGE 2
+
+/* `aria: FILE: msg` on stderr */
+void fail_file(const char *file, const char *msg);
+/* `aria CMD: msg` + a hint on stderr; returns EXIT_USAGE */
+int usage_error(const char *cmd, const char *fmt, ...);
+int parse_long(const char *s, long long lo, long long hi, long long *out);
+int parse_double(const char *s, double *out);
+int parse_variant(const char *s, aria_tok_variant *v);
+/* MIDI file -> score; prints the error and returns -1 on failure */
+int load_score(const char *path, int exact, aria_score *s, aria_midi *m_out);
+
+int cmd_generate(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+
+#endif

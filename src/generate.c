@@ -1,0 +1,311 @@
+/*
+ * generate.c - the tasks built on the model: sampling the next token,
+ * generating continuations, and the global embedding of a file.
+ *
+ * Sampling follows the reference (spec 4.2): softmax(logits / T), then
+ * min-p (keep p >= min_p * max p) and/or top-p, renormalise, draw. Unlike
+ * the reference CLI, top-p is usable (it applies whenever it is set).
+ *
+ * On by default, a grammar mask removes tokens that cannot come next, so
+ * long runs never emit broken triples: after a note only an onset, after
+ * that onset only a duration, onsets never earlier than the previous one in
+ * the same 5-second segment, no prefix / <S> / <P> / <U> tokens, at most
+ * one <D>. The mask reads id ranges from the tokenizer's configuration.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aria.h"
+#include "tokenizer_internal.h"
+#include "util.h"
+
+#define REF_MAX_CONTEXT 8096 /* aria generate caps prompt + new here */
+#define END_WINDOW 130       /* force_end acts in the last 130 positions */
+
+aria_sample_opts aria_sample_defaults(void) {
+    return (aria_sample_opts){0.98f, 0.035f, 0.0f, 1, 0};
+}
+
+/* ---------------------------------------------------------------------- */
+/* Grammar state                                                          */
+/* ---------------------------------------------------------------------- */
+
+enum { EXPECT_EVENT = 0, EXPECT_NOTE_ONSET = 1, EXPECT_DUR = 2, EXPECT_ONSET_END = 3 };
+
+void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id) {
+    aria_token k = aria_tok_token(t, id);
+    switch (k.kind) {
+    case ARIA_TK_PREFIX:
+        if (k.a == ARIA_PREFIX_INSTRUMENT && k.v >= 0 && k.v < ARIA_N_INSTR) st->instruments |= 1u << k.v;
+        break;
+    case ARIA_TK_NOTE: st->expect = EXPECT_NOTE_ONSET; break;
+    case ARIA_TK_DRUM: st->expect = EXPECT_ONSET_END; break;
+    case ARIA_TK_ONSET:
+        st->expect = st->expect == EXPECT_NOTE_ONSET ? EXPECT_DUR : EXPECT_EVENT;
+        st->last_onset = k.v;
+        break;
+    case ARIA_TK_DUR: st->expect = EXPECT_EVENT; break;
+    case ARIA_TK_SPECIAL:
+        if (k.v == ARIA_SP_TIME) {
+            st->last_onset = -1;
+            st->expect = EXPECT_EVENT;
+        } else if (k.v == ARIA_SP_DIM) {
+            st->seen_dim = 1;
+        } else if (k.v == ARIA_SP_EOS) {
+            st->seen_eos = 1;
+        } else if (k.v == ARIA_SP_PED_ON || k.v == ARIA_SP_PED_OFF) {
+            st->expect = EXPECT_ONSET_END;
+        }
+        break;
+    default: break;
+    }
+}
+
+void aria_gen_state_init(aria_gen_state *st, const aria_tokenizer *t, const int32_t *ids, size_t n) {
+    memset(st, 0, sizeof *st);
+    st->last_onset = -1;
+    for (size_t i = 0; i < n; i++) aria_gen_state_push(st, t, ids[i]);
+}
+
+static void mask_range(float *logits, int lo, int hi) { /* [lo, hi) */
+    for (int i = lo; i < hi; i++) logits[i] = -INFINITY;
+}
+
+/* Sets to -inf every id that cannot follow in state `st`. */
+static void apply_mask(const aria_tokenizer *t, float *logits, int vocab, const aria_gen_state *st) {
+    int onset_end = t->id_onset + N_ONSET;
+    if (st->expect == EXPECT_NOTE_ONSET || st->expect == EXPECT_ONSET_END) {
+        int first = t->id_onset + (st->last_onset > 0 ? st->last_onset / STEP_MS : 0);
+        mask_range(logits, 0, first);
+        mask_range(logits, onset_end, vocab);
+        return;
+    }
+    if (st->expect == EXPECT_DUR) {
+        mask_range(logits, 0, t->id_dur + 1); /* dur 0 never occurs */
+        mask_range(logits, t->id_dur + N_DUR, vocab);
+        return;
+    }
+    /* an event start: notes, drums, <T>, <E>, one <D>, pedal tokens */
+    for (int sp = 0; sp <= ARIA_SP_TIME; sp++)
+        if (sp != ARIA_SP_TIME && sp != ARIA_SP_EOS && !(sp == ARIA_SP_DIM && !st->seen_dim)) logits[sp] = -INFINITY;
+    mask_range(logits, t->id_prefix_instr, t->id_note);
+    for (int i = t->id_note; i < t->id_drum; i += N_VEL) logits[i] = -INFINITY; /* velocity 0 */
+    mask_range(logits, t->id_dur, onset_end);
+    if (st->instruments) { /* only instruments the prefix declared can be decoded */
+        for (int k = 0; k < t->n_instr; k++)
+            if (!(st->instruments >> t->instr[k] & 1))
+                mask_range(logits, t->id_note + k * 128 * N_VEL, t->id_note + (k + 1) * 128 * N_VEL);
+        if (!(st->instruments >> ARIA_INSTR_DRUM & 1)) mask_range(logits, t->id_drum, t->id_dur);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sampling                                                               */
+/* ---------------------------------------------------------------------- */
+
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* In place: logits -> filtered, unnormalised probabilities. */
+static void filter_probs(float *p, int n, const aria_sample_opts *o) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        p[i] /= o->temperature;
+        if (p[i] > mx) mx = p[i];
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        p[i] = isinf(p[i]) ? 0.0f : expf(p[i] - mx);
+        sum += p[i];
+    }
+    for (int i = 0; i < n; i++) p[i] = (float)(p[i] / sum);
+    if (o->min_p > 0.0f) {
+        float pmax = 0.0f;
+        for (int i = 0; i < n; i++) pmax = p[i] > pmax ? p[i] : pmax;
+        float cut = o->min_p * pmax;
+        for (int i = 0; i < n; i++)
+            if (p[i] < cut) p[i] = 0.0f;
+    }
+    if (o->top_p > 0.0f && o->top_p < 1.0f) {
+        /* the smallest p still kept: walk the sorted copy until the mass
+           before a token exceeds top_p */
+        float *sorted = malloc((size_t)n * sizeof *sorted);
+        if (!sorted) return; /* no filter rather than no sample */
+        double total = 0.0;
+        for (int i = 0; i < n; i++) total += p[i];
+        memcpy(sorted, p, (size_t)n * sizeof *sorted);
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_desc);
+        double before = 0.0;
+        float keep_min = 0.0f;
+        for (int i = 0; i < n && sorted[i] > 0.0f; i++) {
+            if (before / total > o->top_p) break;
+            keep_min = sorted[i];
+            before += sorted[i];
+        }
+        free(sorted);
+        for (int i = 0; i < n; i++)
+            if (p[i] < keep_min) p[i] = 0.0f;
+    }
+}
+
+int32_t aria_sample(const aria_tokenizer *t, float *logits, int vocab, const aria_sample_opts *o,
+                    const aria_gen_state *st, int near_end, aria_rng *rng) {
+    if (o->mask_invalid) apply_mask(t, logits, vocab, st);
+    int32_t id;
+    if (o->temperature <= 0.0f) {
+        id = argmax(logits, vocab);
+    } else {
+        filter_probs(logits, vocab, o);
+        double total = 0.0;
+        for (int i = 0; i < vocab; i++) total += logits[i];
+        double u = aria_rng_random(rng) * total, acc = 0.0;
+        id = -1;
+        for (int i = 0; i < vocab; i++) {
+            if (logits[i] <= 0.0f) continue;
+            acc += logits[i];
+            id = i;
+            if (u < acc) break;
+        }
+        if (id < 0) id = ARIA_SP_EOS; /* nothing left: end the piece */
+    }
+    if (o->force_end && near_end && !st->seen_dim) {
+        aria_token k = aria_tok_token(t, id);
+        if (k.kind != ARIA_TK_ONSET && k.kind != ARIA_TK_DUR) id = ARIA_SP_DIM;
+    }
+    return id;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Generation                                                             */
+/* ---------------------------------------------------------------------- */
+
+int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *prompt, size_t n_prompt,
+                  const aria_generate_opts *o, int32_t **out, size_t *out_len, aria_error *err) {
+    const aria_model_config *c = aria_model_get_config(m);
+    int B = o->variations, V = c->vocab_size;
+    if (B < 1) return aria_fail(err, ARIA_ERR_ARG, "variations must be at least 1");
+    if (n_prompt < 1) return aria_fail(err, ARIA_ERR_ARG, "empty prompt");
+    if (!(aria_model_heads(m) & ARIA_HEAD_LM)) return aria_fail(err, ARIA_ERR_ARG, "the model has no lm_head");
+    if (aria_tok_vocab_size(t) != V)
+        return aria_fail(err, ARIA_ERR_ARG, "the tokenizer has %d ids but the model %d", aria_tok_vocab_size(t), V);
+    long total = (long)n_prompt + o->max_new;
+    if (total > REF_MAX_CONTEXT) total = REF_MAX_CONTEXT;
+    if (total > c->max_seq_len) total = c->max_seq_len;
+    int max_new = (int)(total - (long)n_prompt);
+    if (max_new < 1)
+        return aria_fail(err, ARIA_ERR_ARG, "a prompt of %zu tokens leaves no room in a context of %ld", n_prompt,
+                         total);
+
+    aria_session *s;
+    int rc = aria_session_new(&s, m, B, (int)total, err);
+    if (rc) return rc;
+    int32_t *ids = malloc((size_t)B * n_prompt * sizeof *ids);
+    float *logits = malloc((size_t)B * V * sizeof *logits);
+    int32_t *next = malloc((size_t)B * sizeof *next);
+    aria_gen_state *st = malloc((size_t)B * sizeof *st);
+    int32_t **seq = calloc((size_t)B, sizeof *seq);
+    size_t *len = calloc((size_t)B, sizeof *len);
+    int fail = !ids || !logits || !next || !st || !seq || !len;
+    for (int b = 0; b < B && !fail; b++) {
+        seq[b] = malloc((size_t)total * sizeof **seq);
+        fail |= !seq[b];
+        if (fail) break;
+        memcpy(seq[b], prompt, n_prompt * sizeof *prompt);
+        memcpy(ids + (size_t)b * n_prompt, prompt, n_prompt * sizeof *prompt);
+        len[b] = n_prompt;
+        aria_gen_state_init(&st[b], t, prompt, n_prompt);
+    }
+    if (fail) {
+        rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    aria_rng rng;
+    aria_rng_seed(&rng, o->seed);
+    rc = aria_session_forward(s, ids, (int)n_prompt, ARIA_OUT_LOGITS, 0, logits, err);
+    for (int step = 0; step < max_new && rc == ARIA_OK; step++) {
+        int near_end = (long)n_prompt + step >= total - END_WINDOW;
+        int done = 0;
+        for (int b = 0; b < B; b++) {
+            if (st[b].seen_eos) {
+                next[b] = ARIA_SP_PAD;
+                done++;
+                continue;
+            }
+            next[b] = aria_sample(t, logits + (size_t)b * V, V, &o->sample, &st[b], near_end, &rng);
+            seq[b][len[b]++] = next[b];
+            aria_gen_state_push(&st[b], t, next[b]);
+            done += st[b].seen_eos;
+        }
+        if (o->progress) o->progress(o->progress_ctx, step + 1, max_new, done);
+        if (done == B || step + 1 == max_new) break;
+        rc = aria_session_forward(s, next, 1, ARIA_OUT_LOGITS, 0, logits, err);
+    }
+    if (rc == ARIA_OK) {
+        for (int b = 0; b < B; b++) {
+            out[b] = seq[b];
+            out_len[b] = len[b];
+            seq[b] = NULL;
+        }
+    }
+done:
+    if (seq)
+        for (int b = 0; b < B; b++) free(seq[b]);
+    free(seq);
+    free(len);
+    free(st);
+    free(next);
+    free(logits);
+    free(ids);
+    aria_session_free(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Embeddings                                                             */
+/* ---------------------------------------------------------------------- */
+
+#define EMB_NOTES 300
+#define EMB_MAX_LEN 2048
+
+int aria_embed_score(const aria_model *m, const aria_tokenizer *t, const aria_score *sc, float *out,
+                     size_t *n_chunks, aria_error *err) {
+    int E = aria_output_dim(m, ARIA_OUT_EMB);
+    if (E <= 0) return aria_fail(err, ARIA_ERR_ARG, "the model has no emb_head (not an embedding model)");
+    int max_len = aria_model_get_config(m)->max_seq_len < EMB_MAX_LEN ? aria_model_get_config(m)->max_seq_len
+                                                                       : EMB_MAX_LEN;
+    aria_rng rng;
+    aria_rng_seed(&rng, 0);
+    aria_tok_chunk *ch;
+    size_t nc;
+    int rc = aria_tok_embedding_chunks(t, sc, EMB_NOTES, (size_t)max_len, &rng, &ch, &nc, err);
+    if (rc) return rc;
+    aria_session *s;
+    rc = aria_session_new(&s, m, 1, max_len, err);
+    float *one = malloc((size_t)E * sizeof *one);
+    int32_t *ids = malloc((size_t)max_len * sizeof *ids);
+    if (!rc && (!one || !ids)) rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < E; i++) out[i] = 0.0f;
+    for (size_t c = 0; c < nc && rc == ARIA_OK; c++) {
+        aria_tok_encode(t, ch[c].toks, ch[c].eos_pos + 1, ids);
+        aria_session_reset(s);
+        rc = aria_session_forward(s, ids, (int)ch[c].eos_pos + 1, ARIA_OUT_EMB, 0, one, err);
+        for (int i = 0; i < E && rc == ARIA_OK; i++) out[i] += one[i];
+    }
+    for (int i = 0; i < E && nc; i++) out[i] /= (float)nc;
+    if (n_chunks) *n_chunks = nc;
+    free(ids);
+    free(one);
+    aria_session_free(s);
+    aria_tok_chunks_free(ch, nc);
+    return rc;
+}

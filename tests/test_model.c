@@ -1,0 +1,364 @@
+/*
+ * test_model.c - the transformer: conformance with the reference PyTorch
+ * model on the tiny vectors (../shared/vectors/model, skipped when absent),
+ * and properties that need no reference (KV cache = full forward, batch
+ * rows independent, save/load round trips, clear errors).
+ *
+ * Tolerances follow the vectors' README section 7: activations and logits
+ * within 2e-6 x max|ref| per tensor, greedy ids exactly.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aria.h"
+#include "json.h"
+
+#define VEC "../shared/vectors/model"
+
+static int have_vectors(void) { return access(VEC "/tiny_lm_f32.safetensors", R_OK) == 0; }
+
+static float *read_f32(const char *path, size_t *n) {
+    uint8_t *buf;
+    size_t len;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_read_file(path, &buf, &len, &err), ARIA_OK, "%s: %s", path, err.msg);
+    *n = len / 4;
+    return (float *)buf;
+}
+
+static int32_t *input_ids(const char *key, const char *sub, size_t *n) {
+    json_doc *d;
+    char e[256];
+    cr_assert_eq(json_parse_file(VEC "/inputs.json", &d, e, sizeof e), ARIA_OK, "%s", e);
+    const json_value *v = json_get(json_root(d), key);
+    if (sub) v = json_get(v, sub);
+    cr_assert(v, "inputs.json has no %s", key);
+    *n = json_len(v);
+    int32_t *ids = malloc(*n * sizeof *ids);
+    for (size_t i = 0; i < *n; i++) ids[i] = (int32_t)json_int(json_at(v, i));
+    json_doc_free(d);
+    return ids;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n, double rel) {
+    double maxref = 0, maxd = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(want[i]) > maxref) maxref = fabs(want[i]);
+        double d = fabs((double)got[i] - want[i]);
+        if (d > maxd || isnan(d)) maxd = d, at = i;
+    }
+    cr_expect(maxd <= rel * maxref, "%s: max |diff| %.3g at %zu (max |ref| %.3g, allowed %.3g)", what, maxd, at,
+              maxref, rel * maxref);
+}
+
+static aria_model *load(const char *file) {
+    aria_model *m;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_load(&m, file, NULL, &err), ARIA_OK, "%s: %s", file, err.msg);
+    return m;
+}
+
+static float *run_all(aria_model *m, const int32_t *ids, size_t n, aria_output what) {
+    aria_session *s;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_session_new(&s, m, 1, (int)n, &err), ARIA_OK, "%s", err.msg);
+    int dim = aria_output_dim(m, what);
+    float *out = malloc(n * (size_t)dim * sizeof *out);
+    cr_assert_eq(aria_session_forward(s, ids, (int)n, what, 1, out, &err), ARIA_OK, "%s", err.msg);
+    aria_session_free(s);
+    return out;
+}
+
+/* ---- conformance with the reference (needs ../shared) ----------------- */
+
+Test(model_ref, logits_and_hidden_f32) {
+    if (!have_vectors()) cr_skip("needs " VEC);
+    aria_model *m = load(VEC "/tiny_lm_f32.safetensors");
+    size_t n, nr;
+    int32_t *ids = input_ids("nocturne_200", NULL, &n);
+    float *got = run_all(m, ids, n, ARIA_OUT_LOGITS), *ref = read_f32(VEC "/fwd/nocturne/logits.bin", &nr);
+    cr_assert_eq(nr, n * 17727);
+    expect_close("nocturne logits", got, ref, nr, 2e-6);
+    free(got);
+    free(ref);
+    free(ids);
+    ids = input_ids("old_bach_200", NULL, &n);
+    got = run_all(m, ids, n, ARIA_OUT_HIDDEN);
+    ref = read_f32(VEC "/fwd/old_bach/hidden.bin", &nr);
+    cr_assert_eq(nr, n * 64);
+    expect_close("old_bach hidden", got, ref, nr, 2e-6);
+    free(got);
+    free(ref);
+    free(ids);
+    aria_model_free(m);
+}
+
+Test(model_ref, logits_bf16_weights) {
+    if (!have_vectors()) cr_skip("needs " VEC);
+    aria_model *m = load(VEC "/tiny_lm_bf16.safetensors");
+    size_t n, nr;
+    int32_t *ids = input_ids("nocturne_200", NULL, &n);
+    float *got = run_all(m, ids, n, ARIA_OUT_LOGITS), *ref = read_f32(VEC "/fwd/nocturne_bf16w/logits.bin", &nr);
+    expect_close("bf16-weight logits", got, ref, nr, 2e-6);
+    free(got);
+    free(ref);
+    free(ids);
+    aria_model_free(m);
+}
+
+Test(model_ref, greedy_decode_is_exact) {
+    if (!have_vectors()) cr_skip("needs " VEC);
+    aria_model *m = load(VEC "/tiny_lm_f32.safetensors");
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    size_t np;
+    int32_t *prompt = input_ids("greedy_prompt_50", NULL, &np);
+    json_doc *d;
+    char e[256];
+    cr_assert_eq(json_parse_file(VEC "/greedy/greedy.json", &d, e, sizeof e), ARIA_OK);
+    const json_value *want = json_get(json_root(d), "new_ids");
+    aria_generate_opts o = {1, (int)json_len(want), 0, aria_sample_defaults(), NULL, NULL};
+    o.sample.temperature = 0;
+    o.sample.mask_invalid = 0; /* the reference applies no mask */
+    int32_t *seq;
+    size_t len;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_generate(m, t, prompt, np, &o, &seq, &len, &err), ARIA_OK, "%s", err.msg);
+    cr_assert_eq(len, np + json_len(want));
+    for (size_t i = 0; i < json_len(want); i++)
+        cr_expect_eq(seq[np + i], json_int(json_at(want, i)), "step %zu", i);
+    free(seq);
+    json_doc_free(d);
+    free(prompt);
+    aria_tokenizer_free(t);
+    aria_model_free(m);
+}
+
+static void eos_outputs(const char *file, aria_output what, const char *ref_file, int dim) {
+    aria_model *m = load(file);
+    size_t nr;
+    float *ref = read_f32(ref_file, &nr);
+    cr_assert_eq(nr, 2 * (size_t)dim);
+    const char *keys[] = {"nocturne", "old_bach"};
+    for (int r = 0; r < 2; r++) {
+        size_t n;
+        int32_t *ids = input_ids("eos_seqs", keys[r], &n);
+        cr_assert_eq(ids[n - 1], ARIA_SP_EOS);
+        aria_session *s;
+        aria_error err = {{0}};
+        cr_assert_eq(aria_session_new(&s, m, 1, (int)n, &err), ARIA_OK);
+        float *out = malloc((size_t)dim * sizeof *out);
+        cr_assert_eq(aria_session_forward(s, ids, (int)n, what, 0, out, &err), ARIA_OK, "%s", err.msg);
+        expect_close(keys[r], out, ref + r * dim, (size_t)dim, 2e-6);
+        free(out);
+        aria_session_free(s);
+        free(ids);
+    }
+    free(ref);
+    aria_model_free(m);
+}
+
+Test(model_ref, embedding_and_classifier_heads) {
+    if (!have_vectors()) cr_skip("needs " VEC);
+    eos_outputs(VEC "/tiny_emb_f32.safetensors", ARIA_OUT_EMB, VEC "/emb/emb_eos.bin", 32);
+    eos_outputs(VEC "/tiny_cls_f32.safetensors", ARIA_OUT_CLS, VEC "/cls/cls_eos.bin", 5);
+}
+
+/* ---- properties on a random tiny model (no reference needed) ---------- */
+
+static aria_model *random_tiny(int heads) {
+    aria_model_config c;
+    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
+    aria_model *m;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_new_random(&m, &c, heads, 7, &err), ARIA_OK, "%s", err.msg);
+    return m;
+}
+
+static int32_t *some_ids(size_t n) {
+    int32_t *ids = malloc(n * sizeof *ids);
+    for (size_t i = 0; i < n; i++) ids[i] = (int32_t)((i * 7919 + 13) % 17727);
+    return ids;
+}
+
+Test(model, kv_cache_matches_full_forward) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM);
+    size_t n = 300; /* more than one internal block */
+    int32_t *ids = some_ids(n);
+    float *full = run_all(m, ids, n, ARIA_OUT_LOGITS);
+    aria_session *s;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_session_new(&s, m, 1, (int)n, &err), ARIA_OK);
+    float *step = malloc(17727 * sizeof *step);
+    /* a prefix at once, then one token at a time */
+    cr_assert_eq(aria_session_forward(s, ids, 37, ARIA_OUT_LOGITS, 0, step, &err), ARIA_OK);
+    expect_close("prefix last position", step, full + 36 * 17727, 17727, 1e-5);
+    for (size_t t = 37; t < n; t += 41) {
+        cr_assert_eq(aria_session_forward(s, ids + t, 1, ARIA_OUT_LOGITS, 0, step, &err), ARIA_OK);
+        char what[64];
+        snprintf(what, sizeof what, "cached step at %zu", t);
+        expect_close(what, step, full + t * 17727, 17727, 1e-5);
+        if (t + 41 < n) cr_assert_eq(aria_session_forward(s, ids + t + 1, 40, ARIA_OUT_LOGITS, 0, step, &err), ARIA_OK);
+    }
+    cr_expect_eq(aria_session_forward(s, ids, (int)n, ARIA_OUT_LOGITS, 0, step, &err), ARIA_ERR_ARG,
+                 "overfilling the cache is refused");
+    free(step);
+    aria_session_free(s);
+    free(full);
+    free(ids);
+    aria_model_free(m);
+}
+
+Test(model, batch_rows_are_independent) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM);
+    size_t n = 20;
+    int32_t *a = some_ids(n), *both = malloc(2 * n * sizeof *both);
+    memcpy(both, a, n * sizeof *a);
+    for (size_t i = 0; i < n; i++) both[n + i] = (int32_t)((a[i] + 101) % 17727);
+    aria_session *s;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_session_new(&s, m, 2, (int)n, &err), ARIA_OK);
+    float *out = malloc(2 * 17727 * sizeof *out);
+    cr_assert_eq(aria_session_forward(s, both, (int)n, ARIA_OUT_LOGITS, 0, out, &err), ARIA_OK);
+    float *alone = run_all(m, a, n, ARIA_OUT_LOGITS);
+    expect_close("row 0 of a batch", out, alone + (n - 1) * 17727, 17727, 1e-6);
+    free(alone);
+    free(out);
+    aria_session_free(s);
+    free(both);
+    free(a);
+    aria_model_free(m);
+}
+
+Test(model, save_and_load_round_trip) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM | ARIA_HEAD_EMB);
+    char f32[] = "/tmp/aria_model_f32XXXXXX", bf16[] = "/tmp/aria_model_bf16XXXXXX";
+    close(mkstemp(f32));
+    close(mkstemp(bf16));
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_save(m, f32, ARIA_DT_F32, &err), ARIA_OK, "%s", err.msg);
+    cr_assert_eq(aria_model_save(m, bf16, ARIA_DT_BF16, &err), ARIA_OK, "%s", err.msg);
+    aria_model *a = load(f32), *b = load(bf16);
+    cr_expect_eq(aria_model_heads(a), ARIA_HEAD_LM | ARIA_HEAD_EMB);
+    cr_expect_eq(aria_model_get_config(a)->d_model, 64, "config from the file's metadata");
+    size_t n = 30;
+    int32_t *ids = some_ids(n);
+    float *x = run_all(m, ids, n, ARIA_OUT_LOGITS), *y = run_all(a, ids, n, ARIA_OUT_LOGITS),
+          *z = run_all(b, ids, n, ARIA_OUT_LOGITS);
+    cr_expect(memcmp(x, y, n * 17727 * sizeof *x) == 0, "float32 save/load changes nothing");
+    expect_close("bfloat16 copy", z, x, n * 17727, 0.05);
+    free(x);
+    free(y);
+    free(z);
+    free(ids);
+    aria_model_free(a);
+    aria_model_free(b);
+    aria_model_free(m);
+    unlink(f32);
+    unlink(bf16);
+}
+
+Test(model, missing_config_and_tensors_are_named) {
+    char path[] = "/tmp/aria_model_badXXXXXX";
+    close(mkstemp(path));
+    aria_error err = {{0}};
+    /* a file with one tensor and no config */
+    float w[4] = {1, 2, 3, 4};
+    aria_tensor t = {.name = "model.tok_embeddings.weight", .dtype = ARIA_DT_F32, .ndim = 2, .shape = {2, 2},
+                     .data = w, .nbytes = sizeof w};
+    cr_assert_eq(aria_st_write(path, &t, 1, NULL, NULL, 0, &err), ARIA_OK, "%s", err.msg);
+    aria_model *m;
+    cr_expect_eq(aria_model_load(&m, path, NULL, &err), ARIA_ERR_ARG);
+    cr_expect(strstr(err.msg, "--config") != NULL, "%s", err.msg);
+    aria_model_config c;
+    aria_config_preset(&c, "tiny");
+    cr_expect_eq(aria_model_load(&m, path, &c, &err), ARIA_ERR_FORMAT);
+    cr_expect(strstr(err.msg, "model.tok_embeddings.weight") && strstr(err.msg, "[17727, 64]"), "%s", err.msg);
+    c.vocab_size = 2;
+    c.d_model = 2;
+    c.n_heads = 1;
+    cr_expect_eq(aria_model_load(&m, path, &c, &err), ARIA_ERR_FORMAT);
+    cr_expect(strstr(err.msg, "out_layer_norm") != NULL, "%s", err.msg);
+    unlink(path);
+}
+
+Test(model, sampler_filters) {
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    int V = 17727;
+    float *lg = malloc(V * sizeof *lg);
+    aria_gen_state st;
+    int32_t prompt[] = {6, 0};
+    aria_gen_state_init(&st, t, prompt, 2);
+    aria_rng r;
+    aria_rng_seed(&r, 3);
+    aria_sample_opts o = aria_sample_defaults();
+    /* greedy picks the largest allowed logit; the mask forbids onsets at an event start */
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[17300] = 50; /* an onset: not allowed now */
+    lg[827] = 10;   /* a note */
+    o.temperature = 0;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), 827);
+    /* after a note only onsets, never earlier than the last onset */
+    aria_gen_state_push(&st, t, 827);
+    aria_gen_state_push(&st, t, 17227 + 50); /* onset 500 */
+    aria_gen_state_push(&st, t, 16726 + 10); /* dur */
+    aria_gen_state_push(&st, t, 827);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[17227 + 10] = 30; /* onset 100 < 500: masked */
+    lg[17227 + 60] = 5;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), 17227 + 60);
+    /* min-p: with one dominant token, it is the only one left */
+    o.temperature = 1;
+    for (int k = 0; k < 50; k++) {
+        for (int i = 0; i < V; i++) lg[i] = 0;
+        lg[17227 + 70] = 20;
+        cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), 17227 + 70);
+    }
+    /* top-p 0.5 over two equal tokens among many tiny ones keeps those two */
+    o.min_p = 0;
+    o.top_p = 0.5f;
+    int seen[2] = {0, 0};
+    for (int k = 0; k < 200; k++) {
+        for (int i = 0; i < V; i++) lg[i] = -20;
+        lg[17227 + 80] = 5;
+        lg[17227 + 90] = 5;
+        int32_t id = aria_sample(t, lg, V, &o, &st, 0, &r);
+        cr_assert(id == 17227 + 80 || id == 17227 + 90, "drew %d", id);
+        seen[id == 17227 + 90]++;
+    }
+    cr_expect(seen[0] > 50 && seen[1] > 50, "both kept: %d %d", seen[0], seen[1]);
+    free(lg);
+    aria_tokenizer_free(t);
+}
+
+Test(model, generation_respects_grammar) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM);
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    int32_t prompt[] = {6, 0, 827, 17227, 16736};
+    aria_generate_opts o = {3, 300, 11, aria_sample_defaults(), NULL, NULL};
+    o.sample.force_end = 1;
+    int32_t *seq[3];
+    size_t len[3];
+    aria_error err = {{0}};
+    cr_assert_eq(aria_generate(m, t, prompt, 5, &o, seq, len, &err), ARIA_OK, "%s", err.msg);
+    for (int v = 0; v < 3; v++) {
+        aria_token *toks = malloc(len[v] * sizeof *toks);
+        aria_tok_decode(t, seq[v], len[v], toks);
+        aria_score s;
+        size_t skipped = 99;
+        cr_assert_eq(aria_detokenize(t, toks, len[v], &s, &skipped, &err), ARIA_OK);
+        cr_expect_eq(skipped, 0, "variation %d: %zu malformed tokens", v, skipped);
+        int dims = 0;
+        for (size_t i = 0; i < len[v]; i++) dims += seq[v][i] == ARIA_SP_DIM;
+        cr_expect_leq(dims, 1);
+        aria_score_free(&s);
+        free(toks);
+        free(seq[v]);
+    }
+    aria_tokenizer_free(t);
+    aria_model_free(m);
+}
