@@ -247,3 +247,67 @@ Test(cli, notes_and_info) {
     cr_expect(strstr(r.out, "notes\t54") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "ch10:0") != NULL, "%s", r.out);
 }
+
+Test(cli, model_commands_on_a_random_tiny_model) {
+    char dir[] = "/tmp/aria_cli_modelXXXXXX";
+    cr_assert(mkdtemp(dir));
+    static char args[2048];
+    static run_result r;
+    snprintf(args, sizeof args, "init --config tiny --heads lm -o %s/lm.safetensors", dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(args, sizeof args, "init --config tiny --heads emb --dtype bf16 -o %s/emb.safetensors", dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+
+    snprintf(args, sizeof args,
+             "generate --model %s/lm.safetensors --prompt tests/data/vectors/waltz/waltz.mid --prompt-seconds 5 "
+             "--max-new 64 --variations 2 --seed 5 --out-dir %s --print-ids", dir, dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_eq(count_lines(r.out), 2);
+    cr_expect(strstr(r.err, "tokens/s") != NULL, "%s", r.err);
+    static run_result first;
+    first = r;
+    char p[600];
+    snprintf(p, sizeof p, "%s/res_1.mid", dir);
+    cr_expect(exists(p));
+    snprintf(args, sizeof args, "info %s/res_2.mid", dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+
+    /* same seed, same output */
+    static run_result again;
+    snprintf(args, sizeof args,
+             "generate --model %s/lm.safetensors --prompt tests/data/vectors/waltz/waltz.mid --prompt-seconds 5 "
+             "--max-new 64 --variations 2 --seed 5 --out-dir %s --print-ids", dir, dir);
+    run(&again, args);
+    cr_expect_str_eq(first.out, again.out);
+
+    snprintf(args, sizeof args, "embed --model %s/emb.safetensors tests/data/vectors/waltz/waltz.mid", dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    int tabs = 0;
+    for (const char *c = r.out; *c; c++) tabs += *c == '\t';
+    cr_expect_eq(tabs, 32, "file name and 32 values");
+    snprintf(args, sizeof args, "embed --model %s/emb.safetensors -o %s/e.npy " BASIC, dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1, "not piano-only");
+    cr_expect(strstr(r.err, "piano") != NULL, "%s", r.err);
+    snprintf(p, sizeof p, "%s/e.npy", dir);
+    cr_expect(!exists(p), "no partial .npy");
+    snprintf(args, sizeof args, "embed --model %s/lm.safetensors " BASIC, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "emb_head") != NULL, "%s", r.err);
+
+    snprintf(args, sizeof args, "generate --model %s/nonexistent.safetensors --prompt " BASIC, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "nonexistent.safetensors: ") != NULL, "%s", r.err);
+    run(&r, "generate --prompt " BASIC);
+    cr_expect_eq(r.status, 2, "no --model");
+
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    cr_expect_eq(system(args), 0);
+}

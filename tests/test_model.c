@@ -362,3 +362,29 @@ Test(model, generation_respects_grammar) {
     aria_tokenizer_free(t);
     aria_model_free(m);
 }
+
+Test(model_ref, file_embedding_matches_reference) {
+    if (!have_vectors()) cr_skip("needs " VEC);
+    /* eos_seqs.nocturne is the first 60 notes of nocturne.mid tokenized:
+       a score cut to those notes is one embedding chunk with the same ids */
+    aria_midi mid = {0};
+    aria_score s;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_midi_read_file(&mid, "tests/data/vectors/nocturne/nocturne.mid", &err), ARIA_OK, "%s", err.msg);
+    cr_assert_eq(aria_score_from_midi(&s, &mid, &err), ARIA_OK);
+    s.n_notes = 60;
+    aria_model *m = load(VEC "/tiny_emb_f32.safetensors");
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    float emb[32];
+    size_t nc = 0;
+    cr_assert_eq(aria_embed_score(m, t, &s, emb, &nc, &err), ARIA_OK, "%s", err.msg);
+    cr_expect_eq(nc, 1);
+    size_t nr;
+    float *ref = read_f32(VEC "/emb/emb_eos.bin", &nr);
+    expect_close("file embedding", emb, ref, 32, 2e-6);
+    free(ref);
+    aria_tokenizer_free(t);
+    aria_model_free(m);
+    aria_score_free(&s);
+    aria_midi_free(&mid);
+}
