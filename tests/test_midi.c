@@ -1458,6 +1458,43 @@ typedef struct {
     char first_problem[700];
 } walk_stats;
 
+/* A file that reads goes on through the rest of the pipeline: score,
+   tokens (or a clean "no notes"), detokenized score, MIDI bytes. */
+static void check_pipeline(const char *path, const aria_midi *m, walk_stats *w)
+{
+    aria_score s;
+    aria_error e = { { 0 } };
+    if (aria_score_from_midi(&s, m, &e) != ARIA_OK) {
+        if (!w->first_problem[0])
+            snprintf(w->first_problem, sizeof w->first_problem, "%.300s: score: %.300s", path, e.msg);
+        return;
+    }
+    aria_tokenizer *tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    aria_token *toks = NULL;
+    size_t n = 0;
+    int rc = aria_tokenize(tk, &s, NULL, NULL, &toks, &n, &e);
+    if (rc == ARIA_OK) {
+        aria_score d = { 0 };
+        aria_midi out = { 0 };
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        int ok = aria_detokenize(tk, toks, n, &d, NULL, &e) == ARIA_OK;
+        ok = ok && aria_score_to_midi(&d, &out, &e) == ARIA_OK;
+        ok = ok && aria_midi_write(&out, &bytes, &len, &e) == ARIA_OK;
+        if (!ok && !w->first_problem[0])
+            snprintf(w->first_problem, sizeof w->first_problem, "%.300s: decode: %.300s", path, e.msg);
+        aria_score_free(&d);
+        free(bytes);
+        aria_midi_free(&out);
+    } else if (rc != ARIA_ERR_EMPTY || !e.msg[0]) {
+        if (!w->first_problem[0])
+            snprintf(w->first_problem, sizeof w->first_problem, "%.300s: tokenize: %d %.300s", path, rc, e.msg);
+    }
+    free(toks);
+    aria_tokenizer_free(tk);
+    aria_score_free(&s);
+}
+
 /* Reads one file: OK (and then write + re-read keeps the channel events)
    or FORMAT with a message. Anything else is a problem. */
 static void check_one_file(const char *path, walk_stats *w)
@@ -1476,6 +1513,7 @@ static void check_one_file(const char *path, walk_stats *w)
         return;
     }
     w->ok++;
+    check_pipeline(path, &m, w);
     uint8_t *out;
     size_t n;
     if (aria_midi_write(&m, &out, &n, &e) == ARIA_OK) {
