@@ -548,6 +548,45 @@ int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *p
 int aria_embed_score(const aria_model *m, const aria_tokenizer *t, const aria_score *s, float *out,
                      size_t *n_chunks, aria_error *err);
 
+
+/* ====================================================================== */
+/* training: gradients and AdamW                                          */
+/* ====================================================================== */
+
+typedef struct aria_trainer aria_trainer;
+
+typedef struct {
+    float lr;           /* 3e-4 */
+    float beta1, beta2; /* 0.9, 0.95 */
+    float eps;          /* 1e-5 */
+    float weight_decay; /* 0.1, applied to every parameter as the reference does */
+} aria_adamw_opts;
+
+aria_adamw_opts aria_adamw_defaults(void);
+
+/* Makes `m` trainable (its weights become one float32 arena owned by the
+   trainer; gradients and AdamW moments beside it) for batches of `batch`
+   sequences of `seq_len` tokens. The model must outlive the trainer. */
+int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, aria_error *err);
+void aria_trainer_free(aria_trainer *t);
+void aria_trainer_zero_grad(aria_trainer *t);
+/* Forward and backward of the next-token loss on ids [batch][seq_len]
+   (targets ids[t+1], the last one <P>; <P> targets ignored; mean over the
+   rest). Gradients are added, multiplied by grad_scale (1/accumulation
+   steps). *loss receives the unscaled mean loss. */
+int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss, aria_error *err);
+/* Forward only: the same loss, no gradients. */
+int aria_trainer_loss(aria_trainer *t, const int32_t *ids, float *loss, aria_error *err);
+/* Global L2 norm of the gradients; when max_norm > 0 and the norm exceeds
+   it, scales them down to max_norm (torch clip_grad_norm_). */
+float aria_trainer_clip(aria_trainer *t, float max_norm);
+/* One AdamW step with learning rate `lr` (the schedule is the caller's). */
+void aria_trainer_adamw(aria_trainer *t, const aria_adamw_opts *o, float lr);
+/* A gradient / parameter tensor by its official name (NULL if none);
+   *n receives its element count. */
+const float *aria_trainer_grad(const aria_trainer *t, const char *name, size_t *n);
+const float *aria_trainer_param(const aria_trainer *t, const char *name, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

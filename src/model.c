@@ -21,30 +21,12 @@
 #include "aria.h"
 #include "json.h"
 #include "kernels.h"
+#include "model_internal.h"
 #include "util.h"
 
 #define BLOCK 256
 #define NORM_EPS 1e-5f
 #define ROPE_BASE 500000.0
-
-typedef struct {
-    kern_mat qkv, proj, gate, up, down;
-    const float *n1w, *n1b, *n2w, *n2b;
-} layer_w;
-
-struct aria_model {
-    aria_model_config cfg;
-    int heads;
-    aria_safetensors st;
-    int has_st;
-    kern_mat tok_emb, lm_head, emb_head, class_head, adapter;
-    const float *out_w, *out_b;
-    layer_w *layers;
-    void **owned; /* buffers to free */
-    size_t n_owned, cap_owned;
-    float *rope;  /* [max_seq_len][head_dim/2][2] */
-    aria_pool *pool;
-};
 
 static void *own(aria_model *m, void *p) {
     if (!p) return NULL;
@@ -58,6 +40,14 @@ static void *own(aria_model *m, void *p) {
 
 void aria_model_free(aria_model *m) {
     if (!m) return;
+    /* packed copies the kernels made of the matrices */
+    for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
+        layer_w *L = &m->layers[l];
+        kern_mat *mats[] = {&L->qkv, &L->proj, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) kern_mat_release(mats[i]);
+    }
+    kern_mat *heads[] = {&m->tok_emb, &m->lm_head, &m->emb_head, &m->class_head, &m->adapter};
+    for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) kern_mat_release(heads[i]);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
