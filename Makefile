@@ -11,6 +11,18 @@ CPPFLAGS += -Iinclude -Isrc
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lm -pthread
 
+# oneDNN (Debian: libdnnl-dev) gives large matrix products their fast path
+# (src/kernels_dnnl.c). Found by compiling and linking a probe; without it,
+# or with DNNL=0, or in sanitizer builds, only the portable kernels are built.
+ifeq ($(SAN),)
+DNNL ?= $(shell printf '\043include <dnnl.h>\nint main(void){return dnnl_version()->major < 2;}\n' | \
+          $(CC) -x c - -o /dev/null -ldnnl >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+ifeq ($(DNNL),1)
+CPPFLAGS += -DHAVE_DNNL
+LDLIBS   += -ldnnl -lgomp
+endif
+
 LIB_SRC  := $(wildcard src/*.c)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
 CLI_SRC  := $(wildcard cli/*.c)
@@ -20,7 +32,7 @@ TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 LIB      := $(BUILD)/libaria.a
 BIN      := $(if $(filter build,$(BUILD)),aria,$(BUILD)/aria)
 
-.PHONY: all test test-asan fuzz bench clean
+.PHONY: all test test-asan fuzz bench bench-model clean
 all: $(BIN)
 
 $(BUILD)/src/%.o: src/%.c include/aria.h $(wildcard src/*.h)
@@ -61,6 +73,11 @@ fuzz: $(FUZZ_BIN)
 bench: $(BUILD)/bench_tokenize
 $(BUILD)/bench_tokenize: bench/bench_tokenize.c $(LIB)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The model benchmark (bench/run_model.sh runs it beside PyTorch).
+bench-model: $(BUILD)/bench_model
+$(BUILD)/bench_model: bench/bench_model.c $(LIB) src/kernels.h
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_model.c $(LIB) -o $@ $(LDLIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz aria

@@ -214,7 +214,8 @@ static int cfg_read_ff(const json_value *root, aria_model_config *c, aria_error 
     if (have_mult && (mult < 1 || mult > CFG_MAX_FF_MULT))
         return cfg_range("ff_mult", mult, 1, CFG_MAX_FF_MULT, err);
     if (!have_mult)
-        return aria_fail(err, ARIA_ERR_FORMAT, "config: missing key 'ff_mult' (or 'intermediate_size')");
+        return aria_fail(err, ARIA_ERR_FORMAT,
+                         "config: missing key 'ff_mult' (or 'intermediate_size')");
     c->ff_mult = mult;
     return ARIA_OK;
 }
@@ -275,7 +276,8 @@ static int cfg_from_json(aria_model_config *c, const json_value *root, aria_erro
 
 int aria_config_parse(aria_model_config *c, const char *json, size_t len, aria_error *err)
 {
-    if (!c || (!json && len)) return aria_fail(err, ARIA_ERR_ARG, "aria_config_parse: NULL argument");
+    if (!c || (!json && len))
+        return aria_fail(err, ARIA_ERR_ARG, "aria_config_parse: NULL argument");
     memset(c, 0, sizeof *c);
     json_doc *doc = NULL;
     char msg[400];
@@ -314,7 +316,8 @@ int aria_config_to_json(const aria_model_config *c, char *buf, size_t cap)
     if (!c || (!buf && cap)) return -1;
     char heads[64] = "";
     int h = 0;
-    if (c->emb_size) h += snprintf(heads + h, sizeof heads - (size_t)h, ",\"emb_size\":%d", c->emb_size);
+    if (c->emb_size)
+        h += snprintf(heads + h, sizeof heads - (size_t)h, ",\"emb_size\":%d", c->emb_size);
     if (c->class_size)
         snprintf(heads + h, sizeof heads - (size_t)h, ",\"class_size\":%d", c->class_size);
     return snprintf(buf, cap,

@@ -1,22 +1,34 @@
 /*
- * kernels.c - portable CPU kernels: thread pool, matrix product (float32
- * and bfloat16 weights), LayerNorm, SwiGLU, RoPE and causal attention.
+ * kernels.c - the thread pool, the dispatch of matrix products and
+ * attention to the code for this CPU, and the portable kernels: matrix
+ * product (float32 and bfloat16 weights), LayerNorm, SwiGLU, RoPE and
+ * causal attention in plain C.
  *
- * The matrix product keeps 16 independent partial sums per dot product so
- * the compiler can vectorise it without reassociating floats; 4 x 4 blocks
- * of (token, output) pairs reuse each loaded vector four times. Hot loops
- * are compiled for AVX-512, AVX2 and plain x86-64 and the best one is
- * chosen when the program starts (GCC target_clones).
+ * Dispatch: on first use (pthread_once) we look at the CPU (AVX-512F/BW ->
+ * kernels_avx512.c), whether oneDNN came up (kernels_dnnl.c, only in
+ * builds with HAVE_DNNL) and the environment (ARIA_PRECISION,
+ * ARIA_KERNELS); the choice is then read-only.
  *
- * The pool: workers sleep on a condition variable; a job is a function and
- * a task count; every thread, the caller included, takes task indices from
- * an atomic counter until they run out.
+ * The plain C matrix product keeps 16 independent partial sums per dot
+ * product so the compiler can vectorise it without reassociating floats;
+ * 4 x 1 blocks of (token, output) pairs reuse each loaded weight four
+ * times. Its loops are compiled for AVX-512, AVX2 and plain x86-64 and the
+ * best one is chosen when the program starts (GCC target_clones): this is
+ * the path of CPUs without AVX-512.
+ *
+ * The pool: a job is a function and a task count; every thread, the
+ * caller included, takes task indices from an atomic counter until they
+ * run out. Between jobs a worker spins for a few tens of microseconds
+ * before it sleeps on a condition variable: a decoding step is ~100 short
+ * jobs with a little serial work between them, and a futex wake-up per
+ * job would cost more than the spinning.
  */
 #include "kernels.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +39,60 @@
 #define ARIA_CLONES
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() atomic_signal_fence(memory_order_seq_cst)
+#endif
+
+/* Spin iterations before sleeping: about 50 us with x86 PAUSE. */
+#define POOL_SPIN 4000
+
+/* Products go to oneDNN only from this size: below it the portable
+   kernels are as fast, and the tiny test models never leave them. */
+#define DNNL_MIN_T 16
+#define DNNL_MIN_DIM 256
+
+/* ---------------------------------------------------------------------- */
+/* Dispatch                                                               */
+/* ---------------------------------------------------------------------- */
+
+static struct {
+    pthread_once_t once;
+    int avx512;      /* kernels_avx512.c usable */
+    int dnnl;        /* kernels_dnnl.c usable */
+    kern_prec prec;  /* default precision */
+    char desc[160];
+} disp = {.once = PTHREAD_ONCE_INIT};
+
+static void disp_init(void) {
+    const char *k = getenv("ARIA_KERNELS"), *pr = getenv("ARIA_PRECISION");
+    int generic = k && !strcmp(k, "generic");
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    __builtin_cpu_init();
+    disp.avx512 = !generic && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#endif
+    disp.prec = pr && !strcmp(pr, "exact") ? KERN_PREC_EXACT : KERN_PREC_FAST;
+    char dn[96] = "";
+    disp.dnnl = kern_dnnl_init(dn, sizeof dn) == 0;
+    snprintf(disp.desc, sizeof disp.desc, "%s%s%s, default precision %s", disp.avx512 ? "avx512" : "generic C",
+             disp.dnnl ? " + " : "", disp.dnnl ? dn : "", disp.prec == KERN_PREC_EXACT ? "exact" : "fast");
+}
+
+static void disp_get(void) { pthread_once(&disp.once, disp_init); }
+
+const char *kern_backend(void) {
+    disp_get();
+    return disp.desc;
+}
+
+int kern_uses_dnnl(int T, const kern_mat *W, kern_prec prec) {
+    disp_get();
+    if (prec == KERN_PREC_DEFAULT) prec = disp.prec;
+    return disp.dnnl && prec == KERN_PREC_FAST && T >= DNNL_MIN_T && W->rows >= DNNL_MIN_DIM &&
+           W->cols >= DNNL_MIN_DIM;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Thread pool                                                            */
 /* ---------------------------------------------------------------------- */
@@ -36,13 +102,15 @@ struct aria_pool {
     pthread_t *threads;
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
-    uint64_t generation;   /* bumped per job */
-    int quit;
+    _Atomic uint64_t generation; /* bumped per job, under lock */
+    atomic_int quit;
+    int sleepers;          /* workers waiting on `wake` (under lock) */
+    atomic_int caller_waits; /* the caller sleeps on `done` */
     void (*fn)(void *, size_t);
     void *ctx;
     size_t n_tasks;
     atomic_size_t next;
-    int busy;              /* workers still inside the current job */
+    atomic_int busy;       /* workers still inside the current job */
 };
 
 static void pool_drain(aria_pool *p) {
@@ -50,20 +118,36 @@ static void pool_drain(aria_pool *p) {
     while ((i = atomic_fetch_add(&p->next, 1)) < p->n_tasks) p->fn(p->ctx, i);
 }
 
+/* Waits for a generation other than `seen` (or quit); returns it. */
+static uint64_t pool_wait_job(aria_pool *p, uint64_t seen) {
+    uint64_t g;
+    for (int i = 0; i < POOL_SPIN; i++) {
+        if ((g = atomic_load(&p->generation)) != seen || atomic_load(&p->quit)) return g;
+        CPU_RELAX();
+    }
+    pthread_mutex_lock(&p->lock);
+    p->sleepers++;
+    while ((g = atomic_load(&p->generation)) == seen && !atomic_load(&p->quit))
+        pthread_cond_wait(&p->wake, &p->lock);
+    p->sleepers--;
+    pthread_mutex_unlock(&p->lock);
+    return g;
+}
+
 static void *pool_worker(void *arg) {
     aria_pool *p = arg;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (p->generation == seen && !p->quit) pthread_cond_wait(&p->wake, &p->lock);
-        if (p->quit) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->lock);
+        seen = pool_wait_job(p, seen);
+        if (atomic_load(&p->quit)) break;
         pool_drain(p);
-        pthread_mutex_lock(&p->lock);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        /* seq_cst: either we see caller_waits set, or the caller sees busy 0 */
+        if (atomic_fetch_sub(&p->busy, 1) == 1 && atomic_load(&p->caller_waits)) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
     }
-    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -95,7 +179,7 @@ aria_pool *aria_pool_new(int n_threads) {
 void aria_pool_free(aria_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
-    p->quit = 1;
+    atomic_store(&p->quit, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
@@ -113,19 +197,25 @@ void aria_pool_run(aria_pool *p, void (*fn)(void *, size_t), void *ctx, size_t n
         for (size_t i = 0; i < n_tasks; i++) fn(ctx, i);
         return;
     }
-    pthread_mutex_lock(&p->lock);
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->busy = p->n - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store(&p->busy, p->n - 1);
+    /* the lock orders the new generation against a worker going to sleep */
+    pthread_mutex_lock(&p->lock);
+    atomic_fetch_add(&p->generation, 1);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     pool_drain(p);
-    pthread_mutex_lock(&p->lock);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < POOL_SPIN && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
+    if (atomic_load(&p->busy) > 0) {
+        pthread_mutex_lock(&p->lock);
+        atomic_store(&p->caller_waits, 1);
+        while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->lock);
+        atomic_store(&p->caller_waits, 0);
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -248,42 +338,115 @@ static void mm_bf16_block(const float *x, int T, const uint16_t *W, int cols, in
 
 typedef struct {
     const float *x;
+    size_t xs;             /* row stride of x */
     int T;
     const kern_mat *W;
     float *y;
     int acc;
     int cols_per_task;
-    int t_block;
+    int avx512;
 } mm_job;
 
-/* Task i: a block of output columns; tokens in blocks of t_block so the
-   block's weight rows stay in cache while the tokens stream past. */
+/* Columns [o0, o1) for tokens [0, T) in blocks of 64: a task's weight
+   rows stay in cache while the tokens stream past; with T <= 64 (decoding)
+   every weight is read from memory once. */
+static void mm_cols(const mm_job *j, int o0, int o1) {
+    const kern_mat *W = j->W;
+    for (int t = 0; t < j->T; t += 64) {
+        int nt = j->T - t < 64 ? j->T - t : 64;
+        const float *xt = j->x + (size_t)t * j->xs;
+        float *yt = j->y + (size_t)t * W->rows;
+        if (j->avx512)
+            kern_avx512_matmul_block(xt, j->xs, nt, W, o0, o1, yt, W->rows, j->acc);
+        else if (W->dtype == ARIA_DT_BF16)
+            mm_bf16_block(xt, nt, W->data, W->cols, o0, o1, yt, W->rows, j->acc);
+        else
+            mm_f32_block(xt, nt, W->data, W->cols, o0, o1, yt, W->rows, j->acc);
+    }
+}
+
 static void mm_task(void *ctx, size_t i) {
     const mm_job *j = ctx;
     int o0 = (int)i * j->cols_per_task;
     int o1 = o0 + j->cols_per_task < j->W->rows ? o0 + j->cols_per_task : j->W->rows;
-    int cols = j->W->cols;
-    for (int t = 0; t < j->T; t += j->t_block) {
-        int nt = j->T - t < j->t_block ? j->T - t : j->t_block;
-        const float *x = j->x + (size_t)t * cols;
-        float *y = j->y + (size_t)t * j->W->rows;
-        if (j->W->dtype == ARIA_DT_BF16)
-            mm_bf16_block(x, nt, j->W->data, cols, o0, o1, y, j->W->rows, j->acc);
-        else
-            mm_f32_block(x, nt, j->W->data, cols, o0, o1, y, j->W->rows, j->acc);
+    mm_cols(j, o0, o1);
+}
+
+/* Floats of x the AVX-512 bfloat16 kernel may take from the stack. */
+#define XP_STACK 16384
+
+/* A job over x; for the AVX-512 bfloat16 kernel x is deinterleaved into
+   buf (XP_STACK floats) or, when larger, into *heap (free it). Without
+   memory for that copy the plain C kernel does the product. */
+static void mm_prepare(mm_job *j, const float *x, int T, const kern_mat *W, float *y, int acc, float *buf,
+                       float **heap) {
+    *j = (mm_job){x, (size_t)W->cols, T, W, y, acc, W->rows, disp.avx512};
+    *heap = NULL;
+    if (j->avx512 && W->dtype == ARIA_DT_BF16) {
+        size_t xs = kern_bf16_stride(W->cols), n = (size_t)T * xs;
+        float *xp = n <= XP_STACK ? buf : (*heap = malloc(n * sizeof *xp));
+        if (!xp) {
+            j->avx512 = 0;
+            return;
+        }
+        kern_avx512_deinterleave(x, T, W->cols, xp);
+        j->x = xp;
+        j->xs = xs;
     }
 }
 
-void kern_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate) {
-    if (T <= 0 || W->rows <= 0) return;
+void kern_portable_cols(const float *x, int T, const kern_mat *W, int o0, int o1, float *y, int acc) {
+    disp_get();
+    float buf[XP_STACK], *heap;
+    mm_job j;
+    mm_prepare(&j, x, T, W, y, acc, buf, &heap);
+    mm_cols(&j, o0, o1);
+    free(heap);
+}
+
+void kern_to_bf16(const float *x, uint16_t *out, size_t n) {
+    disp_get();
+    if (disp.avx512) {
+        kern_avx512_to_bf16(x, out, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)(u >> 16 | 0x0040u)
+                                                 : (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+    }
+}
+
+static void matmul_portable(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate) {
     int threads = aria_pool_size(p);
     /* enough tasks to balance, each a multiple of 16 columns */
     int per = (W->rows + threads * 8 - 1) / (threads * 8);
     per = (per + 15) / 16 * 16;
     if (per < 16) per = 16;
-    mm_job j = {x, T, W, y, accumulate, per, 64};
-    size_t tasks = (size_t)((W->rows + per - 1) / per);
-    aria_pool_run(p, mm_task, &j, tasks);
+    float buf[XP_STACK], *heap;
+    mm_job j;
+    mm_prepare(&j, x, T, W, y, accumulate, buf, &heap);
+    j.cols_per_task = per;
+    aria_pool_run(p, mm_task, &j, (size_t)((W->rows + per - 1) / per));
+    free(heap);
+}
+
+void kern_matmul_prec(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate,
+                      kern_prec prec) {
+    if (T <= 0 || W->rows <= 0) return;
+    disp_get();
+    if (kern_uses_dnnl(T, W, prec) && kern_dnnl_matmul(p, x, T, W, y, accumulate) == 0) return;
+    matmul_portable(p, x, T, W, y, accumulate);
+}
+
+void kern_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate) {
+    kern_matmul_prec(p, x, T, W, y, accumulate, KERN_PREC_DEFAULT);
+}
+
+void kern_mat_release(kern_mat *W) {
+    kern_packed *pk = atomic_exchange(&W->packed, NULL);
+    if (pk) kern_dnnl_release(pk);
 }
 
 void kern_row_f32(const kern_mat *W, int r, float *out) {
@@ -318,6 +481,11 @@ void kern_layernorm(const float *x, const float *w, const float *b, float *y, in
 }
 
 void kern_swiglu(float *g, const float *u, size_t n) {
+    disp_get();
+    if (disp.avx512) {
+        kern_avx512_swiglu(g, u, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
@@ -356,65 +524,79 @@ void kern_rope(float *x, int T, int n_heads, int head_dim, int row_stride, const
 /* Attention                                                              */
 /* ---------------------------------------------------------------------- */
 
+/* Keys per block of the online softmax: the block's scores live on the
+   stack. */
+#define ATT_KB 64
+/* Queries per task. */
+#define ATT_TB 32
+
 typedef struct {
     const float *q, *k, *v;
     float *out;
-    int q_stride, out_stride, cap, B, T, H, hd, pos0, t_block;
+    int q_stride, out_stride, cap, B, T, H, hd, pos0, avx512;
 } attn_job;
 
+/* One query against keys [0, n_keys): the output row is the running
+   weighted sum, rescaled whenever a block raises the running maximum. */
 ARIA_CLONES
-static void attn_one(const float *q, const float *K, const float *V, int n_keys, int hd,
-                     float scale, float *o, float *scores) {
-    float mx = -INFINITY;
-    for (int s = 0; s < n_keys; s++) {
-        const float *kr = K + (size_t)s * hd;
-        float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot += q[i] * kr[i];
-        dot *= scale;
-        scores[s] = dot;
-        if (dot > mx) mx = dot;
-    }
-    float sum = 0.0f;
-    for (int s = 0; s < n_keys; s++) {
-        scores[s] = expf(scores[s] - mx);
-        sum += scores[s];
-    }
+static void attn_one(const float *q, const float *K, const float *V, int n_keys, int hd, float scale, float *o) {
+    float m = -INFINITY, l = 0.0f, sc[ATT_KB];
     for (int i = 0; i < hd; i++) o[i] = 0.0f;
-    for (int s = 0; s < n_keys; s++) {
-        const float *vr = V + (size_t)s * hd;
-        float p = scores[s];
-        for (int i = 0; i < hd; i++) o[i] += p * vr[i];
+    for (int s0 = 0; s0 < n_keys; s0 += ATT_KB) {
+        int n = n_keys - s0 < ATT_KB ? n_keys - s0 : ATT_KB;
+        float bm = -INFINITY;
+        for (int s = 0; s < n; s++) {
+            const float *kr = K + (size_t)(s0 + s) * hd;
+            float dot = 0.0f;
+            for (int i = 0; i < hd; i++) dot += q[i] * kr[i];
+            sc[s] = dot * scale;
+            if (sc[s] > bm) bm = sc[s];
+        }
+        if (bm > m) {
+            if (m != -INFINITY) {
+                float r = expf(m - bm);
+                l *= r;
+                for (int i = 0; i < hd; i++) o[i] *= r;
+            }
+            m = bm;
+        }
+        for (int s = 0; s < n; s++) {
+            const float *vr = V + (size_t)(s0 + s) * hd;
+            float p = expf(sc[s] - m);
+            l += p;
+            for (int i = 0; i < hd; i++) o[i] += p * vr[i];
+        }
     }
-    float inv = 1.0f / sum;
+    float inv = 1.0f / l;
     for (int i = 0; i < hd; i++) o[i] *= inv;
 }
 
-/* Task: one (row, head, block of queries). The scores of one query live
-   in a per-task scratch of n_keys floats: memory grows with the context,
-   not its square. */
+/* Task: one (row, head, block of queries). */
 static void attn_task(void *ctx, size_t i) {
     const attn_job *j = ctx;
-    int n_tb = (j->T + j->t_block - 1) / j->t_block;
+    int n_tb = (j->T + ATT_TB - 1) / ATT_TB;
     int tb = (int)(i % (size_t)n_tb);
     int h = (int)(i / (size_t)n_tb % (size_t)j->H);
     int b = (int)(i / (size_t)n_tb / (size_t)j->H);
-    int t0 = tb * j->t_block, t1 = t0 + j->t_block < j->T ? t0 + j->t_block : j->T;
+    int t0 = tb * ATT_TB, t1 = t0 + ATT_TB < j->T ? t0 + ATT_TB : j->T;
     const float *K = j->k + ((size_t)b * j->H + h) * j->cap * j->hd;
     const float *V = j->v + ((size_t)b * j->H + h) * j->cap * j->hd;
-    float *scores = malloc((size_t)(j->pos0 + j->T) * sizeof *scores);
-    if (!scores) abort(); /* a few KB: nothing sensible to do without it */
+    const float *q = j->q + (size_t)b * j->T * j->q_stride + h * j->hd;
+    float *out = j->out + (size_t)b * j->T * j->out_stride + h * j->hd;
     float scale = 1.0f / sqrtf((float)j->hd);
-    for (int t = t0; t < t1; t++) {
-        const float *q = j->q + ((size_t)b * j->T + t) * j->q_stride + h * j->hd;
-        float *o = j->out + ((size_t)b * j->T + t) * j->out_stride + h * j->hd;
-        attn_one(q, K, V, j->pos0 + t + 1, j->hd, scale, o, scores);
+    if (j->avx512) {
+        kern_avx512_attention(q, j->q_stride, K, V, t0, t1, j->hd, j->pos0, scale, out, j->out_stride);
+        return;
     }
-    free(scores);
+    for (int t = t0; t < t1; t++)
+        attn_one(q + (size_t)t * j->q_stride, K, V, j->pos0 + t + 1, j->hd, scale, out + (size_t)t * j->out_stride);
 }
 
 void kern_attention(aria_pool *p, const float *q, int q_stride, const float *k, const float *v,
                     int cap, int B, int T, int n_heads, int hd, int pos0, float *out, int out_stride) {
-    attn_job j = {q, k, v, out, q_stride, out_stride, cap, B, T, n_heads, hd, pos0, 16};
-    size_t n_tb = (size_t)((T + j.t_block - 1) / j.t_block);
+    disp_get();
+    int avx = disp.avx512 && hd % 16 == 0 && hd <= KERN_MAX_HD;
+    attn_job j = {q, k, v, out, q_stride, out_stride, cap, B, T, n_heads, hd, pos0, avx};
+    size_t n_tb = (size_t)((T + ATT_TB - 1) / ATT_TB);
     aria_pool_run(p, attn_task, &j, (size_t)B * n_heads * n_tb);
 }

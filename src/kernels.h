@@ -6,7 +6,27 @@
  * Matrix products all have one shape, that of a PyTorch Linear layer:
  *     y[t][o] (+)= sum_k x[t][k] * W[o][k]      x: [T][in], W: [out][in]
  * and go through kern_matmul, which picks the code for the weight's dtype
- * (float32 or bfloat16) and splits the output columns over the pool.
+ * (float32 or bfloat16), the CPU and the size, and splits the output
+ * columns over the pool:
+ *   - portable kernels (float32 arithmetic, bfloat16 weights widened as
+ *     they load): AVX-512 intrinsics when the CPU has AVX-512F/BW (chosen
+ *     once at run time), plain C otherwise. A product's result does not
+ *     depend on T or on which rows share the call. Used for every small
+ *     product, for decoding (T = the batch, 1..4 rows per step: the weights
+ *     stream from memory once for all rows) and in "exact" precision.
+ *   - oneDNN (when built with it, HAVE_DNNL) for large products in "fast"
+ *     precision (T >= 16 and both sides of W >= 256): bfloat16 weights
+ *     multiply activations rounded to bfloat16 (float32 accumulation and
+ *     output); float32 weights stay float32 (oneDNN's own blocking). The
+ *     weights are repacked once per matrix into oneDNN's blocked layout
+ *     (lazily, at the first such product; kern_mat_release frees it).
+ *     If oneDNN cannot do a product it falls back to the portable kernels.
+ *
+ * Precision: the environment variable ARIA_PRECISION=exact|fast (read
+ * once, default fast) picks the default; kern_matmul_prec overrides it per
+ * call. Decoding is the same in both (its products are too small for
+ * oneDNN). ARIA_KERNELS=generic disables the AVX-512 code (for testing the
+ * plain C path on an AVX-512 machine).
  *
  * Internal header; not part of the public API.
  */
@@ -27,22 +47,46 @@ aria_pool *aria_pool_new(int n_threads);
 void aria_pool_free(aria_pool *p);
 int aria_pool_size(const aria_pool *p);
 /* Runs fn(ctx, i) for i in [0, n_tasks) on the pool's threads and the
-   caller's; returns when all are done. NULL pool: runs serially. */
+   caller's; returns when all are done. NULL pool: runs serially. Workers
+   spin briefly after a job before they sleep, so the many short jobs of a
+   decoding step do not each pay a wake-up. */
 void aria_pool_run(aria_pool *p, void (*fn)(void *ctx, size_t i), void *ctx, size_t n_tasks);
 
 /* ---- weights -------------------------------------------------------- */
+
+typedef struct kern_packed kern_packed;
 
 typedef struct {
     aria_dtype dtype;  /* ARIA_DT_F32 or ARIA_DT_BF16 */
     const void *data;  /* [rows][cols], row-major, aligned for its dtype */
     int rows, cols;    /* out, in */
+    /* oneDNN's packed copy, made by the first large product and then
+       shared by every session: a cache that depends only on the weights.
+       NULL until then (zero-initialise kern_mat). */
+    kern_packed *_Atomic packed;
 } kern_mat;
+
+/* Frees the packed copy, if any (with the model). */
+void kern_mat_release(kern_mat *W);
+
+typedef enum {
+    KERN_PREC_DEFAULT = 0, /* ARIA_PRECISION, else fast */
+    KERN_PREC_EXACT,       /* portable kernels only */
+    KERN_PREC_FAST         /* oneDNN for large products (see above) */
+} kern_prec;
 
 /* y[T][rows] = x[T][cols] . W^T, or += when accumulate. */
 void kern_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate);
+void kern_matmul_prec(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate,
+                      kern_prec prec);
 
 /* Row `r` of W widened to float32. */
 void kern_row_f32(const kern_mat *W, int r, float *out);
+
+/* What the dispatch chose, e.g. "avx512 + oneDNN 2.6.3 (fast)". */
+const char *kern_backend(void);
+/* Whether products of this shape and precision would go to oneDNN. */
+int kern_uses_dnnl(int T, const kern_mat *W, kern_prec prec);
 
 /* ---- elementwise and small ops -------------------------------------- */
 
@@ -58,13 +102,43 @@ float *kern_rope_table(int max_pos, int head_dim, double base);
 
 /* ---- attention ------------------------------------------------------ */
 
-/* Causal multi-head attention with a KV cache, online softmax (no T x T
-   matrix), scale 1/sqrt(head_dim).
+/* Causal multi-head attention with a KV cache, online softmax over blocks
+   of keys (no T x T matrix, no allocation), scale 1/sqrt(head_dim).
    q:   [B][T][n_heads * hd] (row stride q_stride floats per token)
    k,v: cache, [B][n_heads][cap][hd]; positions 0 .. pos0 + T - 1 are filled
    out: [B][T][n_heads * hd] (row stride out_stride)
    Query t of each row sits at position pos0 + t and sees keys 0 .. pos0 + t. */
 void kern_attention(aria_pool *p, const float *q, int q_stride, const float *k, const float *v,
                     int cap, int B, int T, int n_heads, int hd, int pos0, float *out, int out_stride);
+
+/* ---- between kernels.c and its parts (kernels_avx512.c, kernels_dnnl.c) */
+
+/* The portable product of output columns [o0, o1) only, on this thread
+   (y has W->rows columns). */
+void kern_portable_cols(const float *x, int T, const kern_mat *W, int o0, int o1, float *y, int acc);
+/* float32 -> bfloat16, round to nearest even (NaN stays NaN). */
+void kern_to_bf16(const float *x, uint16_t *out, size_t n);
+
+/* AVX-512 versions; only called when the CPU has AVX-512F/BW.
+   The product of tokens [0, T) and output columns [o0, o1): x rows have
+   stride xs; for bfloat16 weights x must be deinterleaved first
+   (kern_avx512_deinterleave, row stride kern_bf16_stride(cols)). */
+void kern_avx512_matmul_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y,
+                              int ystride, int acc);
+void kern_avx512_deinterleave(const float *x, int T, int cols, float *out);
+static inline size_t kern_bf16_stride(int cols) { return ((size_t)cols + 31) / 32 * 32; }
+/* Attention for one (row, head) and queries [t0, t1): see kern_attention.
+   hd must be a multiple of 16, at most KERN_MAX_HD. */
+#define KERN_MAX_HD 256
+void kern_avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1,
+                           int hd, int pos0, float scale, float *out, int out_stride);
+void kern_avx512_swiglu(float *g, const float *u, size_t n);
+void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n);
+
+/* oneDNN: 0 when it did the product, else nonzero (the caller falls back).
+   kern_dnnl_init: 0 when oneDNN is usable; its version in buf. */
+int kern_dnnl_init(char *buf, size_t cap);
+int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc);
+void kern_dnnl_release(kern_packed *pk);
 
 #endif

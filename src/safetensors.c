@@ -92,7 +92,9 @@ static uint64_t st_le64(const uint8_t *p)
 static int st_parse_dtype(const char *name, const json_value *v, aria_dtype *out, aria_error *err)
 {
     const char *s = json_string(v, NULL);
-    if (!s) return aria_fail(err, ARIA_ERR_FORMAT, "tensor '%s': dtype is missing or not a string", name);
+    if (!s)
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor '%s': dtype is missing or not a string",
+                         name);
     for (int d = 0; d < 3; d++) {
         if (strcmp(s, st_dtype_names[d]) == 0) {
             *out = (aria_dtype)d;
@@ -108,7 +110,8 @@ static int st_parse_shape(const char *name, const json_value *v, aria_tensor *t,
                           aria_error *err)
 {
     if (json_type_of(v) != JSON_ARRAY)
-        return aria_fail(err, ARIA_ERR_FORMAT, "tensor '%s': shape is missing or not an array", name);
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor '%s': shape is missing or not an array",
+                         name);
     size_t nd = json_len(v);
     if (nd > 4)
         return aria_fail(err, ARIA_ERR_FORMAT,
@@ -146,13 +149,14 @@ static int st_parse_offsets(const char *name, const json_value *v, uint64_t data
     *begin = (uint64_t)json_int(b);
     *end = (uint64_t)json_int(e);
     if (*begin > *end)
-        return aria_fail(err, ARIA_ERR_FORMAT, "tensor '%s': data_offsets [%llu,%llu] run backwards",
-                         name, (unsigned long long)*begin, (unsigned long long)*end);
-    if (*end > data_size)
         return aria_fail(err, ARIA_ERR_FORMAT,
-                         "tensor '%s': data_offsets [%llu,%llu] run past the data section (%llu bytes)",
-                         name, (unsigned long long)*begin, (unsigned long long)*end,
-                         (unsigned long long)data_size);
+                         "tensor '%s': data_offsets [%llu,%llu] run backwards", name,
+                         (unsigned long long)*begin, (unsigned long long)*end);
+    if (*end > data_size)
+        return aria_fail(
+            err, ARIA_ERR_FORMAT,
+            "tensor '%s': data_offsets [%llu,%llu] run past the data section (%llu bytes)", name,
+            (unsigned long long)*begin, (unsigned long long)*end, (unsigned long long)data_size);
     return ARIA_OK;
 }
 
@@ -171,11 +175,11 @@ static int st_parse_tensor(const char *name, const json_value *v, const uint8_t 
         return rc;
     uint64_t esize = st_dtype_sizes[t->dtype];
     if (nelem > UINT64_MAX / esize || nelem * esize != end - begin)
-        return aria_fail(err, ARIA_ERR_FORMAT,
-                         "tensor '%s': %llu %s elements do not fill data_offsets [%llu,%llu] (%llu bytes)",
-                         name, (unsigned long long)nelem, st_dtype_names[t->dtype],
-                         (unsigned long long)begin, (unsigned long long)end,
-                         (unsigned long long)(end - begin));
+        return aria_fail(
+            err, ARIA_ERR_FORMAT,
+            "tensor '%s': %llu %s elements do not fill data_offsets [%llu,%llu] (%llu bytes)", name,
+            (unsigned long long)nelem, st_dtype_names[t->dtype], (unsigned long long)begin,
+            (unsigned long long)end, (unsigned long long)(end - begin));
     t->data = data + begin;
     t->nbytes = (size_t)(end - begin);
     return ARIA_OK;
@@ -197,9 +201,11 @@ static int st_parse_meta(aria_safetensors *st, const json_value *v, aria_error *
         const char *k = json_key_at(v, i, &kl);
         const char *s = json_string(json_at(v, i), &vl);
         if (strlen(k) != kl)
-            return aria_fail(err, ARIA_ERR_FORMAT, "header: a __metadata__ key contains a NUL byte");
+            return aria_fail(err, ARIA_ERR_FORMAT,
+                             "header: a __metadata__ key contains a NUL byte");
         if (!s)
-            return aria_fail(err, ARIA_ERR_FORMAT, "header: __metadata__ value of '%s' is not a string", k);
+            return aria_fail(err, ARIA_ERR_FORMAT,
+                             "header: __metadata__ value of '%s' is not a string", k);
         if (strlen(s) != vl)
             return aria_fail(err, ARIA_ERR_FORMAT,
                              "header: __metadata__ value of '%s' contains a NUL byte", k);
@@ -248,7 +254,8 @@ static int st_check_unique(aria_safetensors *st, st_priv *pv, aria_error *err)
     int rc = ARIA_OK;
     for (size_t i = 1; i < st->n_meta && !rc; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0)
-            rc = aria_fail(err, ARIA_ERR_FORMAT, "header: __metadata__ key '%s' appears twice", keys[i]);
+            rc = aria_fail(err, ARIA_ERR_FORMAT, "header: __metadata__ key '%s' appears twice",
+                           keys[i]);
     free(keys);
     return rc;
 }
@@ -266,8 +273,8 @@ static int st_check_overlap(const aria_safetensors *st, aria_error *err)
     for (size_t i = 1; i < m && !rc; i++) {
         const aria_tensor *a = order[i - 1], *b = order[i];
         if ((const uint8_t *)b->data < (const uint8_t *)a->data + a->nbytes)
-            rc = aria_fail(err, ARIA_ERR_FORMAT, "tensors '%s' and '%s' have overlapping data_offsets",
-                           a->name, b->name);
+            rc = aria_fail(err, ARIA_ERR_FORMAT,
+                           "tensors '%s' and '%s' have overlapping data_offsets", a->name, b->name);
     }
     free(order);
     return rc;
@@ -284,7 +291,8 @@ static int st_load(aria_safetensors *st, st_priv *pv, aria_error *err)
         return aria_fail(err, ARIA_ERR_FORMAT, "header length %llu exceeds the %u-byte limit",
                          (unsigned long long)n, ST_MAX_HEADER);
     if (n > pv->size - 8)
-        return aria_fail(err, ARIA_ERR_FORMAT, "header length %llu runs past the end of the file (%zu bytes)",
+        return aria_fail(err, ARIA_ERR_FORMAT,
+                         "header length %llu runs past the end of the file (%zu bytes)",
                          (unsigned long long)n, pv->size);
     char msg[400];
     int rc = json_parse((const char *)pv->base + 8, (size_t)n, &pv->doc, msg, sizeof msg);
@@ -360,7 +368,8 @@ int aria_st_open(aria_safetensors *st, const char *path, aria_error *err)
     if (!path) return aria_fail(err, ARIA_ERR_ARG, "aria_st_open: NULL path");
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return aria_fail(err, ARIA_ERR_IO, "cannot open: %s", st_errstr(errno, eb, sizeof eb));
+    if (fd < 0)
+        return aria_fail(err, ARIA_ERR_IO, "cannot open: %s", st_errstr(errno, eb, sizeof eb));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
@@ -556,8 +565,8 @@ static int st_write_order(const aria_tensor *tensors, size_t n, const char *cons
             return aria_fail(err, ARIA_ERR_ARG, "aria_st_write: metadata pair %zu has a NULL", i);
         for (size_t j = 0; j < i; j++)
             if (strcmp(mk[i], mk[j]) == 0)
-                return aria_fail(err, ARIA_ERR_ARG, "aria_st_write: metadata key '%s' appears twice",
-                                 mk[i]);
+                return aria_fail(err, ARIA_ERR_ARG,
+                                 "aria_st_write: metadata key '%s' appears twice", mk[i]);
     }
     const aria_tensor **order = malloc((n ? n : 1) * sizeof *order);
     if (!order) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
@@ -706,7 +715,9 @@ static int st_write_file(const char *path, const st_buf *hdr, const aria_tensor 
     }
     if (bad) unlink(tmp);
     free(tmp);
-    if (bad) return aria_fail(err, ARIA_ERR_IO, "cannot write the output: %s", st_errstr(e, eb, sizeof eb));
+    if (bad)
+        return aria_fail(err, ARIA_ERR_IO, "cannot write the output: %s",
+                         st_errstr(e, eb, sizeof eb));
     st_sync_dir(path);
     return ARIA_OK;
 }

@@ -1,0 +1,377 @@
+/*
+ * kernels_dnnl.c - large matrix products through oneDNN (Debian's
+ * libdnnl-dev, 2.6), built only when the Makefile finds it (HAVE_DNNL);
+ * otherwise every entry point here reports "not available" and kernels.c
+ * keeps to the portable kernels.
+ *
+ * y[T][N] (+)= x[T][K] . W^T is cut into column chunks of 256 outputs.
+ * Each chunk is an independent single-threaded oneDNN matmul run as one
+ * task of our own pool, so oneDNN never starts its OpenMP threads (they
+ * would spin beside the pool's on a 2-core machine) and the model's thread
+ * count holds; we set OpenMP's thread count to 1 around every oneDNN call
+ * and restore it after.
+ *
+ * Weights: W is [N][K] row-major, i.e. oneDNN's K x N "ba" layout; a chunk
+ * is a K x 256 slice with leading dimension K. On the first product of a
+ * matrix we ask oneDNN for its preferred layout ("any") and reorder every
+ * chunk into it once (kern_packed, hung on the kern_mat with a
+ * compare-and-swap so concurrent sessions agree on one copy). A later call
+ * whose primitive wants another layout (it may depend on T) uses the plain
+ * slices instead, so the cache is never wrong, only unused.
+ *
+ * bfloat16 weights: x is rounded to bfloat16 (round to nearest even) and
+ * the product accumulates and writes float32. float32 weights: float32
+ * throughout.
+ *
+ * Primitives run with a user scratchpad (one malloc per task) so several
+ * tasks may run the same primitive at once; each task has its own stream.
+ * A task that fails leaves its columns to the portable kernel.
+ */
+#include "kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef HAVE_DNNL
+#include <dnnl.h>
+#include <omp.h>
+#include <stdatomic.h>
+
+#define CHUNK 256
+
+/* Created once, by kern_dnnl_init under the dispatch's pthread_once. */
+static dnnl_engine_t engine;
+
+struct kern_packed {
+    int failed;                /* oneDNN could not pack: portable kernels */
+    int plain;                 /* the preferred layout is the plain one: no copy */
+    int n_chunks, last;        /* columns of the last chunk */
+    dnnl_memory_desc_t md[2];  /* packed layout of a full / the last chunk */
+    size_t sz[2];
+    void *data;                /* chunk c at c * sz[0] */
+};
+
+int kern_dnnl_init(char *buf, size_t cap) {
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return -1;
+    const dnnl_version_t *v = dnnl_version();
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    const char *is = isa == dnnl_cpu_isa_avx512_core_amx    ? "AMX"
+                     : isa == dnnl_cpu_isa_avx512_core_bf16 ? "avx512_core_bf16"
+                     : isa == dnnl_cpu_isa_avx512_core      ? "avx512_core"
+                                                            : "other ISA";
+    snprintf(buf, cap, "oneDNN %d.%d.%d (%s)", v->major, v->minor, v->patch, is);
+    return 0;
+}
+
+/* OpenMP threads for the oneDNN calls on this thread: 1, restored after. */
+static int omp_one(void) {
+    int n = omp_get_max_threads();
+    if (n != 1) omp_set_num_threads(1);
+    return n;
+}
+static void omp_restore(int n) {
+    if (n != 1) omp_set_num_threads(n);
+}
+
+static dnnl_data_type_t dt_of(const kern_mat *W) { return W->dtype == ARIA_DT_BF16 ? dnnl_bf16 : dnnl_f32; }
+static size_t esz_of(const kern_mat *W) { return W->dtype == ARIA_DT_BF16 ? 2 : 4; }
+
+/* W rows [c*CHUNK, c*CHUNK + nc) as a K x nc matrix. */
+static int plain_md(const kern_mat *W, int nc, dnnl_memory_desc_t *md) {
+    dnnl_dims_t d = {W->cols, nc}, s = {1, W->cols};
+    return dnnl_memory_desc_init_by_strides(md, 2, d, dt_of(W), s) != dnnl_success;
+}
+
+/* A matmul of x[T][K] by a K x nc chunk with weights layout `wmd` (NULL:
+   "any"), writing into rows of stride N. */
+static int make_pd(const kern_mat *W, int T, int nc, const dnnl_memory_desc_t *wmd, int acc,
+                   dnnl_primitive_desc_t *pd) {
+    dnnl_memory_desc_t src, wany, dst;
+    dnnl_dims_t sd = {T, W->cols}, wd = {W->cols, nc}, dd = {T, nc}, ds = {W->rows, 1};
+    if (dnnl_memory_desc_init_by_tag(&src, 2, sd, dt_of(W), dnnl_ab) != dnnl_success) return -1;
+    if (dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds) != dnnl_success) return -1;
+    if (!wmd) {
+        if (dnnl_memory_desc_init_by_tag(&wany, 2, wd, dt_of(W), dnnl_format_tag_any) != dnnl_success) return -1;
+        wmd = &wany;
+    }
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &src, wmd, NULL, &dst) != dnnl_success) return -1;
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return -1;
+    int rc = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success;
+    if (!rc && acc) {
+        dnnl_post_ops_t po;
+        rc = dnnl_post_ops_create(&po) != dnnl_success;
+        if (!rc) {
+            rc = dnnl_post_ops_append_sum(po, 1.0f) != dnnl_success ||
+                 dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
+            dnnl_post_ops_destroy(po);
+        }
+    }
+    if (!rc) rc = dnnl_primitive_desc_create(pd, &md, attr, engine, NULL) != dnnl_success;
+    dnnl_primitive_attr_destroy(attr);
+    return rc ? -1 : 0;
+}
+
+static size_t scratch_size(const_dnnl_primitive_desc_t pd) {
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
+/* Runs `prim` with the given (arg, md, pointer) triples and a scratchpad
+   of `scratch` bytes, on a stream of its own. */
+typedef struct {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    void *ptr;
+} exec_arg;
+
+static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scratch) {
+    dnnl_exec_arg_t args[5];
+    dnnl_memory_t mem[5] = {0};
+    void *sp = NULL;
+    dnnl_stream_t st = NULL;
+    int rc = 0, k = 0;
+    for (; k < n && !rc; k++) {
+        rc = dnnl_memory_create(&mem[k], a[k].md, engine, a[k].ptr) != dnnl_success;
+        args[k].arg = a[k].arg;
+        args[k].memory = mem[k];
+    }
+    if (!rc && scratch) {
+        const_dnnl_primitive_desc_t pd;
+        rc = dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success;
+        sp = rc ? NULL : aligned_alloc(64, (scratch + 63) / 64 * 64);
+        rc = rc || !sp ||
+             dnnl_memory_create(&mem[k], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), engine,
+                                sp) != dnnl_success;
+        if (!rc) {
+            args[k].arg = DNNL_ARG_SCRATCHPAD;
+            args[k].memory = mem[k];
+            k++;
+        }
+    }
+    if (!rc) rc = dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success;
+    if (!rc) {
+        int saved = omp_one();
+        rc = dnnl_primitive_execute(prim, st, k, args) != dnnl_success || dnnl_stream_wait(st) != dnnl_success;
+        omp_restore(saved);
+    }
+    if (st) dnnl_stream_destroy(st);
+    for (int i = 0; i < 5; i++)
+        if (mem[i]) dnnl_memory_destroy(mem[i]);
+    free(sp);
+    return rc;
+}
+
+/* ---- packing ---------------------------------------------------------- */
+
+typedef struct {
+    const kern_mat *W;
+    kern_packed *pk;
+    dnnl_primitive_t prim[2];
+    size_t scratch[2];
+    dnnl_memory_desc_t src[2];
+    atomic_int bad;
+} pack_job;
+
+static void pack_task(void *ctx, size_t i) {
+    pack_job *j = ctx;
+    int c = (int)i, s = c == j->pk->n_chunks - 1 && j->pk->last != CHUNK;
+    const uint8_t *w = (const uint8_t *)j->W->data + (size_t)c * CHUNK * j->W->cols * esz_of(j->W);
+    exec_arg a[2] = {{DNNL_ARG_FROM, &j->src[s], (void *)w},
+                     {DNNL_ARG_TO, &j->pk->md[s], (uint8_t *)j->pk->data + (size_t)c * j->pk->sz[0]}};
+    if (run_prim(j->prim[s], a, 2, j->scratch[s])) atomic_store(&j->bad, 1);
+}
+
+/* The packed copy of W for products of T rows (NULL: out of memory). */
+static kern_packed *pack(aria_pool *p, const kern_mat *W, int T) {
+    kern_packed *pk = calloc(1, sizeof *pk);
+    if (!pk) return NULL;
+    pk->n_chunks = (W->rows + CHUNK - 1) / CHUNK;
+    pk->last = W->rows - (pk->n_chunks - 1) * CHUNK;
+    int shapes = pk->last == CHUNK ? 1 : 2, saved = omp_one();
+    pack_job j = {.W = W, .pk = pk};
+    int rc = 0, plain = 1;
+    for (int s = 0; s < shapes && !rc; s++) {
+        int nc = s ? pk->last : CHUNK;
+        dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+        rc = plain_md(W, nc, &j.src[s]) || make_pd(W, T, nc, NULL, 0, &pd);
+        if (!rc) {
+            pk->md[s] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+            pk->sz[s] = dnnl_memory_desc_get_size(&pk->md[s]);
+            plain &= dnnl_memory_desc_equal(&pk->md[s], &j.src[s]);
+            dnnl_primitive_desc_destroy(pd);
+            dnnl_primitive_attr_t attr;
+            rc = dnnl_primitive_attr_create(&attr) != dnnl_success;
+            if (!rc) {
+                rc = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success ||
+                     dnnl_reorder_primitive_desc_create(&rpd, &j.src[s], engine, &pk->md[s], engine, attr) !=
+                         dnnl_success;
+                dnnl_primitive_attr_destroy(attr);
+            }
+        }
+        if (!rc) {
+            j.scratch[s] = scratch_size(rpd);
+            rc = dnnl_primitive_create(&j.prim[s], rpd) != dnnl_success;
+            dnnl_primitive_desc_destroy(rpd);
+        }
+    }
+    omp_restore(saved);
+    pk->plain = plain;
+    if (!rc && !plain) {
+        size_t total = (size_t)(pk->n_chunks - 1) * pk->sz[0] + pk->sz[shapes - 1];
+        pk->data = aligned_alloc(64, (total + 63) / 64 * 64);
+        if (!pk->data) {
+            rc = 1;
+        } else {
+            aria_pool_run(p, pack_task, &j, (size_t)pk->n_chunks);
+            rc = atomic_load(&j.bad);
+        }
+    }
+    for (int s = 0; s < 2; s++)
+        if (j.prim[s]) dnnl_primitive_destroy(j.prim[s]);
+    if (rc) {
+        free(pk->data);
+        pk->data = NULL;
+        pk->failed = 1;
+    }
+    return pk;
+}
+
+void kern_dnnl_release(kern_packed *pk) {
+    if (!pk) return;
+    free(pk->data);
+    free(pk);
+}
+
+/* ---- the product ------------------------------------------------------ */
+
+typedef struct {
+    const kern_mat *W;
+    const kern_packed *pk;
+    int T, acc, n_chunks, last;
+    const void *src;
+    float *y;
+    dnnl_primitive_t prim[2];
+    int packed[2];             /* the primitive takes the packed layout */
+    size_t scratch[2];
+    dnnl_memory_desc_t src_md, dst_md[2], w_md[2];
+    unsigned char *bad;        /* per chunk */
+} mm_job;
+
+static void mm_task(void *ctx, size_t i) {
+    mm_job *j = ctx;
+    int c = (int)i, s = c == j->n_chunks - 1 && j->last != CHUNK;
+    void *w = j->packed[s] ? (uint8_t *)j->pk->data + (size_t)c * j->pk->sz[0]
+                           : (uint8_t *)j->W->data + (size_t)c * CHUNK * j->W->cols * esz_of(j->W);
+    exec_arg a[3] = {{DNNL_ARG_SRC, &j->src_md, (void *)j->src},
+                     {DNNL_ARG_WEIGHTS, &j->w_md[s], w},
+                     {DNNL_ARG_DST, &j->dst_md[s], j->y + (size_t)c * CHUNK}};
+    if (run_prim(j->prim[s], a, 3, j->scratch[s])) j->bad[c] = 1;
+}
+
+typedef struct {
+    const float *x;
+    uint16_t *xb;
+    size_t n;
+} cvt_job;
+
+#define CVT_BLOCK 65536
+
+static void cvt_task(void *ctx, size_t i) {
+    const cvt_job *j = ctx;
+    size_t a = i * CVT_BLOCK, b = a + CVT_BLOCK < j->n ? a + CVT_BLOCK : j->n;
+    kern_to_bf16(j->x + a, j->xb + a, b - a);
+}
+
+int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc) {
+    kern_mat *Wm = (kern_mat *)W; /* only the cache is written, a function of the weights */
+    kern_packed *pk = atomic_load(&Wm->packed);
+    if (!pk) {
+        kern_packed *mine = pack(p, W, T), *none = NULL;
+        if (!mine) return -1;
+        if (atomic_compare_exchange_strong(&Wm->packed, &none, mine)) {
+            pk = mine;
+        } else {
+            kern_dnnl_release(mine);
+            pk = none;
+        }
+    }
+    if (pk->failed) return -1;
+
+    mm_job j = {.W = W, .pk = pk, .T = T, .acc = acc, .n_chunks = pk->n_chunks, .last = pk->last, .y = y};
+    int shapes = pk->last == CHUNK ? 1 : 2, rc = 0, saved = omp_one();
+    dnnl_dims_t sd = {T, W->cols};
+    rc = dnnl_memory_desc_init_by_tag(&j.src_md, 2, sd, dt_of(W), dnnl_ab) != dnnl_success;
+    for (int s = 0; s < shapes && !rc; s++) {
+        int nc = s ? pk->last : CHUNK;
+        dnnl_primitive_desc_t pd = NULL;
+        rc = make_pd(W, T, nc, NULL, acc, &pd);
+        if (!rc) {
+            const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+            if (pk->data && dnnl_memory_desc_equal(want, &pk->md[s])) {
+                j.packed[s] = 1;
+                j.w_md[s] = pk->md[s];
+            } else {
+                /* no packed copy, or it wants a layout we do not hold: the
+                   plain slices (a primitive made for them) */
+                rc = plain_md(W, nc, &j.w_md[s]);
+                if (!rc && !dnnl_memory_desc_equal(want, &j.w_md[s])) {
+                    dnnl_primitive_desc_destroy(pd);
+                    pd = NULL;
+                    rc = make_pd(W, T, nc, &j.w_md[s], acc, &pd);
+                }
+            }
+        }
+        if (!rc) {
+            j.dst_md[s] = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+            j.scratch[s] = scratch_size(pd);
+            rc = dnnl_primitive_create(&j.prim[s], pd) != dnnl_success;
+        }
+        if (pd) dnnl_primitive_desc_destroy(pd);
+    }
+    omp_restore(saved);
+
+    uint16_t *xb = NULL;
+    j.bad = calloc((size_t)pk->n_chunks, 1);
+    rc = rc || !j.bad;
+    if (!rc && W->dtype == ARIA_DT_BF16) {
+        size_t n = (size_t)T * W->cols;
+        xb = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
+        if (xb) {
+            cvt_job cj = {x, xb, n};
+            aria_pool_run(p, cvt_task, &cj, (n + CVT_BLOCK - 1) / CVT_BLOCK);
+        }
+        rc = !xb;
+    }
+    if (!rc) {
+        j.src = xb ? (const void *)xb : (const void *)x;
+        aria_pool_run(p, mm_task, &j, (size_t)pk->n_chunks);
+        /* a failed chunk: the portable kernel does its columns */
+        for (int c = 0; c < pk->n_chunks; c++)
+            if (j.bad[c]) {
+                int o1 = c * CHUNK + CHUNK < W->rows ? c * CHUNK + CHUNK : W->rows;
+                kern_portable_cols(x, T, W, c * CHUNK, o1, y, acc);
+            }
+    }
+    for (int s = 0; s < 2; s++)
+        if (j.prim[s]) dnnl_primitive_destroy(j.prim[s]);
+    free(xb);
+    free(j.bad);
+    return rc ? -1 : 0;
+}
+
+#else /* no oneDNN in this build */
+
+int kern_dnnl_init(char *buf, size_t cap) {
+    if (cap) buf[0] = '\0';
+    return -1;
+}
+int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc) {
+    (void)p, (void)x, (void)T, (void)W, (void)y, (void)acc;
+    return -1;
+}
+void kern_dnnl_release(kern_packed *pk) { (void)pk; }
+
+#endif
