@@ -67,7 +67,7 @@ FUZZ_SRC := $(wildcard fuzz/*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 build-fuzz/%: fuzz/%.c $(LIB_SRC) include/aria.h
 	@mkdir -p build-fuzz
-	clang $(CPPFLAGS) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) -o $@ -lm
+	clang -Iinclude -Isrc -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) -o $@ -lm
 fuzz: $(FUZZ_BIN)
 
 bench: $(BUILD)/bench_tokenize

@@ -167,8 +167,9 @@ static int resolve_config(aria_model *m, const char *path, aria_error *err) {
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         const char *js = aria_st_meta(&m->st, keys[i]);
         if (js) {
-            int rc = aria_config_parse(&m->cfg, js, strlen(js), err);
-            if (rc) return aria_fail(err, rc, "metadata %s: %s", keys[i], err ? err->msg : "");
+            aria_error inner = {{0}};
+            int rc = aria_config_parse(&m->cfg, js, strlen(js), &inner);
+            if (rc) return aria_fail(err, rc, "metadata %s: %s", keys[i], inner.msg);
             return ARIA_OK;
         }
     }
@@ -184,8 +185,9 @@ static int resolve_config(aria_model *m, const char *path, aria_error *err) {
                          "no model config: the file has none in its metadata and there is no %s; "
                          "pass --config (e.g. configs/medium.json)", dir);
     fclose(f);
-    int rc = aria_config_read(&m->cfg, dir, err);
-    if (rc) return aria_fail(err, rc, "%s: %s", dir, err ? err->msg : "");
+    aria_error inner = {{0}};
+    int rc = aria_config_read(&m->cfg, dir, &inner);
+    if (rc) return aria_fail(err, rc, "%s: %s", dir, inner.msg);
     return ARIA_OK;
 }
 
