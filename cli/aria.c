@@ -598,6 +598,8 @@ static void help_main(void) {
          "  embed        embedding vectors of MIDI files\n"
          "  logits       model logits for a list of ids\n"
          "  init         write a model with random weights\n"
+         "  train        train or finetune a model on a dataset\n"
+         "  dataset      MIDI folders -> token shards for training\n"
          "\n"
          "`aria COMMAND --help` describes each command and its defaults.");
 }
@@ -624,6 +626,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "dataset")) return cmd_dataset(argc - 1, argv + 1);
     fprintf(stderr, "aria: unknown command '%s'\nTry 'aria --help'.\n", cmd);
     return EXIT_USAGE;
 }

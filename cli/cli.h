@@ -24,5 +24,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_dataset(int argc, char **argv);
 
 #endif

@@ -358,7 +358,7 @@ typedef struct {
     int n_heads;     /* 24; head size d_model / n_heads */
     int n_layers;    /* 16 */
     int ff_mult;     /* 4: SwiGLU hidden = ff_mult * d_model */
-    int max_seq_len; /* 8192 (2048 for the embedding model) */
+    int max_seq_len; /* 8192 (the embedding model reads at most 2048 tokens) */
     int vocab_size;  /* 17727 */
     int emb_size;    /* 512 for the embedding model, else 0 */
     int class_size;  /* classifier classes, else 0 */
@@ -586,6 +586,168 @@ void aria_trainer_adamw(aria_trainer *t, const aria_adamw_opts *o, float lr);
    *n receives its element count. */
 const float *aria_trainer_grad(const aria_trainer *t, const char *name, size_t *n);
 const float *aria_trainer_param(const aria_trainer *t, const char *name, size_t *n);
+/* The AdamW moments (for checkpoints) and the optimizer step count. */
+void aria_trainer_moments(aria_trainer *t, const float **m1, const float **m2, size_t *n);
+void aria_trainer_set_step(aria_trainer *t, int step);
+
+/* A training run (aria train): see src/trainloop.c for the run directory. */
+typedef struct {
+    const char *data_dir;   /* aria dataset output */
+    const char *out_dir;    /* the run directory */
+    const char *init_path;  /* weights to start from (finetuning), or NULL */
+    aria_model_config config;
+    int has_config;         /* config given (a new model, or to override) */
+    int batch, grad_accum;  /* sequences per micro-batch, micro-batches per step */
+    float lr;               /* peak learning rate, 3e-4 */
+    int warmup;             /* 200 steps from 1e-6 x lr */
+    int constant_lr;        /* 1: no schedule */
+    float clip;             /* global grad-norm clip, 1.0; 0 = off */
+    long steps;             /* optimizer steps; 0 = from epochs */
+    int epochs;
+    int augment;            /* pitch +-5, velocity +-10, tempo +-20 % with mixup */
+    int val_every, save_every;
+    uint64_t seed;
+    int threads;
+    int resume;             /* continue the run in out_dir (options from its run.json) */
+    double peak_flops;      /* for the mfu figure; 0 = 1e12 */
+    void (*progress)(void *ctx, long step, long total, float loss, double tokens_per_s);
+    void *progress_ctx;
+} aria_train_opts;
+
+aria_train_opts aria_train_defaults(void);
+/* The learning rate of optimizer step `step` (0-based) of `total`. */
+float aria_lr_at(const aria_train_opts *o, long step, long total);
+int aria_train_run(const aria_train_opts *o, aria_error *err);
+
+
+/* ====================================================================== */
+/* dataset: quality filters, token shards for training                    */
+/* ====================================================================== */
+
+/* The reference's data-quality tests (ariautils midi.py test_*), with the
+   thresholds of aria's config.json data.tests (spec 3.1). They look at the
+   score as read, before instrument removal, as the reference does. The
+   enum order is the order `aria dataset` runs them in and attributes a
+   dropped file to (its first failing filter): whole-file statistics first,
+   sliding-window tests last. */
+typedef enum {
+    ARIA_FILTER_LENGTH,                    /* 30 s <= end of the last note <= 7200 s */
+    ARIA_FILTER_TOTAL_NOTE_FREQUENCY,      /* 1.5 <= notes/s <= 30 */
+    ARIA_FILTER_NOTE_FREQUENCY_PER_INSTRUMENT, /* 1 <= notes/s/instrument <= 25 */
+    ARIA_FILTER_MAX_PROGRAMS,              /* <= 12 distinct programs */
+    ARIA_FILTER_MAX_INSTRUMENTS,           /* <= 7 distinct program classes */
+    ARIA_FILTER_MEAN_NOTE_VELOCITY,        /* 20 <= mean velocity <= 105 */
+    ARIA_FILTER_UNIQUE_PITCH_COUNT,        /* >= 12 distinct pitches */
+    ARIA_FILTER_SILENT_INTERVAL,           /* every silence < 20 s */
+    ARIA_FILTER_NOTE_PITCH_ENTROPY,        /* pitch entropy >= 3.0 bits */
+    ARIA_FILTER_NOTE_TIMING_ENTROPY,       /* duration entropy >= 2.5 bits */
+    ARIA_FILTER_NOTE_DENSITY_IN_INTERVAL,  /* notes/s and notes/s of one pitch in windows */
+    ARIA_FILTER_UNIQUE_PITCH_COUNT_IN_INTERVAL, /* distinct pitches in windows */
+    ARIA_FILTER_REPETITIVE_CONTENT,        /* pieces >= 20 min whose 5 parts are alike */
+    ARIA_N_FILTERS
+} aria_filter;
+
+/* The reference's test name ("note_pitch_entropy" ...), and the rule with
+   its thresholds in words; NULL for an unknown filter. */
+const char *aria_filter_name(int filter);
+const char *aria_filter_rule(int filter);
+/* Runs one filter: 1 pass, 0 fail, ARIA_ERR_NOMEM or ARIA_ERR_ARG.
+   *value (may be NULL) receives what was measured (seconds, notes/s,
+   bits, a count: the quantity the rule above names; for the window tests
+   the worst window). */
+int aria_filter_run(const aria_score *s, int filter, double *value);
+/* Runs every filter. *first_failed: the first failing filter in enum
+   order, or -1 when the score passes; *fail_mask (may be NULL): bit f set
+   when filter f fails. ARIA_OK or ARIA_ERR_NOMEM. */
+int aria_filter_all(const aria_score *s, int *first_failed, uint32_t *fail_mask);
+
+/* A 128-bit hash of a score's musical content (notes, pedal, programs,
+   tempo map, in order, ticks as stored; not ticks_per_beat or metadata,
+   as the reference's MidiDict.calculate_hash leaves them out). Equal
+   scores hash equal; it is not a cryptographic hash. */
+void aria_score_hash(const aria_score *s, uint64_t out[2]);
+
+/* Why `aria dataset` left a file out. */
+typedef enum {
+    ARIA_DROP_READ_ERROR = 0,  /* not a readable MIDI file */
+    ARIA_DROP_NO_NOTES,        /* readable, but no notes */
+    ARIA_DROP_FILTER,          /* + aria_filter: failed that quality filter */
+    ARIA_DROP_IGNORED_INSTRUMENTS = ARIA_DROP_FILTER + ARIA_N_FILTERS,
+                               /* every note is on an ignored instrument */
+    ARIA_DROP_DUPLICATE,       /* same content hash as an earlier file */
+    ARIA_N_DROP
+} aria_drop_reason;
+/* "read_error", "no_notes", the filter's name, "ignored_instruments",
+   "duplicate"; NULL when out of range. */
+const char *aria_drop_name(int reason);
+
+/* Token shards. Each file <split>-e<epoch>-<k>.bin (split "train" or
+   "val", k 00000, 00001, ...) is a 32-byte header (magic "ARIASHRD",
+   u32 version 1, u32 seq_len, u64 n_sequences, u32 vocab_size, u32 0,
+   little-endian) and n_sequences * seq_len uint16 LE ids. manifest.json
+   lists them per epoch; it is written last, so a directory without it is
+   an unfinished build. */
+#define ARIA_SHARD_MAGIC "ARIASHRD"
+#define ARIA_SHARD_VERSION 1
+#define ARIA_SHARD_HEADER_BYTES 32
+#define ARIA_SHARD_SEQUENCES 4096 /* sequences per shard (the last one fewer) */
+
+typedef struct {
+    int seq_len;          /* ids per sequence (8192, the model's context) */
+    int epochs;           /* training epochs, each tokenized afresh (1) */
+    double val_fraction;  /* of the files, for validation (0.05) */
+    int sep_sequences;    /* 1: each file starts a new sequence (0) */
+    int filters;          /* 1: the quality filters above (1) */
+    int jobs;             /* threads (0: all CPUs) */
+    uint64_t seed;        /* split, shuffles, tokenizer randomness (0) */
+    int overwrite;        /* replace a finished dataset in the directory (0) */
+    /* Called from the building thread, may be NULL: `stage` is "scan",
+       "train e<N>" or "val e0"; done of total files. */
+    void (*progress)(void *ctx, const char *stage, size_t done, size_t total);
+    void *progress_ctx;
+} aria_dataset_opts;
+
+aria_dataset_opts aria_dataset_defaults(void);
+
+typedef struct {
+    size_t files_seen;          /* MIDI files found */
+    size_t kept;                /* MIDI files kept */
+    size_t dropped[ARIA_N_DROP];/* per reason; each file counted once */
+    size_t filter_failures[ARIA_N_FILTERS]; /* every failing filter counted */
+    size_t ids_sequences;       /* lines read from ids files */
+    size_t train_files, val_files; /* kept files (an ids line counts as one) */
+    uint64_t train_sequences;   /* over all epochs */
+    uint64_t val_sequences;
+    uint64_t tokens;            /* ids written, padding excluded, all shards */
+} aria_dataset_summary;
+
+/* Builds a dataset in `out_dir` (created when missing): MIDI files found
+   under `inputs` (directories walked recursively for *.mid / *.midi in any
+   case, or files), plus pre-tokenized `ids_files` (one sequence of ids per
+   line), read, filtered, deduplicated, split by file into train and
+   validation, tokenized for every epoch (validation: once) and cut into
+   seq_len sequences, <P>-padded. The same inputs and options give
+   byte-identical files. Errors name the file (and line) in err. Refuses a
+   directory that holds manifest.json unless opts->overwrite. */
+int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_inputs,
+                       const char *const *ids_files, size_t n_ids_files,
+                       const aria_dataset_opts *opts, aria_dataset_summary *summary,
+                       aria_error *err);
+
+/* Reading a built dataset (what the trainer uses). */
+typedef struct aria_dataset aria_dataset;
+/* Reads manifest.json, checks every shard header of `split` ("train" or
+   "val": magic, version, seq_len, size), maps the shards read-only. Errors
+   name the file and say how to fix it (rebuild with `aria dataset`). */
+int aria_dataset_open(aria_dataset **out, const char *dir, const char *split, aria_error *err);
+int aria_dataset_seq_len(const aria_dataset *d);
+int aria_dataset_epochs(const aria_dataset *d);
+/* Sequences in that epoch (0 for an epoch out of range). */
+size_t aria_dataset_size(const aria_dataset *d, int epoch);
+/* Copies sequence `index` of `epoch` into out[0..seq_len). An id outside
+   the vocabulary is an error naming the shard. */
+int aria_dataset_get(const aria_dataset *d, int epoch, size_t index, int32_t *out, aria_error *err);
+void aria_dataset_close(aria_dataset *d);
 
 #ifdef __cplusplus
 }

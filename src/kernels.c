@@ -489,6 +489,69 @@ void kern_swiglu(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* Pooled versions: rows (or elements) in tasks big enough that a task
+   outweighs its dispatch; below two tasks' worth the caller does it all. */
+#define ROWS_PER_TASK 16
+#define ELEMS_PER_TASK 65536
+
+typedef struct {
+    const float *x, *w, *b;
+    float *y;
+    int T, d, n_heads, head_dim, row_stride, pos0;
+    float eps;
+    const float *cs;
+    const float *u;
+    size_t n;
+} small_job;
+
+static void ln_task(void *ctx, size_t i) {
+    const small_job *j = ctx;
+    int t0 = (int)i * ROWS_PER_TASK, n = j->T - t0 < ROWS_PER_TASK ? j->T - t0 : ROWS_PER_TASK;
+    kern_layernorm(j->x + (size_t)t0 * j->d, j->w, j->b, j->y + (size_t)t0 * j->d, n, j->d, j->eps);
+}
+
+void kern_layernorm_pool(aria_pool *p, const float *x, const float *w, const float *b, float *y, int T, int d,
+                         float eps) {
+    if (T < 2 * ROWS_PER_TASK) {
+        kern_layernorm(x, w, b, y, T, d, eps);
+        return;
+    }
+    small_job j = {.x = x, .w = w, .b = b, .y = y, .T = T, .d = d, .eps = eps};
+    aria_pool_run(p, ln_task, &j, (size_t)(T + ROWS_PER_TASK - 1) / ROWS_PER_TASK);
+}
+
+static void swiglu_task(void *ctx, size_t i) {
+    const small_job *j = ctx;
+    size_t a = i * ELEMS_PER_TASK, n = j->n - a < ELEMS_PER_TASK ? j->n - a : ELEMS_PER_TASK;
+    kern_swiglu(j->y + a, j->u + a, n);
+}
+
+void kern_swiglu_pool(aria_pool *p, float *g, const float *u, size_t n) {
+    if (n < 2 * ELEMS_PER_TASK) {
+        kern_swiglu(g, u, n);
+        return;
+    }
+    small_job j = {.y = g, .u = u, .n = n};
+    aria_pool_run(p, swiglu_task, &j, (n + ELEMS_PER_TASK - 1) / ELEMS_PER_TASK);
+}
+
+static void rope_task(void *ctx, size_t i) {
+    const small_job *j = ctx;
+    int t0 = (int)i * ROWS_PER_TASK, n = j->T - t0 < ROWS_PER_TASK ? j->T - t0 : ROWS_PER_TASK;
+    kern_rope(j->y + (size_t)t0 * j->row_stride, n, j->n_heads, j->head_dim, j->row_stride, j->cs, j->pos0 + t0);
+}
+
+void kern_rope_pool(aria_pool *p, float *x, int T, int n_heads, int head_dim, int row_stride, const float *cs,
+                    int pos0) {
+    if (T < 2 * ROWS_PER_TASK) {
+        kern_rope(x, T, n_heads, head_dim, row_stride, cs, pos0);
+        return;
+    }
+    small_job j = {.y = x, .T = T, .n_heads = n_heads, .head_dim = head_dim, .row_stride = row_stride,
+                   .cs = cs, .pos0 = pos0};
+    aria_pool_run(p, rope_task, &j, (size_t)(T + ROWS_PER_TASK - 1) / ROWS_PER_TASK);
+}
+
 float *kern_rope_table(int max_pos, int head_dim, double base) {
     int half = head_dim / 2;
     float *tab = malloc((size_t)max_pos * half * 2 * sizeof *tab);

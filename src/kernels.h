@@ -96,6 +96,13 @@ void kern_layernorm(const float *x, const float *w, const float *b, float *y, in
 void kern_swiglu(float *g, const float *u, size_t n);
 /* RoPE, half-split layout, on rows of n_heads * head_dim at positions pos0 + t */
 void kern_rope(float *x, int T, int n_heads, int head_dim, int row_stride, const float *cos_sin, int pos0);
+/* The same three on the pool's threads, for many rows (prefill); few rows
+   run on the caller's thread. Results are identical to the serial ones. */
+void kern_layernorm_pool(aria_pool *p, const float *x, const float *w, const float *b, float *y, int T, int d,
+                         float eps);
+void kern_swiglu_pool(aria_pool *p, float *g, const float *u, size_t n);
+void kern_rope_pool(aria_pool *p, float *x, int T, int n_heads, int head_dim, int row_stride, const float *cos_sin,
+                    int pos0);
 /* The rotation table: [max_pos][head_dim/2][2] = cos, sin of t * theta_i,
    computed in float32 as the reference (theta_i = 1 / base^(2i/d)). */
 float *kern_rope_table(int max_pos, int head_dim, double base);

@@ -542,22 +542,22 @@ static void forward_block(aria_session *s, const int32_t *ids, int T, int t0, in
         }
     for (int l = 0; l < c->n_layers; l++) {
         const layer_w *L = &m->layers[l];
-        kern_layernorm(s->x, L->n1w, L->n1b, s->a, rows, d, NORM_EPS);
+        kern_layernorm_pool(m->pool, s->x, L->n1w, L->n1b, s->a, rows, d, NORM_EPS);
         kern_matmul(m->pool, s->a, rows, &L->qkv, s->qkv, 0);
         for (int b = 0; b < s->B; b++) {
             float *q = s->qkv + (size_t)b * n * 3 * d;
-            kern_rope(q, n, H, hd, 3 * d, m->rope, pos0);
-            kern_rope(q + d, n, H, hd, 3 * d, m->rope, pos0);
+            kern_rope_pool(m->pool, q, n, H, hd, 3 * d, m->rope, pos0);
+            kern_rope_pool(m->pool, q + d, n, H, hd, 3 * d, m->rope, pos0);
         }
         cache_store(s, l, n, pos0);
         size_t layer_off = (size_t)l * s->B * H * s->cap * hd;
         kern_attention(m->pool, s->qkv, 3 * d, s->k + layer_off, s->v + layer_off, s->cap, s->B, n, H, hd,
                        pos0, s->att, d);
         kern_matmul(m->pool, s->att, rows, &L->proj, s->x, 1);
-        kern_layernorm(s->x, L->n2w, L->n2b, s->a, rows, d, NORM_EPS);
+        kern_layernorm_pool(m->pool, s->x, L->n2w, L->n2b, s->a, rows, d, NORM_EPS);
         kern_matmul(m->pool, s->a, rows, &L->gate, s->g, 0);
         kern_matmul(m->pool, s->a, rows, &L->up, s->u, 0);
-        kern_swiglu(s->g, s->u, (size_t)rows * ff);
+        kern_swiglu_pool(m->pool, s->g, s->u, (size_t)rows * ff);
         kern_matmul(m->pool, s->g, rows, &L->down, s->x, 1);
     }
 }
@@ -567,7 +567,7 @@ static void head_out(aria_session *s, const float *x, int rows, aria_output what
     const aria_model *m = s->m;
     int d = m->cfg.d_model;
     float *h = s->a; /* free after the block */
-    kern_layernorm(x, m->out_w, m->out_b, h, rows, d, NORM_EPS);
+    kern_layernorm_pool(m->pool, x, m->out_w, m->out_b, h, rows, d, NORM_EPS);
     const kern_mat *W = what == ARIA_OUT_LOGITS ? &m->lm_head
                         : what == ARIA_OUT_EMB  ? &m->emb_head
                         : what == ARIA_OUT_CLS  ? &m->class_head

@@ -168,6 +168,14 @@ const float *aria_trainer_grad(const aria_trainer *t, const char *name, size_t *
     return t->grads + v->off;
 }
 
+void aria_trainer_moments(aria_trainer *t, const float **m1, const float **m2, size_t *n) {
+    *m1 = t->m1;
+    *m2 = t->m2;
+    *n = t->n_params;
+}
+
+void aria_trainer_set_step(aria_trainer *t, int step) { t->step = step; }
+
 const float *aria_trainer_param(const aria_trainer *t, const char *name, size_t *n) {
     const param_view *v = find_view(t, name);
     if (!v) return NULL;

@@ -1,0 +1,160 @@
+/*
+ * train_cmd.c - `aria train`: options, progress line, Ctrl-C. The run
+ * itself (data order, schedule, checkpoints, resume) is aria_train_run in
+ * src/trainloop.c.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aria.h"
+#include "cli.h"
+
+static void train_progress(void *ctx, long step, long total, float loss, double tps) {
+    (void)ctx;
+    if (!isatty(2)) return;
+    fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tokens/s   ", step, total, loss, tps);
+    if (step == total) fputc('\n', stderr);
+}
+
+static void help_train(void) {
+    puts("usage: aria train --data DATA/ --out RUN/ (--config CFG | --init CKPT) [options]\n"
+         "       aria train --resume RUN/\n"
+         "\n"
+         "Trains on the next-token loss (pretraining, or finetuning with --init and a\n"
+         "--sep-sequences dataset). RUN/ receives log.jsonl (one line per step and per\n"
+         "validation), model.safetensors (official tensor names), and checkpoints from which\n"
+         "--resume continues exactly where a killed run stopped.\n"
+         "\n"
+         "options:\n"
+         "  --data DIR            output of `aria dataset`\n"
+         "  --out DIR             run directory (created)\n"
+         "  --config CFG          model shape for a new model: JSON file or preset (tiny, medium)\n"
+         "  --init FILE           weights to start from (safetensors)\n"
+         "  --batch B             sequences per micro-batch (default 8)\n"
+         "  --grad-accum G        micro-batches per optimizer step (default 1)\n"
+         "  --lr LR               peak learning rate (default 3e-4)\n"
+         "  --warmup N            warm-up steps from 1e-6 x lr (default 200)\n"
+         "  --lr-schedule S       aria (warm-up, then linear decay to 0.1 x lr) or constant\n"
+         "                        (default aria)\n"
+         "  --clip C              global gradient-norm clip (default 1.0; 0 = off)\n"
+         "  --steps N             optimizer steps (default: --epochs over the dataset)\n"
+         "  --epochs E            passes over the data when --steps is not given (default 1)\n"
+         "  --augment / --no-augment   pitch +-5, velocity +-10, tempo +-20 %% with mixup\n"
+         "                        (default on)\n"
+         "  --val-every K         validation loss every K steps (default 0 = at the end only\n"
+         "                        when the dataset has a val split)\n"
+         "  --save-every K        checkpoint every K steps (default 100, and at the end)\n"
+         "  --seed S              data order, augmentation and initial weights (default 0)\n"
+         "  --threads N           CPU threads (default: all)\n"
+         "  --resume DIR          continue the run in DIR with its own options\n"
+         "  -h, --help            this help");
+}
+
+int cmd_train(int argc, char **argv) {
+    aria_train_opts o = aria_train_defaults();
+    const char *cfg_arg = NULL;
+    long long v;
+    double dv;
+    enum { O_DATA = 256, O_OUT, O_CFG, O_INIT, O_BATCH, O_ACC, O_LR, O_WARM, O_SCHED, O_CLIP, O_STEPS, O_EPOCHS,
+           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME };
+    static const struct option lo[] = {
+        {"data", required_argument, 0, O_DATA},      {"out", required_argument, 0, O_OUT},
+        {"config", required_argument, 0, O_CFG},     {"init", required_argument, 0, O_INIT},
+        {"batch", required_argument, 0, O_BATCH},    {"grad-accum", required_argument, 0, O_ACC},
+        {"lr", required_argument, 0, O_LR},          {"warmup", required_argument, 0, O_WARM},
+        {"lr-schedule", required_argument, 0, O_SCHED}, {"clip", required_argument, 0, O_CLIP},
+        {"steps", required_argument, 0, O_STEPS},    {"epochs", required_argument, 0, O_EPOCHS},
+        {"augment", no_argument, 0, O_AUG},          {"no-augment", no_argument, 0, O_NOAUG},
+        {"val-every", required_argument, 0, O_VAL},  {"save-every", required_argument, 0, O_SAVE},
+        {"seed", required_argument, 0, O_SEED},      {"threads", required_argument, 0, O_THREADS},
+        {"resume", required_argument, 0, O_RESUME},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case O_DATA: o.data_dir = optarg; break;
+        case O_OUT: o.out_dir = optarg; break;
+        case O_CFG: cfg_arg = optarg; break;
+        case O_INIT: o.init_path = optarg; break;
+        case O_BATCH:
+            if (parse_long(optarg, 1, 4096, &v)) return usage_error("train", "--batch wants 1..4096");
+            o.batch = (int)v;
+            break;
+        case O_ACC:
+            if (parse_long(optarg, 1, 4096, &v)) return usage_error("train", "--grad-accum wants 1..4096");
+            o.grad_accum = (int)v;
+            break;
+        case O_LR:
+            if (parse_double(optarg, &dv) || dv <= 0 || dv > 1) return usage_error("train", "--lr wants a number in (0, 1]");
+            o.lr = (float)dv;
+            break;
+        case O_WARM:
+            if (parse_long(optarg, 0, 1000000000, &v)) return usage_error("train", "--warmup wants a count >= 0");
+            o.warmup = (int)v;
+            break;
+        case O_SCHED:
+            if (!strcmp(optarg, "aria")) o.constant_lr = 0;
+            else if (!strcmp(optarg, "constant")) o.constant_lr = 1;
+            else return usage_error("train", "--lr-schedule wants aria or constant");
+            break;
+        case O_CLIP:
+            if (parse_double(optarg, &dv) || dv < 0) return usage_error("train", "--clip wants a number >= 0");
+            o.clip = (float)dv;
+            break;
+        case O_STEPS:
+            if (parse_long(optarg, 1, 1000000000, &v)) return usage_error("train", "--steps wants a count >= 1");
+            o.steps = (long)v;
+            break;
+        case O_EPOCHS:
+            if (parse_long(optarg, 1, 100000, &v)) return usage_error("train", "--epochs wants a count >= 1");
+            o.epochs = (int)v;
+            break;
+        case O_AUG: o.augment = 1; break;
+        case O_NOAUG: o.augment = 0; break;
+        case O_VAL:
+            if (parse_long(optarg, 0, 1000000000, &v)) return usage_error("train", "--val-every wants a count >= 0");
+            o.val_every = (int)v;
+            break;
+        case O_SAVE:
+            if (parse_long(optarg, 0, 1000000000, &v)) return usage_error("train", "--save-every wants a count >= 0");
+            o.save_every = (int)v;
+            break;
+        case O_SEED:
+            if (parse_long(optarg, 0, (long long)(~0ull >> 1), &v)) return usage_error("train", "--seed wants an integer >= 0");
+            o.seed = (uint64_t)v;
+            break;
+        case O_THREADS:
+            if (parse_long(optarg, 1, 256, &v)) return usage_error("train", "--threads wants 1..256");
+            o.threads = (int)v;
+            break;
+        case O_RESUME:
+            o.resume = 1;
+            o.out_dir = optarg;
+            break;
+        case 'h': help_train(); return 0;
+        default: return usage_error("train", "unknown option");
+        }
+    }
+    if (optind != argc) return usage_error("train", "unexpected argument '%s'", argv[optind]);
+    if (!o.resume && (!o.data_dir || !o.out_dir)) return usage_error("train", "--data and --out are required");
+    if (!o.resume && !cfg_arg && !o.init_path) return usage_error("train", "give --config or --init");
+    if (cfg_arg) {
+        aria_error err = {{0}};
+        if (aria_config_preset(&o.config, cfg_arg) != ARIA_OK && aria_config_read(&o.config, cfg_arg, &err) != ARIA_OK) {
+            fail_file(cfg_arg, err.msg);
+            return EXIT_INPUT;
+        }
+        o.has_config = 1;
+    }
+    o.progress = train_progress;
+    aria_error err = {{0}};
+    if (aria_train_run(&o, &err) != ARIA_OK) {
+        fail_file(o.out_dir, err.msg);
+        return EXIT_INPUT;
+    }
+    return 0;
+}

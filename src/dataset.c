@@ -1,0 +1,1153 @@
+/*
+ * dataset.c - token shards for training: building them from folders of
+ * MIDI files (`aria dataset`) and reading them back (the trainer).
+ *
+ * Building runs in passes, each over files in sorted path order so that
+ * the result never depends on thread timing:
+ *   1. scan: walk the inputs for *.mid / *.midi; read every file in
+ *      parallel, run the quality filters (filters.c) on the score as read,
+ *      remove the tokenizer's ignored instruments, hash what is left;
+ *   2. dedup, in path order (the first file of a content hash is kept);
+ *   3. split: kept files (and lines of --ids files) ranked by a seeded
+ *      hash of their content; the first val_fraction of the ranking is
+ *      validation. A file's side depends only on its content and the
+ *      seed, so growing a corpus moves few files across;
+ *   4. per epoch (validation: once): the split's files in a seeded
+ *      shuffled order, tokenized in parallel batches with an RNG seeded
+ *      from (seed, epoch, file), appended in order to a shard writer that
+ *      cuts seq_len sequences (concatenated, or one file per run of
+ *      sequences with sep_sequences) and writes a shard per 4096;
+ *   5. manifest.json, last.
+ * MIDI files are read again in every epoch instead of being kept in
+ * memory: a large corpus does not fit, and parsing is cheap next to
+ * tokenizing. Every file is written with aria_write_file_atomic.
+ *
+ * Reading maps each shard read-only after checking its header against
+ * the manifest; a sequence is found by binary search over the shards'
+ * cumulative counts.
+ */
+#include "json.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAD_ID 2               /* <P> */
+#define BATCH_PER_JOB 16       /* files tokenized per thread between appends */
+#define MAX_SEQ_LEN 65536
+#define PATH_CAP 4096
+
+/* Domain tags for the seeded streams, so that no two draw the same. */
+enum { SEED_SPLIT = 1, SEED_SHUFFLE_TRAIN = 2, SEED_SHUFFLE_VAL = 3, SEED_TOKENIZE = 4 };
+
+aria_dataset_opts aria_dataset_defaults(void) {
+    aria_dataset_opts o = {0};
+    o.seq_len = 8192;
+    o.epochs = 1;
+    o.val_fraction = 0.05;
+    o.filters = 1;
+    return o;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                          */
+/* ---------------------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t derive_seed(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
+    return mix64(mix64(mix64(mix64(seed) ^ tag) ^ a) ^ b);
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get_u64(const uint8_t *p) { return get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+static int ncpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static void strvec_free(strvec *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int strvec_push(strvec *s, const char *str) {
+    char *d = strdup(str);
+    if (!d || ARIA_GROW(s->v, s->cap, s->n + 1)) {
+        free(d);
+        return ARIA_ERR_NOMEM;
+    }
+    s->v[s->n++] = d;
+    return ARIA_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A growable byte buffer for the manifest text. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} textbuf;
+
+static void tb_printf(textbuf *t, const char *fmt, ...) ARIA_PRINTF(2, 3);
+
+static void tb_printf(textbuf *t, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        size_t room = t->cap - t->n;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p ? t->p + t->n : NULL, room, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            t->oom = 1;
+            return;
+        }
+        if ((size_t)k < room) {
+            t->n += (size_t)k;
+            return;
+        }
+        if (ARIA_GROW(t->p, t->cap, t->n + (size_t)k + 1)) {
+            t->oom = 1;
+            return;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* A parallel for: fn(ctx, i) for i in [0, n) on up to `jobs` threads     */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    void (*fn)(void *ctx, size_t i);
+    void *ctx;
+    size_t n, next;
+    pthread_mutex_t lock;
+} pfor;
+
+static void *pfor_worker(void *arg) {
+    pfor *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        size_t i = p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->n) return NULL;
+        p->fn(p->ctx, i);
+    }
+}
+
+static void parallel_for(size_t n, int jobs, void (*fn)(void *, size_t), void *ctx) {
+    pfor p = {fn, ctx, n, 0, PTHREAD_MUTEX_INITIALIZER};
+    size_t nt = (size_t)jobs < n ? (size_t)jobs : n;
+    pthread_t th[256];
+    size_t started = 0;
+    for (size_t i = 1; i < nt && i <= 256; i++)
+        if (pthread_create(&th[started], NULL, pfor_worker, &p) == 0) started++;
+    pfor_worker(&p); /* the calling thread works too; if no thread started, alone */
+    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.lock);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Finding MIDI files                                                     */
+/* ---------------------------------------------------------------------- */
+
+static int is_midi_name(const char *name) {
+    size_t n = strlen(name);
+    return (n > 4 && !strcasecmp(name + n - 4, ".mid")) || (n > 5 && !strcasecmp(name + n - 5, ".midi"));
+}
+
+/* Walks `dir` recursively. Symbolic links to files are followed; links to
+   directories are not, so a link cycle cannot make the walk endless. */
+static int walk_dir(const char *dir, strvec *out, aria_error *err) {
+    DIR *d = opendir(dir);
+    if (!d) return aria_fail(err, ARIA_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    int rc = ARIA_OK;
+    struct dirent *e;
+    char path[PATH_CAP];
+    while (rc == ARIA_OK && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) {
+            rc = aria_fail(err, ARIA_ERR_ARG, "%s/%s: path too long", dir, e->d_name);
+            break;
+        }
+        struct stat st;
+        if (lstat(path, &st) != 0) continue; /* vanished while walking */
+        if (S_ISDIR(st.st_mode)) {
+            rc = walk_dir(path, out, err);
+        } else if (is_midi_name(e->d_name) && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (strvec_push(out, path)) rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Directories are walked; a file named directly is taken whatever its
+   extension. The list comes back sorted, exact repeats removed. */
+static int collect_midi(const char *const *inputs, size_t n, strvec *out, aria_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(inputs[i], &st) != 0)
+            return aria_fail(err, ARIA_ERR_IO, "%s: %s", inputs[i], strerror(errno));
+        int rc = ARIA_OK;
+        if (S_ISDIR(st.st_mode))
+            rc = walk_dir(inputs[i], out, err);
+        else if (strvec_push(out, inputs[i]))
+            rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        if (rc) return rc;
+    }
+    if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
+    size_t w = 0;
+    for (size_t i = 0; i < out->n; i++) {
+        if (w && !strcmp(out->v[w - 1], out->v[i]))
+            free(out->v[i]);
+        else
+            out->v[w++] = out->v[i];
+    }
+    out->n = w;
+    return ARIA_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pre-tokenized input: one sequence of ids per line                      */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    uint16_t *ids;
+    size_t n;
+} idseq;
+
+typedef struct {
+    idseq *v;
+    size_t n, cap;
+} idseqs;
+
+static void idseqs_free(idseqs *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->v[i].ids);
+    free(s->v);
+}
+
+/* Parses one line of ids separated by spaces or tabs. */
+static int parse_ids_line(const char *path, size_t lineno, const char *p, size_t len, int vocab,
+                          idseq *out, aria_error *err) {
+    size_t n = 0, cap = 0;
+    uint16_t *ids = NULL;
+    size_t i = 0;
+    while (i < len) {
+        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r') {
+            i++;
+            continue;
+        }
+        size_t st = i;
+        long v = 0;
+        while (i < len && p[i] >= '0' && p[i] <= '9' && v <= MAX_SEQ_LEN * 16L) v = v * 10 + (p[i++] - '0');
+        if (i == st || (i < len && p[i] != ' ' && p[i] != '\t' && p[i] != '\r')) {
+            size_t e = st;
+            while (e < len && e - st < 20 && p[e] != ' ' && p[e] != '\t') e++;
+            free(ids);
+            return aria_fail(err, ARIA_ERR_FORMAT, "%s:%zu: expected a token id, got '%.*s'", path,
+                             lineno, (int)(e - st), p + st);
+        }
+        if (v >= vocab) {
+            free(ids);
+            return aria_fail(err, ARIA_ERR_FORMAT,
+                             "%s:%zu: token id %.*s is outside the vocabulary (0..%d)", path, lineno,
+                             (int)(i - st), p + st, vocab - 1);
+        }
+        if (ARIA_GROW(ids, cap, n + 1)) {
+            free(ids);
+            return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        }
+        ids[n++] = (uint16_t)v;
+    }
+    out->ids = ids;
+    out->n = n;
+    return ARIA_OK;
+}
+
+static int read_ids_file(const char *path, int vocab, idseqs *out, aria_error *err) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    aria_error e2 = {{0}};
+    if (aria_read_file(path, &buf, &len, &e2) != ARIA_OK)
+        return aria_fail(err, ARIA_ERR_IO, "%s: %s", path, e2.msg);
+    int rc = ARIA_OK;
+    size_t lineno = 0;
+    for (size_t pos = 0; rc == ARIA_OK && pos < len;) {
+        const char *line = (const char *)buf + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - line) : len - pos;
+        pos += ll + (nl != NULL);
+        lineno++;
+        idseq s = {0};
+        rc = parse_ids_line(path, lineno, line, ll, vocab, &s, err);
+        if (rc || s.n == 0) { /* blank lines are skipped */
+            free(s.ids);
+            continue;
+        }
+        if (ARIA_GROW(out->v, out->cap, out->n + 1)) {
+            free(s.ids);
+            rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        } else {
+            out->v[out->n++] = s;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pass 1: read, filter, hash                                             */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    int reason;         /* aria_drop_reason, or -1 when kept */
+    uint32_t fail_mask; /* every failing filter */
+    uint64_t hash[2];
+} scan_result;
+
+typedef struct {
+    char *const *paths;
+    scan_result *res;
+    int filters;
+    uint32_t ignore_mask;
+} scan_job;
+
+static void scan_one(void *arg, size_t i) {
+    scan_job *j = arg;
+    scan_result *r = &j->res[i];
+    aria_midi m = {0};
+    aria_score s = {0};
+    r->reason = -1;
+    if (aria_midi_read_file(&m, j->paths[i], NULL) != ARIA_OK || aria_score_from_midi(&s, &m, NULL) != ARIA_OK) {
+        r->reason = ARIA_DROP_READ_ERROR;
+        goto done;
+    }
+    if (s.n_notes == 0) {
+        r->reason = ARIA_DROP_NO_NOTES;
+        goto done;
+    }
+    int first = -1;
+    if (j->filters && aria_filter_all(&s, &first, &r->fail_mask) != ARIA_OK) {
+        r->reason = ARIA_DROP_READ_ERROR; /* out of memory on this file */
+        goto done;
+    }
+    if (first >= 0) {
+        r->reason = ARIA_DROP_FILTER + first;
+        goto done;
+    }
+    /* the reference hashes the score after its pre-processing, which is
+       this instrument removal */
+    aria_score_remove_instruments(&s, j->ignore_mask);
+    if (s.n_notes == 0) {
+        r->reason = ARIA_DROP_IGNORED_INSTRUMENTS;
+        goto done;
+    }
+    aria_score_hash(&s, r->hash);
+done:
+    aria_score_free(&s);
+    aria_midi_free(&m);
+}
+
+/* Instrument classes the tokenizer drops: those whose notes it cannot
+   encode (their note tokens come out as <U>). */
+static uint32_t tokenizer_ignore_mask(const aria_tokenizer *tk) {
+    uint32_t mask = 0;
+    int unk = aria_tok_id(tk, aria_tok_special(ARIA_SP_UNK));
+    for (int c = 0; c < 16; c++) {
+        aria_token t = {.kind = ARIA_TK_NOTE, .a = (uint8_t)c, .b = 60, .v = 60};
+        if (aria_tok_id(tk, t) == unk) mask |= 1u << c;
+    }
+    return mask;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Items, split and order                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* A unit of the split: a kept MIDI file or one line of an ids file. */
+typedef struct {
+    const char *path;  /* MIDI file, or NULL */
+    const idseq *ids;  /* ids line, or NULL */
+    uint64_t hash[2];
+    uint64_t rank;     /* seeded hash deciding the split */
+    size_t index;      /* position among all items: seeds its tokenizer RNG */
+    int val;
+} item;
+
+static uint64_t hash_ids(const idseq *s, uint64_t salt) {
+    uint64_t h = mix64(salt ^ s->n);
+    for (size_t i = 0; i < s->n; i++) h = mix64(h ^ s->ids[i]);
+    return h;
+}
+
+static int cmp_rank(const void *a, const void *b) {
+    const item *const *x = a, *const *y = b;
+    if ((*x)->rank != (*y)->rank) return (*x)->rank < (*y)->rank ? -1 : 1;
+    return (*x)->index < (*y)->index ? -1 : (*x)->index > (*y)->index;
+}
+
+/* Validation gets round(fraction * n) items, at least 1 when there are 2
+   or more and fraction > 0, and never all of them. */
+static size_t val_count(size_t n, double fraction) {
+    if (n < 2 || fraction <= 0) return 0;
+    double want = floor(fraction * (double)n + 0.5);
+    size_t k = want < 1 ? 1 : (size_t)want;
+    return k > n - 1 ? n - 1 : k;
+}
+
+static int assign_split(item *items, size_t n, double fraction, uint64_t seed) {
+    item **by_rank = malloc((n ? n : 1) * sizeof *by_rank);
+    if (!by_rank) return ARIA_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        items[i].rank = derive_seed(seed, SEED_SPLIT, items[i].hash[0], items[i].hash[1]);
+        by_rank[i] = &items[i];
+    }
+    qsort(by_rank, n, sizeof *by_rank, cmp_rank);
+    size_t k = val_count(n, fraction);
+    for (size_t i = 0; i < n; i++) by_rank[i]->val = i < k;
+    free(by_rank);
+    return ARIA_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Shard writer                                                           */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    char name[64];
+    uint64_t n_seqs;
+} shard_entry;
+
+typedef struct {
+    const char *dir;
+    const char *split;
+    int epoch, seq_len, vocab;
+    uint8_t *buf;       /* header, then sequences */
+    size_t buf_seqs;    /* sequences the buffer holds room for */
+    size_t n_seqs;      /* complete sequences in the buffer */
+    size_t fill;        /* ids in the sequence being filled */
+    shard_entry *shards;
+    size_t n_shards, cap_shards;
+    uint64_t total_seqs, tokens;
+} shard_writer;
+
+static uint8_t *sw_seq(shard_writer *w, size_t k) {
+    return w->buf + ARIA_SHARD_HEADER_BYTES + k * (size_t)w->seq_len * 2;
+}
+
+/* Makes room for sequence n_seqs, growing the buffer by doubling up to a
+   shard's worth (a small split never allocates a full shard). */
+static int sw_reserve(shard_writer *w) {
+    if (w->n_seqs < w->buf_seqs) return ARIA_OK;
+    size_t want = w->buf_seqs ? w->buf_seqs * 2 : 16;
+    if (want > ARIA_SHARD_SEQUENCES) want = ARIA_SHARD_SEQUENCES;
+    uint8_t *b = realloc(w->buf, ARIA_SHARD_HEADER_BYTES + want * (size_t)w->seq_len * 2);
+    if (!b) return ARIA_ERR_NOMEM;
+    w->buf = b;
+    w->buf_seqs = want;
+    return ARIA_OK;
+}
+
+static int sw_flush(shard_writer *w, aria_error *err) {
+    if (w->n_seqs == 0) return ARIA_OK;
+    if (ARIA_GROW(w->shards, w->cap_shards, w->n_shards + 1))
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    shard_entry *e = &w->shards[w->n_shards];
+    snprintf(e->name, sizeof e->name, "%s-e%d-%05zu.bin", w->split, w->epoch, w->n_shards);
+    e->n_seqs = w->n_seqs;
+    uint8_t *h = w->buf;
+    memcpy(h, ARIA_SHARD_MAGIC, 8);
+    put_u32(h + 8, ARIA_SHARD_VERSION);
+    put_u32(h + 12, (uint32_t)w->seq_len);
+    put_u64(h + 16, w->n_seqs);
+    put_u32(h + 24, (uint32_t)w->vocab);
+    put_u32(h + 28, 0);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s", w->dir, e->name);
+    aria_error e2 = {{0}};
+    if (aria_write_file_atomic(path, w->buf, ARIA_SHARD_HEADER_BYTES + w->n_seqs * (size_t)w->seq_len * 2, &e2))
+        return aria_fail(err, ARIA_ERR_IO, "%s: %s", path, e2.msg);
+    w->n_shards++;
+    w->total_seqs += w->n_seqs;
+    w->n_seqs = 0;
+    return ARIA_OK;
+}
+
+/* Closes the sequence being filled: pads it with <P> to seq_len. */
+static int sw_pad(shard_writer *w, aria_error *err) {
+    if (w->fill == 0) return ARIA_OK;
+    uint8_t *p = sw_seq(w, w->n_seqs);
+    for (size_t i = w->fill; i < (size_t)w->seq_len; i++) {
+        p[2 * i] = PAD_ID & 0xff;
+        p[2 * i + 1] = PAD_ID >> 8;
+    }
+    w->fill = 0;
+    w->n_seqs++;
+    return w->n_seqs == ARIA_SHARD_SEQUENCES ? sw_flush(w, err) : ARIA_OK;
+}
+
+static int sw_push(shard_writer *w, const uint16_t *ids, size_t n, aria_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        if (w->fill == 0 && sw_reserve(w)) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        uint8_t *p = sw_seq(w, w->n_seqs) + 2 * w->fill;
+        p[0] = (uint8_t)ids[i];
+        p[1] = (uint8_t)(ids[i] >> 8);
+        if (++w->fill == (size_t)w->seq_len) {
+            w->fill = 0;
+            w->n_seqs++;
+            if (w->n_seqs == ARIA_SHARD_SEQUENCES && sw_flush(w, err)) return ARIA_ERR_IO;
+        }
+    }
+    w->tokens += n;
+    return ARIA_OK;
+}
+
+static void sw_free(shard_writer *w) {
+    free(w->buf);
+    free(w->shards);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tokenizing an epoch                                                    */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    const aria_tokenizer *tk;
+    const aria_dataset_opts *o;
+    item **order;   /* this split, shuffled */
+    size_t base;    /* first item of the batch */
+    int epoch;
+    uint16_t **ids; /* per batch slot: malloc'd ids of a MIDI item */
+    size_t *n_ids;
+    int *status;
+    aria_error *errs;
+} tok_batch;
+
+/* Tokenizes one MIDI file as pre-training data: default options (<D>,
+   <E>, shuffled prefix), an RNG seeded from (seed, epoch, item). */
+static int tokenize_file(const tok_batch *b, const item *it, uint16_t **out, size_t *n_out,
+                         aria_error *err) {
+    aria_midi m = {0};
+    aria_score s = {0};
+    aria_token *toks = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    aria_error e2 = {{0}};
+    int rc = aria_midi_read_file(&m, it->path, &e2);
+    if (rc == ARIA_OK) rc = aria_score_from_midi(&s, &m, &e2);
+    aria_rng rng;
+    aria_rng_seed(&rng, derive_seed(b->o->seed, SEED_TOKENIZE, (uint64_t)b->epoch, it->index));
+    aria_tokenize_opts opts = aria_tokenize_defaults();
+    if (rc == ARIA_OK) rc = aria_tokenize(b->tk, &s, &opts, &rng, &toks, &n, &e2);
+    if (rc == ARIA_OK && !(ids = malloc((n ? n : 1) * sizeof *ids))) rc = ARIA_ERR_NOMEM;
+    if (rc == ARIA_OK && !(*out = malloc((n ? n : 1) * sizeof **out))) rc = ARIA_ERR_NOMEM;
+    if (rc == ARIA_OK) {
+        aria_tok_encode(b->tk, toks, n, ids);
+        for (size_t i = 0; i < n; i++) (*out)[i] = (uint16_t)ids[i];
+        *n_out = n;
+    } else {
+        if (rc == ARIA_ERR_NOMEM) aria_fail(err, rc, "%s: out of memory", it->path);
+        else aria_fail(err, rc, "%s: %s (did the file change during the build?)", it->path, e2.msg);
+    }
+    free(ids);
+    free(toks);
+    aria_score_free(&s);
+    aria_midi_free(&m);
+    return rc;
+}
+
+static void tokenize_slot(void *arg, size_t k) {
+    tok_batch *b = arg;
+    const item *it = b->order[b->base + k];
+    b->ids[k] = NULL;
+    b->n_ids[k] = 0;
+    b->status[k] = it->path ? tokenize_file(b, it, &b->ids[k], &b->n_ids[k], &b->errs[k]) : ARIA_OK;
+}
+
+static int append_item(shard_writer *w, const item *it, const uint16_t *ids, size_t n, int sep,
+                       aria_error *err) {
+    if (it->ids) {
+        ids = it->ids->ids;
+        n = it->ids->n;
+    }
+    int rc = sw_push(w, ids, n, err);
+    if (rc == ARIA_OK && sep) rc = sw_pad(w, err);
+    return rc;
+}
+
+/* One epoch of one split: shuffle, tokenize in batches, write shards. */
+static int build_epoch(const aria_tokenizer *tk, const aria_dataset_opts *o, int jobs, item **order,
+                       size_t n, int epoch, shard_writer *w, aria_error *err) {
+    int is_val = !strcmp(w->split, "val");
+    aria_rng rng;
+    aria_rng_seed(&rng, derive_seed(o->seed, is_val ? SEED_SHUFFLE_VAL : SEED_SHUFFLE_TRAIN, (uint64_t)epoch, 0));
+    aria_rng_shuffle(&rng, order, n, sizeof *order);
+
+    size_t batch = (size_t)jobs * BATCH_PER_JOB;
+    tok_batch b = {.tk = tk, .o = o, .order = order, .epoch = epoch,
+                   .ids = calloc(batch, sizeof(uint16_t *)), .n_ids = calloc(batch, sizeof(size_t)),
+                   .status = calloc(batch, sizeof(int)), .errs = calloc(batch, sizeof(aria_error))};
+    int rc = b.ids && b.n_ids && b.status && b.errs ? ARIA_OK : aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    char stage[32];
+    snprintf(stage, sizeof stage, "%s e%d", w->split, epoch);
+    for (size_t base = 0; rc == ARIA_OK && base < n; base += batch) {
+        size_t k = n - base < batch ? n - base : batch;
+        b.base = base;
+        parallel_for(k, jobs, tokenize_slot, &b);
+        for (size_t i = 0; i < k; i++) {
+            if (rc == ARIA_OK && b.status[i] != ARIA_OK) {
+                *err = b.errs[i];
+                rc = b.status[i];
+            }
+            if (rc == ARIA_OK) rc = append_item(w, order[base + i], b.ids[i], b.n_ids[i], o->sep_sequences, err);
+            free(b.ids[i]);
+        }
+        if (o->progress) o->progress(o->progress_ctx, stage, base + k, n);
+    }
+    if (rc == ARIA_OK) rc = sw_pad(w, err);
+    if (rc == ARIA_OK) rc = sw_flush(w, err);
+    free(b.ids);
+    free(b.n_ids);
+    free(b.status);
+    free(b.errs);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Output directory and manifest                                          */
+/* ---------------------------------------------------------------------- */
+
+/* A name this builder writes: (train|val)-e<digits>-<5 digits>.bin */
+static int is_shard_name(const char *s) {
+    if (!strncmp(s, "train-e", 7)) s += 7;
+    else if (!strncmp(s, "val-e", 5)) s += 5;
+    else return 0;
+    if (*s < '0' || *s > '9') return 0;
+    while (*s >= '0' && *s <= '9') s++;
+    if (*s++ != '-') return 0;
+    for (int i = 0; i < 5; i++)
+        if (*s < '0' || *s++ > '9') return 0;
+    return !strcmp(s, ".bin");
+}
+
+static int mkdir_p(const char *dir, aria_error *err) {
+    char p[PATH_CAP];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return aria_fail(err, ARIA_ERR_ARG, "%s: path too long", dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) return aria_fail(err, ARIA_ERR_IO, "%s: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) return aria_fail(err, ARIA_ERR_IO, "%s: %s", p, strerror(errno));
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) return aria_fail(err, ARIA_ERR_IO, "%s: not a directory", p);
+    return ARIA_OK;
+}
+
+/* A finished dataset (one with a manifest) is replaced only on request;
+   checked before the long scan so that a mistake is reported at once. */
+static int refuse_finished(const char *dir, int overwrite, aria_error *err) {
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    if (!overwrite && access(path, F_OK) == 0)
+        return aria_fail(err, ARIA_ERR_ARG, "%s: a finished dataset is already there; "
+                         "choose another directory or overwrite it (aria dataset --force)", path);
+    return ARIA_OK;
+}
+
+/* Makes `dir` ready: removes the manifest (the directory is unfinished
+   from here on) and any shard a previous build left. */
+static int prepare_out_dir(const char *dir, int overwrite, aria_error *err) {
+    int rc = mkdir_p(dir, err);
+    if (rc) return rc;
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    if (access(path, F_OK) == 0) {
+        if (!overwrite)
+            return aria_fail(err, ARIA_ERR_ARG, "%s: a finished dataset is already there; "
+                             "choose another directory or overwrite it (aria dataset --force)", path);
+        if (unlink(path) != 0) return aria_fail(err, ARIA_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    DIR *d = opendir(dir);
+    if (!d) return aria_fail(err, ARIA_ERR_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!is_shard_name(e->d_name)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    return ARIA_OK;
+}
+
+static void manifest_split(textbuf *t, const char *key, const shard_writer *w, int n_epochs) {
+    tb_printf(t, "  \"%s\": [", key);
+    for (int e = 0; e < n_epochs; e++) {
+        tb_printf(t, "%s\n    [", e ? "," : "");
+        for (size_t k = 0; k < w[e].n_shards; k++)
+            tb_printf(t, "%s[\"%s\", %" PRIu64 "]", k ? ", " : "", w[e].shards[k].name, w[e].shards[k].n_seqs);
+        tb_printf(t, "]");
+    }
+    tb_printf(t, "\n  ],\n");
+}
+
+static void manifest_summary(textbuf *t, const aria_dataset_summary *s, int filters) {
+    tb_printf(t, "  \"summary\": {\n    \"files_seen\": %zu,\n    \"kept\": %zu,\n    \"dropped_by_reason\": {",
+              s->files_seen, s->kept);
+    int first = 1;
+    for (int r = 0; r < ARIA_N_DROP; r++) {
+        int is_filter = r >= ARIA_DROP_FILTER && r < ARIA_DROP_FILTER + ARIA_N_FILTERS;
+        if (is_filter && !filters) continue;
+        tb_printf(t, "%s\"%s\": %zu", first ? "" : ", ", aria_drop_name(r), s->dropped[r]);
+        first = 0;
+    }
+    tb_printf(t, "},\n");
+    if (filters) {
+        tb_printf(t, "    \"filter_failures\": {");
+        for (int f = 0; f < ARIA_N_FILTERS; f++)
+            tb_printf(t, "%s\"%s\": %zu", f ? ", " : "", aria_filter_name(f), s->filter_failures[f]);
+        tb_printf(t, "},\n");
+    }
+    tb_printf(t, "    \"ids_sequences\": %zu,\n    \"train_files\": %zu,\n    \"val_files\": %zu,\n"
+                 "    \"train_sequences\": %" PRIu64 ",\n    \"val_sequences\": %" PRIu64 ",\n"
+                 "    \"tokens\": %" PRIu64 "\n  }\n",
+              s->ids_sequences, s->train_files, s->val_files, s->train_sequences, s->val_sequences, s->tokens);
+}
+
+/* The shortest of %.15g / %.17g that reads back as the same double. */
+static void fmt_double(char *buf, size_t cap, double v) {
+    snprintf(buf, cap, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
+}
+
+static int write_manifest(const char *dir, const aria_dataset_opts *o, int vocab,
+                          const shard_writer *train, const shard_writer *val,
+                          const aria_dataset_summary *s, aria_error *err) {
+    textbuf t = {0};
+    char frac[40];
+    fmt_double(frac, sizeof frac, o->val_fraction);
+    tb_printf(&t, "{\n  \"format\": \"aria-shards\",\n  \"version\": %d,\n  \"seq_len\": %d,\n"
+                  "  \"vocab_size\": %d,\n  \"tokenizer\": \"abs\",\n  \"sep_sequences\": %s,\n"
+                  "  \"epochs\": %d,\n  \"seed\": %" PRIu64 ",\n  \"val_fraction\": %s,\n"
+                  "  \"filters\": \"%s\",\n  \"shard_sequences\": %d,\n",
+              ARIA_SHARD_VERSION, o->seq_len, vocab, o->sep_sequences ? "true" : "false", o->epochs,
+              o->seed, frac, o->filters ? "default" : "none", ARIA_SHARD_SEQUENCES);
+    manifest_split(&t, "train", train, o->epochs);
+    manifest_split(&t, "val", val, 1);
+    manifest_summary(&t, s, o->filters);
+    tb_printf(&t, "}\n");
+    if (t.oom) {
+        free(t.p);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    aria_error e2 = {{0}};
+    int rc = aria_write_file_atomic(path, t.p, t.n, &e2);
+    free(t.p);
+    return rc ? aria_fail(err, rc, "%s: %s", path, e2.msg) : ARIA_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Build                                                                  */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    const aria_dataset_opts *o;
+    aria_tokenizer *tk;
+    int jobs;
+    strvec paths;
+    scan_result *scan;
+    idseqs ids;
+    item *items;
+    size_t n_items;
+    shard_writer *writers; /* epochs train writers, then one val writer */
+} build_state;
+
+static void build_state_free(build_state *b) {
+    if (b->writers)
+        for (int e = 0; e <= b->o->epochs; e++) sw_free(&b->writers[e]);
+    free(b->writers);
+    free(b->items);
+    idseqs_free(&b->ids);
+    free(b->scan);
+    strvec_free(&b->paths);
+    aria_tokenizer_free(b->tk);
+}
+
+static int check_opts(const aria_dataset_opts *o, aria_error *err) {
+    if (o->seq_len < 2 || o->seq_len > MAX_SEQ_LEN)
+        return aria_fail(err, ARIA_ERR_ARG, "seq_len %d is outside 2..%d", o->seq_len, MAX_SEQ_LEN);
+    if (o->epochs < 1 || o->epochs > 100000)
+        return aria_fail(err, ARIA_ERR_ARG, "epochs %d is outside 1..100000", o->epochs);
+    if (!(o->val_fraction >= 0 && o->val_fraction < 1))
+        return aria_fail(err, ARIA_ERR_ARG, "val_fraction %g is outside [0, 1)", o->val_fraction);
+    return ARIA_OK;
+}
+
+/* Scans the MIDI files in parallel, then dedups in path order; kept files
+   become items. */
+static int scan_inputs(build_state *b, aria_dataset_summary *sum, aria_error *err) {
+    size_t n = b->paths.n;
+    sum->files_seen = n;
+    b->scan = calloc(n ? n : 1, sizeof *b->scan);
+    if (!b->scan) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    scan_job job = {b->paths.v, b->scan, b->o->filters, tokenizer_ignore_mask(b->tk)};
+    size_t step = (size_t)b->jobs * 64;
+    for (size_t base = 0; base < n; base += step) { /* in slices, for progress */
+        size_t k = n - base < step ? n - base : step;
+        job.paths = b->paths.v + base;
+        job.res = b->scan + base;
+        parallel_for(k, b->jobs, scan_one, &job);
+        if (b->o->progress) b->o->progress(b->o->progress_ctx, "scan", base + k, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int f = 0; f < ARIA_N_FILTERS; f++) sum->filter_failures[f] += b->scan[i].fail_mask >> f & 1;
+    return ARIA_OK;
+}
+
+typedef struct {
+    uint64_t h0, h1;
+    size_t i;
+} hash_at;
+
+static int cmp_hash_at(const void *a, const void *b) {
+    const hash_at *x = a, *y = b;
+    if (x->h0 != y->h0) return x->h0 < y->h0 ? -1 : 1;
+    if (x->h1 != y->h1) return x->h1 < y->h1 ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Marks every file whose hash an earlier (in path order) file has. */
+static int mark_duplicates(build_state *b, aria_error *err) {
+    size_t n = b->paths.n, m = 0;
+    hash_at *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (b->scan[i].reason < 0) h[m++] = (hash_at){b->scan[i].hash[0], b->scan[i].hash[1], i};
+    qsort(h, m, sizeof *h, cmp_hash_at);
+    for (size_t k = 1; k < m; k++)
+        if (h[k].h0 == h[k - 1].h0 && h[k].h1 == h[k - 1].h1) b->scan[h[k].i].reason = ARIA_DROP_DUPLICATE;
+    free(h);
+    return ARIA_OK;
+}
+
+static int make_items(build_state *b, aria_dataset_summary *sum, aria_error *err) {
+    size_t n = b->paths.n;
+    b->items = calloc(n + b->ids.n + 1, sizeof *b->items);
+    if (!b->items) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const scan_result *r = &b->scan[i];
+        if (r->reason >= 0) {
+            sum->dropped[r->reason]++;
+            continue;
+        }
+        item *it = &b->items[b->n_items];
+        *it = (item){.path = b->paths.v[i], .hash = {r->hash[0], r->hash[1]}, .index = b->n_items};
+        b->n_items++;
+    }
+    sum->kept = b->n_items;
+    for (size_t i = 0; i < b->ids.n; i++) {
+        item *it = &b->items[b->n_items];
+        *it = (item){.ids = &b->ids.v[i], .index = b->n_items};
+        it->hash[0] = hash_ids(&b->ids.v[i], 1);
+        it->hash[1] = hash_ids(&b->ids.v[i], 2);
+        b->n_items++;
+    }
+    if (b->n_items == 0)
+        return aria_fail(err, ARIA_ERR_EMPTY, "nothing to build: %zu MIDI file%s found, none kept, and no ids input",
+                         n, n == 1 ? "" : "s");
+    return assign_split(b->items, b->n_items, b->o->val_fraction, b->o->seed);
+}
+
+/* Tokenizes every epoch of the training split and epoch 0 of validation. */
+static int write_epochs(build_state *b, const char *out_dir, aria_dataset_summary *sum, aria_error *err) {
+    const aria_dataset_opts *o = b->o;
+    int vocab = aria_tok_vocab_size(b->tk);
+    b->writers = calloc((size_t)o->epochs + 1, sizeof *b->writers);
+    item **order = malloc(b->n_items * sizeof *order);
+    if (!b->writers || !order) {
+        free(order);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < b->n_items; i++) {
+        sum->val_files += b->items[i].val;
+        sum->train_files += !b->items[i].val;
+    }
+    int rc = ARIA_OK;
+    for (int e = 0; rc == ARIA_OK && e <= o->epochs; e++) {
+        int val = e == o->epochs; /* the last writer is validation's */
+        shard_writer *w = &b->writers[e];
+        *w = (shard_writer){.dir = out_dir, .split = val ? "val" : "train", .epoch = val ? 0 : e,
+                            .seq_len = o->seq_len, .vocab = vocab};
+        size_t n = 0;
+        for (size_t i = 0; i < b->n_items; i++) /* item order, then shuffled */
+            if (b->items[i].val == val) order[n++] = &b->items[i];
+        rc = build_epoch(b->tk, o, b->jobs, order, n, w->epoch, w, err);
+        free(w->buf); /* up to a shard's worth; the next epoch starts afresh */
+        w->buf = NULL;
+        w->buf_seqs = 0;
+        if (val) sum->val_sequences += w->total_seqs;
+        else sum->train_sequences += w->total_seqs;
+        sum->tokens += w->tokens;
+    }
+    free(order);
+    return rc;
+}
+
+int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_inputs,
+                       const char *const *ids_files, size_t n_ids_files,
+                       const aria_dataset_opts *opts, aria_dataset_summary *summary,
+                       aria_error *err) {
+    aria_dataset_opts o = opts ? *opts : aria_dataset_defaults();
+    aria_dataset_summary local;
+    aria_dataset_summary *sum = summary ? summary : &local;
+    memset(sum, 0, sizeof *sum);
+    int rc = check_opts(&o, err);
+    if (rc) return rc;
+    build_state b = {.o = &o, .jobs = o.jobs > 0 ? (o.jobs > 256 ? 256 : o.jobs) : ncpus()};
+    b.tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    if (!b.tk) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    rc = collect_midi(inputs, n_inputs, &b.paths, err);
+    for (size_t i = 0; rc == ARIA_OK && i < n_ids_files; i++)
+        rc = read_ids_file(ids_files[i], aria_tok_vocab_size(b.tk), &b.ids, err);
+    sum->ids_sequences = b.ids.n;
+    if (rc == ARIA_OK) rc = refuse_finished(out_dir, o.overwrite, err);
+    if (rc == ARIA_OK) rc = scan_inputs(&b, sum, err);
+    if (rc == ARIA_OK) rc = mark_duplicates(&b, err);
+    if (rc == ARIA_OK) rc = make_items(&b, sum, err);
+    /* the directory is touched only once there is something to write */
+    if (rc == ARIA_OK) rc = prepare_out_dir(out_dir, o.overwrite, err);
+    if (rc == ARIA_OK) rc = write_epochs(&b, out_dir, sum, err);
+    if (rc == ARIA_OK)
+        rc = write_manifest(out_dir, &o, aria_tok_vocab_size(b.tk), b.writers, &b.writers[o.epochs], sum, err);
+    build_state_free(&b);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reader                                                                 */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    char *path;
+    const uint8_t *map;
+    size_t map_len;
+    uint64_t n_seqs, first; /* first: sequences in earlier shards of the epoch */
+} ds_shard;
+
+typedef struct {
+    ds_shard *shards;
+    size_t n_shards;
+    uint64_t total;
+} ds_epoch;
+
+struct aria_dataset {
+    int seq_len, vocab, n_epochs;
+    ds_epoch *epochs;
+};
+
+void aria_dataset_close(aria_dataset *d) {
+    if (!d) return;
+    for (int e = 0; e < d->n_epochs; e++) {
+        for (size_t k = 0; k < d->epochs[e].n_shards; k++) {
+            ds_shard *s = &d->epochs[e].shards[k];
+            if (s->map) munmap((void *)s->map, s->map_len);
+            free(s->path);
+        }
+        free(d->epochs[e].shards);
+    }
+    free(d->epochs);
+    free(d);
+}
+
+#define REBUILD "; rebuild the dataset with `aria dataset --force`"
+
+/* Maps one shard and checks its header against what the manifest says. */
+static int open_shard(ds_shard *s, const aria_dataset *d, aria_error *err) {
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return aria_fail(err, ARIA_ERR_IO, "%s: cannot open: %s" REBUILD, s->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return aria_fail(err, ARIA_ERR_IO, "%s: not a regular file" REBUILD, s->path);
+    }
+    size_t len = (size_t)st.st_size;
+    if (len < ARIA_SHARD_HEADER_BYTES) {
+        close(fd);
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: %zu bytes, too short for a shard header" REBUILD, s->path, len);
+    }
+    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return aria_fail(err, ARIA_ERR_IO, "%s: cannot map: %s", s->path, strerror(errno));
+    s->map = m;
+    s->map_len = len;
+    const uint8_t *h = m;
+    if (memcmp(h, ARIA_SHARD_MAGIC, 8) != 0)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: not an aria token shard (bad magic)" REBUILD, s->path);
+    uint32_t version = get_u32(h + 8), seq_len = get_u32(h + 12), vocab = get_u32(h + 24);
+    uint64_t n = get_u64(h + 16);
+    if (version != ARIA_SHARD_VERSION)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: shard format version %u, this program reads version %d" REBUILD,
+                         s->path, version, ARIA_SHARD_VERSION);
+    if (seq_len != (uint32_t)d->seq_len || vocab != (uint32_t)d->vocab)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: seq_len %u and vocab_size %u, the manifest says %d and %d "
+                         "(files of different builds)" REBUILD, s->path, seq_len, vocab, d->seq_len, d->vocab);
+    if (n != s->n_seqs)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: %" PRIu64 " sequences, the manifest says %" PRIu64 REBUILD,
+                         s->path, n, s->n_seqs);
+    uint64_t want = ARIA_SHARD_HEADER_BYTES + n * (uint64_t)seq_len * 2;
+    if (n > (UINT64_MAX - ARIA_SHARD_HEADER_BYTES) / 2 / seq_len || want != (uint64_t)len)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: %zu bytes, %" PRIu64 " expected for %" PRIu64
+                         " sequences of %u ids (truncated?)" REBUILD, s->path, len, want, n, seq_len);
+    return ARIA_OK;
+}
+
+/* Reads the shard list of one epoch: [[name, n_sequences], ...]. */
+static int open_epoch(ds_epoch *ep, const json_value *list, const char *dir, const char *mpath,
+                      const aria_dataset *d, aria_error *err) {
+    if (json_type_of(list) != JSON_ARRAY)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: an epoch is not a list of shards" REBUILD, mpath);
+    size_t n = json_len(list);
+    ep->shards = calloc(n ? n : 1, sizeof *ep->shards);
+    if (!ep->shards) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < n; k++) {
+        const json_value *e = json_at(list, k);
+        const char *name = json_string(json_at(e, 0), NULL);
+        const json_value *cnt = json_at(e, 1);
+        if (json_len(e) != 2 || !name || !*name || strchr(name, '/') || !strcmp(name, "..") ||
+            !json_is_int(cnt) || json_int(cnt) < 0)
+            return aria_fail(err, ARIA_ERR_FORMAT, "%s: shard entry %zu is not [\"file name\", sequences]" REBUILD,
+                             mpath, k);
+        ds_shard *s = &ep->shards[ep->n_shards++];
+        s->n_seqs = (uint64_t)json_int(cnt);
+        s->first = ep->total;
+        size_t plen = strlen(dir) + strlen(name) + 2;
+        if (!(s->path = malloc(plen))) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        snprintf(s->path, plen, "%s/%s", dir, name);
+        int rc = open_shard(s, d, err);
+        if (rc) return rc;
+        ep->total += s->n_seqs;
+    }
+    return ARIA_OK;
+}
+
+static int read_manifest_header(aria_dataset *d, const json_value *root, const char *mpath, aria_error *err) {
+    const char *fmt = json_string(json_get(root, "format"), NULL);
+    if (!fmt || strcmp(fmt, "aria-shards") != 0)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: not an aria dataset manifest (format is not \"aria-shards\")"
+                         REBUILD, mpath);
+    int64_t version = json_int(json_get(root, "version"));
+    if (version != ARIA_SHARD_VERSION)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: dataset version %lld, this program reads version %d" REBUILD,
+                         mpath, (long long)version, ARIA_SHARD_VERSION);
+    int64_t seq_len = json_int(json_get(root, "seq_len")), vocab = json_int(json_get(root, "vocab_size"));
+    if (seq_len < 2 || seq_len > MAX_SEQ_LEN || vocab < 1 || vocab > 65536)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: seq_len %lld or vocab_size %lld out of range" REBUILD, mpath,
+                         (long long)seq_len, (long long)vocab);
+    d->seq_len = (int)seq_len;
+    d->vocab = (int)vocab;
+    return ARIA_OK;
+}
+
+int aria_dataset_open(aria_dataset **out, const char *dir, const char *split, aria_error *err) {
+    *out = NULL;
+    if (!dir || !split || (strcmp(split, "train") != 0 && strcmp(split, "val") != 0))
+        return aria_fail(err, ARIA_ERR_ARG, "split must be \"train\" or \"val\"");
+    char mpath[PATH_CAP];
+    snprintf(mpath, sizeof mpath, "%s/manifest.json", dir);
+    if (access(mpath, F_OK) != 0)
+        return aria_fail(err, ARIA_ERR_IO, "%s: no manifest.json: not a dataset, or its build did not finish; "
+                         "build it with `aria dataset --out %s ...`", dir, dir);
+    json_doc *doc = NULL;
+    char jerr[400];
+    if (json_parse_file(mpath, &doc, jerr, sizeof jerr) != ARIA_OK)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s" REBUILD, jerr);
+    aria_dataset *d = calloc(1, sizeof *d);
+    int rc = d ? read_manifest_header(d, json_root(doc), mpath, err) : aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    const json_value *epochs = json_get(json_root(doc), split);
+    if (rc == ARIA_OK && json_type_of(epochs) != JSON_ARRAY)
+        rc = aria_fail(err, ARIA_ERR_FORMAT, "%s: no \"%s\" list of epochs" REBUILD, mpath, split);
+    if (rc == ARIA_OK && !(d->epochs = calloc(json_len(epochs) + 1, sizeof *d->epochs)))
+        rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    for (size_t e = 0; rc == ARIA_OK && e < json_len(epochs); e++) {
+        d->n_epochs++;
+        rc = open_epoch(&d->epochs[e], json_at(epochs, e), dir, mpath, d, err);
+    }
+    json_doc_free(doc);
+    if (rc) {
+        aria_dataset_close(d);
+        return rc;
+    }
+    *out = d;
+    return ARIA_OK;
+}
+
+int aria_dataset_seq_len(const aria_dataset *d) { return d ? d->seq_len : 0; }
+int aria_dataset_epochs(const aria_dataset *d) { return d ? d->n_epochs : 0; }
+
+size_t aria_dataset_size(const aria_dataset *d, int epoch) {
+    if (!d || epoch < 0 || epoch >= d->n_epochs) return 0;
+    return (size_t)d->epochs[epoch].total;
+}
+
+int aria_dataset_get(const aria_dataset *d, int epoch, size_t index, int32_t *out, aria_error *err) {
+    if (!d || epoch < 0 || epoch >= d->n_epochs)
+        return aria_fail(err, ARIA_ERR_ARG, "epoch %d is outside 0..%d", epoch, d ? d->n_epochs - 1 : -1);
+    const ds_epoch *ep = &d->epochs[epoch];
+    if (index >= ep->total)
+        return aria_fail(err, ARIA_ERR_ARG, "sequence %zu is outside epoch %d's %" PRIu64, index, epoch, ep->total);
+    size_t lo = 0, hi = ep->n_shards; /* last shard whose first <= index */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (ep->shards[mid].first <= index) lo = mid;
+        else hi = mid;
+    }
+    const ds_shard *s = &ep->shards[lo];
+    const uint8_t *p = s->map + ARIA_SHARD_HEADER_BYTES + (index - s->first) * (size_t)d->seq_len * 2;
+    for (int i = 0; i < d->seq_len; i++) {
+        int id = p[2 * i] | p[2 * i + 1] << 8;
+        if (id >= d->vocab)
+            return aria_fail(err, ARIA_ERR_FORMAT, "%s: sequence %" PRIu64 " holds id %d, outside the vocabulary "
+                             "(%d ids)" REBUILD, s->path, index - s->first, id, d->vocab);
+        out[i] = id;
+    }
+    return ARIA_OK;
+}

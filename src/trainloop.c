@@ -1,0 +1,491 @@
+/*
+ * trainloop.c - the training run behind `aria train`: data order, the
+ * learning-rate schedule, augmentation, logging, validation and
+ * checkpoints that survive a kill.
+ *
+ * A run directory holds:
+ *   run.json              the options of the run (a resume re-reads them)
+ *   log.jsonl             one line per step and per validation
+ *   model.safetensors     the latest weights, official names (aria generate
+ *                         and the reference PyTorch code load it)
+ *   ckpt-<step>.safetensors + state-<step>.bin   a checkpoint: weights and
+ *                         optimizer moments, step, data position, RNG
+ *   checkpoint.json       names the latest complete checkpoint; written
+ *                         last (atomically), so a kill at any moment leaves
+ *                         either the old or the new checkpoint in force.
+ * Everything that decides a step (data order, augmentation draws, the
+ * schedule) derives from the seed and the step, so a resumed run repeats
+ * the uninterrupted run's losses.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aria.h"
+#include "json.h"
+#include "util.h"
+
+#define STATE_MAGIC "ARIATRN1"
+
+aria_train_opts aria_train_defaults(void) {
+    aria_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.batch = 8;
+    o.grad_accum = 1;
+    o.lr = 3e-4f;
+    o.warmup = 200;
+    o.clip = 1.0f;
+    o.augment = 1;
+    o.val_every = 0;
+    o.save_every = 100;
+    o.epochs = 1;
+    return o;
+}
+
+/* Learning rate at optimizer step `step` (0-based) of `total`: linear
+   warm-up from 1e-6 x lr, then linear decay to 0.1 x lr (spec 3.2). */
+float aria_lr_at(const aria_train_opts *o, long step, long total) {
+    if (o->constant_lr) return o->lr;
+    if (step < o->warmup) return o->lr * (1e-6f + (1.0f - 1e-6f) * (float)step / (float)o->warmup);
+    long span = total - o->warmup;
+    if (span <= 0) return o->lr;
+    float frac = (float)(step - o->warmup) / (float)span;
+    if (frac > 1.0f) frac = 1.0f;
+    return o->lr * (1.0f - 0.9f * frac);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Files of the run                                                       */
+/* ---------------------------------------------------------------------- */
+
+static void path_in(char *buf, size_t cap, const char *dir, const char *name) {
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static int write_run_json(const aria_train_opts *o, const aria_model_config *c, aria_error *err) {
+    char cfg[512], buf[4096], p[4096];
+    aria_config_to_json(c, cfg, sizeof cfg);
+    int n = snprintf(buf, sizeof buf,
+                     "{\"data\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"lr\": %.9g, \"warmup\": %d, "
+                     "\"constant_lr\": %d, \"clip\": %.9g, \"steps\": %ld, \"epochs\": %d, \"augment\": %d, "
+                     "\"val_every\": %d, \"save_every\": %d, \"seed\": %llu, \"config\": %s}\n",
+                     o->data_dir, o->batch, o->grad_accum, o->lr, o->warmup, o->constant_lr, o->clip, o->steps,
+                     o->epochs, o->augment, o->val_every, o->save_every, (unsigned long long)o->seed, cfg);
+    path_in(p, sizeof p, o->out_dir, "run.json");
+    return aria_write_file_atomic(p, buf, (size_t)n, err);
+}
+
+static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_error *err) {
+    char p[4096], e[256];
+    path_in(p, sizeof p, o->out_dir, "run.json");
+    json_doc *d;
+    if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) return aria_fail(err, ARIA_ERR_FORMAT, "%s", e);
+    const json_value *r = json_root(d);
+    size_t l;
+    const char *data = json_string(json_get(r, "data"), &l);
+    if (!data || l >= cap) {
+        json_doc_free(d);
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: no \"data\"", p);
+    }
+    memcpy(data_buf, data, l);
+    data_buf[l] = 0;
+    o->data_dir = data_buf;
+    o->batch = (int)json_int(json_get(r, "batch"));
+    o->grad_accum = (int)json_int(json_get(r, "grad_accum"));
+    o->lr = (float)json_number(json_get(r, "lr"));
+    o->warmup = (int)json_int(json_get(r, "warmup"));
+    o->constant_lr = (int)json_int(json_get(r, "constant_lr"));
+    o->clip = (float)json_number(json_get(r, "clip"));
+    o->steps = (long)json_int(json_get(r, "steps"));
+    o->epochs = (int)json_int(json_get(r, "epochs"));
+    o->augment = (int)json_int(json_get(r, "augment"));
+    o->val_every = (int)json_int(json_get(r, "val_every"));
+    o->save_every = (int)json_int(json_get(r, "save_every"));
+    o->seed = (uint64_t)json_int(json_get(r, "seed"));
+    json_doc_free(d);
+    return ARIA_OK;
+}
+
+typedef struct {
+    long step;        /* optimizer steps done */
+    aria_rng rng;     /* augmentation draws */
+} run_state;
+
+/* state-<step>.bin: magic, step, rng, then the trainer's moments */
+static int save_state(aria_trainer *t, const run_state *st, const char *path, aria_error *err) {
+    size_t n;
+    const float *m1, *m2;
+    aria_trainer_moments(t, &m1, &m2, &n);
+    size_t size = 8 + sizeof(int64_t) + sizeof st->rng + sizeof(uint64_t) + 2 * n * sizeof(float);
+    uint8_t *buf = malloc(size), *p = buf;
+    if (!buf) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    int64_t step = st->step;
+    uint64_t count = n;
+    memcpy(p, STATE_MAGIC, 8), p += 8;
+    memcpy(p, &step, sizeof step), p += sizeof step;
+    memcpy(p, &st->rng, sizeof st->rng), p += sizeof st->rng;
+    memcpy(p, &count, sizeof count), p += sizeof count;
+    memcpy(p, m1, n * sizeof(float)), p += n * sizeof(float);
+    memcpy(p, m2, n * sizeof(float));
+    int rc = aria_write_file_atomic(path, buf, size, err);
+    free(buf);
+    return rc;
+}
+
+static int load_state(aria_trainer *t, run_state *st, const char *path, aria_error *err) {
+    uint8_t *buf;
+    size_t len;
+    int rc = aria_read_file(path, &buf, &len, err);
+    if (rc) return rc;
+    size_t n;
+    float *m1, *m2;
+    aria_trainer_moments(t, (const float **)&m1, (const float **)&m2, &n);
+    size_t want = 8 + sizeof(int64_t) + sizeof st->rng + sizeof(uint64_t) + 2 * n * sizeof(float);
+    uint64_t count = 0;
+    if (len == want) memcpy(&count, buf + 8 + sizeof(int64_t) + sizeof st->rng, sizeof count);
+    if (len != want || memcmp(buf, STATE_MAGIC, 8) != 0 || count != n) {
+        free(buf);
+        return aria_fail(err, ARIA_ERR_FORMAT,
+                         "%s is not a training state of this model (expected %zu bytes); start a new run", path, want);
+    }
+    const uint8_t *p = buf + 8;
+    int64_t step;
+    memcpy(&step, p, sizeof step), p += sizeof step;
+    memcpy(&st->rng, p, sizeof st->rng), p += sizeof st->rng + sizeof count;
+    memcpy(m1, p, n * sizeof(float)), p += n * sizeof(float);
+    memcpy(m2, p, n * sizeof(float));
+    st->step = (long)step;
+    aria_trainer_set_step(t, (int)step);
+    free(buf);
+    return ARIA_OK;
+}
+
+static int save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
+                           aria_error *err) {
+    char model[4096], state[4096], p[4096], name_m[64], name_s[64], json[256];
+    snprintf(name_m, sizeof name_m, "ckpt-%08ld.safetensors", st->step);
+    snprintf(name_s, sizeof name_s, "state-%08ld.bin", st->step);
+    path_in(model, sizeof model, o->out_dir, name_m);
+    path_in(state, sizeof state, o->out_dir, name_s);
+    int rc = aria_model_save(m, model, ARIA_DT_F32, err);
+    if (!rc) rc = save_state(t, st, state, err);
+    if (rc) return rc;
+    /* the pointer to the checkpoint goes last: until it is renamed into
+       place, a resume uses the previous checkpoint */
+    char prev[4096] = "";
+    long prev_step = -1;
+    path_in(p, sizeof p, o->out_dir, "checkpoint.json");
+    json_doc *d;
+    char e[64];
+    if (json_parse_file(p, &d, e, sizeof e) == ARIA_OK) {
+        prev_step = (long)json_int(json_get(json_root(d), "step"));
+        json_doc_free(d);
+    }
+    int n = snprintf(json, sizeof json, "{\"step\": %ld, \"model\": \"%s\", \"state\": \"%s\"}\n", st->step, name_m,
+                     name_s);
+    rc = aria_write_file_atomic(p, json, (size_t)n, err);
+    if (rc) return rc;
+    if (prev_step >= 0 && prev_step != st->step) { /* the older one is no longer needed */
+        snprintf(prev, sizeof prev, "%s/ckpt-%08ld.safetensors", o->out_dir, prev_step);
+        unlink(prev);
+        snprintf(prev, sizeof prev, "%s/state-%08ld.bin", o->out_dir, prev_step);
+        unlink(prev);
+    }
+    path_in(p, sizeof p, o->out_dir, "model.safetensors");
+    return aria_model_save(m, p, ARIA_DT_F32, err);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Data                                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* Global sequence number `k` (counting across epochs) -> (epoch, index)
+   in a seeded permutation of that epoch. */
+typedef struct {
+    aria_dataset *ds;
+    int epoch_cached;
+    size_t *perm;
+    size_t n;
+    uint64_t seed;
+} data_order;
+
+static int order_epoch(data_order *d, int epoch) {
+    if (d->epoch_cached == epoch) return 0;
+    int de = epoch % aria_dataset_epochs(d->ds);
+    size_t n = aria_dataset_size(d->ds, de);
+    size_t *p = realloc(d->perm, (n ? n : 1) * sizeof *p);
+    if (!p) return -1;
+    d->perm = p;
+    d->n = n;
+    for (size_t i = 0; i < n; i++) p[i] = i;
+    aria_rng r;
+    aria_rng_seed(&r, d->seed * 1000003u + (uint64_t)epoch);
+    aria_rng_shuffle(&r, p, n, sizeof *p);
+    d->epoch_cached = epoch;
+    return 0;
+}
+
+static size_t epoch_size(data_order *d, int epoch) {
+    return aria_dataset_size(d->ds, epoch % aria_dataset_epochs(d->ds));
+}
+
+static int fetch(data_order *d, long k, int32_t *out, aria_error *err) {
+    int epoch = 0;
+    long left = k;
+    while ((size_t)left >= epoch_size(d, epoch)) {
+        left -= (long)epoch_size(d, epoch);
+        epoch++;
+    }
+    if (order_epoch(d, epoch)) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    return aria_dataset_get(d->ds, epoch % aria_dataset_epochs(d->ds), d->perm[left], out, err);
+}
+
+/* Pitch, velocity and tempo (with mixup) augmentation of one sequence,
+   drawn from a generator seeded by (seed, sequence number). */
+static int augment(const aria_tokenizer *tk, int32_t *ids, int n, uint64_t seed, long k) {
+    aria_token *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    aria_rng r;
+    aria_rng_seed(&r, seed * 7919u + (uint64_t)k + 1);
+    aria_tok_decode(tk, ids, (size_t)n, a);
+    if (aria_aug_tempo(tk, a, (size_t)n, b, 0.2, 1, NULL, &r) != ARIA_OK) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    aria_aug_pitch(b, (size_t)n, a, 5, NULL, &r);
+    aria_aug_velocity(a, (size_t)n, b, 1, NULL, &r);
+    aria_tok_encode(tk, b, (size_t)n, ids);
+    free(a);
+    free(b);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The run                                                                */
+/* ---------------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int append_log(const char *dir, const char *line, aria_error *err) {
+    char p[4096];
+    path_in(p, sizeof p, dir, "log.jsonl");
+    FILE *f = fopen(p, "a");
+    if (!f) return aria_fail(err, ARIA_ERR_IO, "cannot write %s: %s", p, strerror(errno));
+    fputs(line, f);
+    int bad = fflush(f) != 0;
+    bad |= fclose(f) != 0;
+    return bad ? aria_fail(err, ARIA_ERR_IO, "cannot write %s", p) : ARIA_OK;
+}
+
+/* Drops log lines of steps after `step` (a resumed run writes them again). */
+static void trim_log(const char *dir, long step) {
+    char p[4096];
+    path_in(p, sizeof p, dir, "log.jsonl");
+    uint8_t *buf;
+    size_t len;
+    aria_error err;
+    if (aria_read_file(p, &buf, &len, &err) != ARIA_OK) return;
+    size_t keep = 0;
+    for (size_t i = 0; i < len;) {
+        size_t e = i;
+        while (e < len && buf[e] != '\n') e++;
+        long s = -1;
+        const char *k = memmem(buf + i, e - i, "\"step\": ", 8);
+        if (k) s = strtol(k + 8, NULL, 10);
+        if (e >= len || s > step) break; /* a torn last line, or a step to redo */
+        keep = e + 1;
+        i = e + 1;
+    }
+    aria_write_file_atomic(p, buf, keep, &err);
+    free(buf);
+}
+
+static float validate(aria_trainer *t, aria_dataset *val, int B, int T, aria_error *err, int *ok) {
+    int32_t *ids = malloc((size_t)B * T * sizeof *ids);
+    size_t n = aria_dataset_size(val, 0);
+    double sum = 0;
+    int batches = 0;
+    *ok = 0;
+    if (!ids) return 0;
+    for (size_t i = 0; i + (size_t)B <= n; i += (size_t)B) {
+        for (int b = 0; b < B; b++)
+            if (aria_dataset_get(val, 0, i + (size_t)b, ids + (size_t)b * T, err) != ARIA_OK) {
+                free(ids);
+                return 0;
+            }
+        float loss;
+        if (aria_trainer_loss(t, ids, &loss, err) != ARIA_OK) {
+            free(ids);
+            return 0;
+        }
+        sum += loss;
+        batches++;
+    }
+    free(ids);
+    *ok = batches > 0;
+    return batches ? (float)(sum / batches) : 0;
+}
+
+int aria_train_run(const aria_train_opts *opts, aria_error *err) {
+    aria_train_opts o = *opts;
+    char data_buf[4096];
+    int rc;
+    mkdir(o.out_dir, 0777);
+    if (o.resume) {
+        rc = read_run_json(&o, data_buf, sizeof data_buf, err);
+        if (rc) return rc;
+        o.threads = opts->threads;
+        o.progress = opts->progress;
+        o.progress_ctx = opts->progress_ctx;
+    }
+    aria_dataset *ds = NULL, *val = NULL;
+    rc = aria_dataset_open(&ds, o.data_dir, "train", err);
+    if (rc) return rc;
+    if (aria_dataset_open(&val, o.data_dir, "val", NULL) != ARIA_OK) val = NULL;
+    int T = aria_dataset_seq_len(ds);
+
+    /* the model: a checkpoint (resume), initial weights, or random */
+    aria_model *m = NULL;
+    run_state st = {0};
+    char p[4096], ckpt_model[4096] = "", ckpt_state[4096] = "";
+    if (o.resume) {
+        path_in(p, sizeof p, o.out_dir, "checkpoint.json");
+        json_doc *d;
+        char e[256];
+        if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) {
+            rc = aria_fail(err, ARIA_ERR_FORMAT, "no checkpoint to resume from (%s)", e);
+            goto out;
+        }
+        size_t l1, l2;
+        const char *mm = json_string(json_get(json_root(d), "model"), &l1);
+        const char *ss = json_string(json_get(json_root(d), "state"), &l2);
+        if (mm) snprintf(ckpt_model, sizeof ckpt_model, "%s/%.*s", o.out_dir, (int)l1, mm);
+        if (ss) snprintf(ckpt_state, sizeof ckpt_state, "%s/%.*s", o.out_dir, (int)l2, ss);
+        json_doc_free(d);
+        rc = aria_model_load(&m, ckpt_model, NULL, err);
+    } else if (o.init_path) {
+        rc = aria_model_load(&m, o.init_path, o.has_config ? &o.config : NULL, err);
+    } else if (o.has_config) {
+        rc = aria_model_new_random(&m, &o.config, ARIA_HEAD_LM, o.seed, err);
+    } else {
+        rc = aria_fail(err, ARIA_ERR_ARG, "give --config (a new model) or --init (weights to start from)");
+    }
+    if (rc) goto out;
+    if (o.threads > 0) aria_model_set_threads(m, o.threads);
+    if (!o.resume) {
+        rc = write_run_json(&o, aria_model_get_config(m), err);
+        if (rc) goto out;
+        path_in(p, sizeof p, o.out_dir, "log.jsonl");
+        unlink(p);
+    }
+
+    aria_trainer *t = NULL;
+    rc = aria_trainer_new(&t, m, o.batch, T, err);
+    if (rc) goto out;
+    aria_rng_seed(&st.rng, o.seed);
+    if (o.resume) {
+        rc = load_state(t, &st, ckpt_state, err);
+        if (rc) goto out_t;
+        trim_log(o.out_dir, st.step);
+    }
+
+    data_order order = {ds, -1, NULL, 0, o.seed};
+    long seqs_per_step = (long)o.batch * o.grad_accum;
+    long total = o.steps;
+    if (total <= 0) {
+        long seqs = 0;
+        for (int e = 0; e < o.epochs; e++) seqs += (long)epoch_size(&order, e);
+        total = seqs / seqs_per_step;
+    }
+    if (total <= 0) {
+        rc = aria_fail(err, ARIA_ERR_ARG, "the dataset has fewer sequences than one step needs (%ld)", seqs_per_step);
+        goto out_t;
+    }
+    aria_tokenizer *tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    int32_t *ids = malloc((size_t)o.batch * T * sizeof *ids);
+    if (!ids || !tk) {
+        rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        goto out_tk;
+    }
+    const aria_model_config *c = aria_model_get_config(m);
+    double params = 0;
+    {
+        double d = c->d_model, ff = (double)c->ff_mult * d;
+        params = c->n_layers * (4 * d * d + 3 * d * ff) + 2.0 * c->vocab_size * d;
+    }
+    aria_adamw_opts ad = aria_adamw_defaults();
+    for (; st.step < total; st.step++) {
+        double t0 = now_s();
+        float lr = aria_lr_at(&o, st.step, total), loss_sum = 0;
+        aria_trainer_zero_grad(t);
+        for (int g = 0; g < o.grad_accum && rc == ARIA_OK; g++) {
+            long base = (st.step * o.grad_accum + g) * o.batch;
+            for (int b = 0; b < o.batch && rc == ARIA_OK; b++) {
+                rc = fetch(&order, base + b, ids + (size_t)b * T, err);
+                if (!rc && o.augment && augment(tk, ids + (size_t)b * T, T, o.seed, base + b))
+                    rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+            }
+            float loss;
+            if (!rc) rc = aria_trainer_backward(t, ids, 1.0f / o.grad_accum, &loss, err);
+            loss_sum += loss;
+        }
+        if (rc) break;
+        float norm = aria_trainer_clip(t, o.clip);
+        aria_trainer_adamw(t, &ad, lr);
+        double dt = now_s() - t0;
+        double tokens = (double)seqs_per_step * T;
+        double tps = tokens / dt;
+        /* 6 N flops per token for the products, 12 L T d for attention */
+        double flops = tokens * (6 * params + 12.0 * c->n_layers * T * c->d_model);
+        double mfu = flops / dt / (o.peak_flops > 0 ? o.peak_flops : 1e12);
+        char line[512];
+        snprintf(line, sizeof line,
+                 "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+                 "\"mfu\": %.4f}\n",
+                 st.step + 1, loss_sum / o.grad_accum, lr, norm, tps, mfu);
+        rc = append_log(o.out_dir, line, err);
+        if (rc) break;
+        if (o.progress) o.progress(o.progress_ctx, st.step + 1, total, loss_sum / o.grad_accum, tps);
+        long done = st.step + 1;
+        if (val && o.val_every > 0 && (done % o.val_every == 0 || done == total)) {
+            int ok;
+            float vl = validate(t, val, o.batch, T, err, &ok);
+            if (ok) {
+                snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f}\n", done, vl);
+                rc = append_log(o.out_dir, line, err);
+                if (rc) break;
+            }
+        }
+        if ((o.save_every > 0 && done % o.save_every == 0) || done == total) {
+            run_state saved = st;
+            saved.step = done;
+            rc = save_checkpoint(m, t, &saved, &o, err);
+            if (rc) break;
+        }
+    }
+    free(order.perm);
+out_tk:
+    free(ids);
+    aria_tokenizer_free(tk);
+out_t:
+    aria_trainer_free(t);
+out:
+    aria_model_free(m);
+    aria_dataset_close(ds);
+    aria_dataset_close(val);
+    return rc;
+}

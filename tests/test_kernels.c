@@ -1,0 +1,307 @@
+/*
+ * test_kernels.c - the numeric kernels (src/kernels*.c) against plain
+ * double-precision references: matrix products of every token count the
+ * dispatch distinguishes (decode tiles of 1..4 rows, prefill blocks),
+ * odd sizes, both dtypes, accumulate; oneDNN's fast path (when the build
+ * has it) including its last partial chunk and the packed-weight cache;
+ * attention (single queries and query blocks, head sizes the AVX-512 code
+ * takes and one it leaves to C); SwiGLU's exp; bfloat16 rounding; the
+ * pool. Tests named *_generic re-run the checks with ARIA_KERNELS=generic
+ * (each Criterion test is its own process, and the dispatch reads the
+ * variable at its first use), so the plain C path is tested on AVX-512
+ * machines too.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aria.h"
+#include "kernels.h"
+
+static uint64_t rs = 12345;
+static float frand(void) { /* uniform [-1, 1) */
+    rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rs >> 11) * 0x1p-53 * 2.0 - 1.0);
+}
+
+/* W as float32 values (bf16-rounded when dt is bf16) and in its dtype */
+typedef struct {
+    kern_mat m;
+    float *wf;
+    void *raw;
+} mat;
+
+static mat make_mat(int rows, int cols, aria_dtype dt) {
+    mat a;
+    size_t n = (size_t)rows * cols;
+    a.wf = malloc(n * sizeof(float));
+    a.raw = malloc(n * (dt == ARIA_DT_F32 ? 4 : 2));
+    for (size_t i = 0; i < n; i++) {
+        float f = frand() * 0.5f;
+        if (dt == ARIA_DT_BF16) {
+            uint16_t h = aria_f32_to_bf16(f);
+            ((uint16_t *)a.raw)[i] = h;
+            a.wf[i] = aria_bf16_to_f32(h);
+        } else {
+            ((float *)a.raw)[i] = f;
+            a.wf[i] = f;
+        }
+    }
+    memset(&a.m, 0, sizeof a.m);
+    a.m.dtype = dt;
+    a.m.data = a.raw;
+    a.m.rows = rows;
+    a.m.cols = cols;
+    return a;
+}
+
+static void free_mat(mat *a) {
+    kern_mat_release(&a->m);
+    free(a->wf);
+    free(a->raw);
+}
+
+/* max |got - ref| / (max |ref| + 1e-30) with ref = y0 (acc) + x W^T in
+   double, x rounded to bf16 first when round_x */
+static double matmul_err(const float *x, int T, const mat *W, const float *y0, const float *got, int acc,
+                         int round_x) {
+    double maxd = 0, maxr = 0;
+    int R = W->m.rows, C = W->m.cols;
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < R; o++) {
+            double s = acc ? y0[(size_t)t * R + o] : 0.0;
+            for (int k = 0; k < C; k++) {
+                float xv = x[(size_t)t * C + k];
+                if (round_x) xv = aria_bf16_to_f32(aria_f32_to_bf16(xv));
+                s += (double)xv * W->wf[(size_t)o * C + k];
+            }
+            double d = fabs(s - got[(size_t)t * R + o]);
+            if (d > maxd || isnan(d)) maxd = d;
+            if (fabs(s) > maxr) maxr = fabs(s);
+        }
+    return maxd / (maxr + 1e-30);
+}
+
+static void check_matmul(aria_pool *p, int T, int rows, int cols, aria_dtype dt, int acc, kern_prec prec,
+                         double tol) {
+    mat W = make_mat(rows, cols, dt);
+    float *x = malloc((size_t)T * cols * sizeof *x), *y = malloc((size_t)T * rows * sizeof *y),
+          *y0 = malloc((size_t)T * rows * sizeof *y0);
+    for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = frand();
+    for (size_t i = 0; i < (size_t)T * rows; i++) y[i] = y0[i] = frand();
+    int fast = kern_uses_dnnl(T, &W.m, prec);
+    /* twice: the second call uses the packed copy the first one made */
+    for (int rep = 0; rep < (fast ? 2 : 1); rep++) {
+        memcpy(y, y0, (size_t)T * rows * sizeof *y);
+        kern_matmul_prec(p, x, T, &W.m, y, acc, prec);
+        double e = matmul_err(x, T, &W, y0, y, acc, fast && dt == ARIA_DT_BF16);
+        cr_expect(e <= tol, "T %d, %d x %d, %s, acc %d, %s%s: rel err %.3g > %.3g", T, rows, cols,
+                  dt == ARIA_DT_BF16 ? "bf16" : "f32", acc, fast ? "oneDNN" : "portable", rep ? " (packed)" : "",
+                  e, tol);
+    }
+    free(x), free(y), free(y0);
+    free_mat(&W);
+}
+
+static void portable_suite(void) {
+    aria_pool *p = aria_pool_new(2);
+    int Ts[] = {1, 2, 3, 4, 5, 8, 17, 70};
+    int shapes[][2] = {{64, 64}, {37, 100}, {13, 31}, {200, 257}, {24, 16}};
+    for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
+        for (size_t b = 0; b < sizeof shapes / sizeof *shapes; b++)
+            for (int dt = 0; dt < 2; dt++)
+                for (int acc = 0; acc < 2; acc++)
+                    check_matmul(p, Ts[a], shapes[b][0], shapes[b][1], dt ? ARIA_DT_BF16 : ARIA_DT_F32, acc,
+                                 KERN_PREC_EXACT, 2e-6);
+    aria_pool_free(p);
+}
+
+Test(kernels, matmul_portable) { portable_suite(); }
+
+Test(kernels, matmul_portable_generic) {
+    setenv("ARIA_KERNELS", "generic", 1);
+    if (strncmp(kern_backend(), "generic", 7)) cr_skip("the dispatch was set up before this test");
+    portable_suite();
+}
+
+/* A product's result must not depend on how many rows share the call. */
+Test(kernels, matmul_rows_are_independent) {
+    aria_pool *p = aria_pool_new(2);
+    for (int dt = 0; dt < 2; dt++) {
+        mat W = make_mat(50, 96, dt ? ARIA_DT_BF16 : ARIA_DT_F32);
+        float x[7 * 96], all[7 * 50], one[50];
+        for (int i = 0; i < 7 * 96; i++) x[i] = frand();
+        kern_matmul_prec(p, x, 7, &W.m, all, 0, KERN_PREC_EXACT);
+        for (int t = 0; t < 7; t++) {
+            kern_matmul_prec(p, x + t * 96, 1, &W.m, one, 0, KERN_PREC_EXACT);
+            cr_expect(memcmp(one, all + t * 50, sizeof one) == 0, "row %d differs alone and in a batch", t);
+        }
+        free_mat(&W);
+    }
+    aria_pool_free(p);
+}
+
+Test(kernels, matmul_fast_path) {
+    aria_pool *p = aria_pool_new(2);
+    mat probe = make_mat(300, 272, ARIA_DT_BF16);
+    int have = kern_uses_dnnl(20, &probe.m, KERN_PREC_FAST);
+    free_mat(&probe);
+    if (!have) {
+        aria_pool_free(p);
+        cr_skip("built without oneDNN (%s)", kern_backend());
+    }
+    /* 300 rows: one chunk of 256 and a partial one */
+    for (int acc = 0; acc < 2; acc++) {
+        check_matmul(p, 20, 300, 272, ARIA_DT_BF16, acc, KERN_PREC_FAST, 1e-5);
+        check_matmul(p, 33, 512, 256, ARIA_DT_BF16, acc, KERN_PREC_FAST, 1e-5);
+        check_matmul(p, 20, 300, 272, ARIA_DT_F32, acc, KERN_PREC_FAST, 1e-5);
+    }
+    /* small products stay portable even in fast precision */
+    mat W = make_mat(64, 64, ARIA_DT_BF16);
+    cr_expect(!kern_uses_dnnl(200, &W.m, KERN_PREC_FAST));
+    cr_expect(!kern_uses_dnnl(4, &W.m, KERN_PREC_FAST));
+    free_mat(&W);
+    mat big = make_mat(512, 512, ARIA_DT_BF16);
+    cr_expect(!kern_uses_dnnl(4, &big.m, KERN_PREC_FAST), "decoding stays portable");
+    cr_expect(!kern_uses_dnnl(200, &big.m, KERN_PREC_EXACT));
+    free_mat(&big);
+    aria_pool_free(p);
+}
+
+/* Also the whole-precision switch: ARIA_PRECISION=exact keeps a large
+   product on the portable kernels. */
+Test(kernels, precision_env_exact) {
+    setenv("ARIA_PRECISION", "exact", 1);
+    if (!strstr(kern_backend(), "default precision exact")) cr_skip("the dispatch was set up before this test");
+    mat W = make_mat(300, 300, ARIA_DT_BF16);
+    cr_expect(!kern_uses_dnnl(64, &W.m, KERN_PREC_DEFAULT));
+    aria_pool *p = aria_pool_new(2);
+    check_matmul(p, 40, 300, 300, ARIA_DT_BF16, 1, KERN_PREC_DEFAULT, 2e-6);
+    aria_pool_free(p);
+    free_mat(&W);
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+static void attention_case(aria_pool *p, int B, int T, int H, int hd, int pos0) {
+    int cap = pos0 + T + 3, d = H * hd;
+    size_t kv = (size_t)B * H * cap * hd;
+    float *k = malloc(kv * sizeof *k), *v = malloc(kv * sizeof *v);
+    float *q = malloc((size_t)B * T * 3 * d * sizeof *q), *out = malloc((size_t)B * T * d * sizeof *out);
+    for (size_t i = 0; i < kv; i++) k[i] = frand() * 2, v[i] = frand();
+    for (size_t i = 0; i < (size_t)B * T * 3 * d; i++) q[i] = frand() * 2;
+    kern_attention(p, q, 3 * d, k, v, cap, B, T, H, hd, pos0, out, d);
+    double maxd = 0;
+    double *sc = malloc((size_t)(pos0 + T) * sizeof *sc);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qr = q + ((size_t)b * T + t) * 3 * d + h * hd;
+                const float *K = k + ((size_t)b * H + h) * cap * hd, *V = v + ((size_t)b * H + h) * cap * hd;
+                int n = pos0 + t + 1;
+                double mx = -INFINITY, sum = 0;
+                for (int s = 0; s < n; s++) {
+                    double dot = 0;
+                    for (int i = 0; i < hd; i++) dot += (double)qr[i] * K[(size_t)s * hd + i];
+                    sc[s] = dot / sqrt((double)hd);
+                    if (sc[s] > mx) mx = sc[s];
+                }
+                for (int s = 0; s < n; s++) sum += sc[s] = exp(sc[s] - mx);
+                for (int i = 0; i < hd; i++) {
+                    double o = 0;
+                    for (int s = 0; s < n; s++) o += sc[s] * V[(size_t)s * hd + i];
+                    o /= sum;
+                    double dd = fabs(o - out[((size_t)b * T + t) * d + h * hd + i]);
+                    if (dd > maxd || isnan(dd)) maxd = dd;
+                }
+            }
+    cr_expect(maxd < 2e-6, "B %d T %d H %d hd %d pos0 %d: max |diff| %.3g", B, T, H, hd, pos0, maxd);
+    free(sc), free(k), free(v), free(q), free(out);
+}
+
+static void attention_suite(void) {
+    aria_pool *p = aria_pool_new(2);
+    int hds[] = {16, 64, 24, 128};
+    for (size_t i = 0; i < sizeof hds / sizeof *hds; i++) {
+        attention_case(p, 1, 1, 2, hds[i], 0);    /* first token */
+        attention_case(p, 2, 1, 3, hds[i], 150);  /* decode step deep in the cache */
+        attention_case(p, 1, 3, 2, hds[i], 70);   /* a few queries: one at a time */
+        attention_case(p, 2, 70, 2, hds[i], 0);   /* prefill: query blocks, partial last */
+        attention_case(p, 1, 40, 1, hds[i], 100); /* a second block after a first */
+    }
+    aria_pool_free(p);
+}
+
+Test(kernels, attention) { attention_suite(); }
+
+Test(kernels, attention_generic) {
+    setenv("ARIA_KERNELS", "generic", 1);
+    if (strncmp(kern_backend(), "generic", 7)) cr_skip("the dispatch was set up before this test");
+    attention_suite();
+}
+
+/* ---- small ops ------------------------------------------------------- */
+
+Test(kernels, swiglu) {
+    size_t n = 1000;
+    float *g = malloc(n * sizeof *g), *u = malloc(n * sizeof *u), *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++) {
+        g[i] = i < 10 ? (float[]){0, -0.0f, 1e-30f, -1e-30f, 88, -88, 100, -100, 200, -200}[i] : frand() * 20;
+        u[i] = frand();
+        want[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+    }
+    kern_swiglu(g, u, n);
+    for (size_t i = 0; i < n; i++) {
+        double tol = 4e-7 * fabs(want[i]) + 1e-37;
+        cr_expect(fabs(g[i] - want[i]) <= tol, "swiglu at %zu: %.9g vs %.9g", i, g[i], want[i]);
+    }
+    float nan_in = NAN, one = 1;
+    kern_swiglu(&nan_in, &one, 1);
+    cr_expect(isnan(nan_in));
+    free(g), free(u), free(want);
+}
+
+Test(kernels, bf16_rounding) {
+    float v[200];
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -1e-42f, 3.4e38f, 1.00390625f,
+                             1.01171875f, 1.0f + 0x1p-8f + 0x1p-20f};
+    size_t ns = sizeof special / sizeof *special;
+    for (size_t i = 0; i < 200; i++) v[i] = i < ns ? special[i] : frand() * 1e3f;
+    uint16_t got[200];
+    for (size_t n = 1; n <= 200; n += 37) { /* lengths that end mid-vector */
+        memset(got, 0, sizeof got);
+        kern_to_bf16(v, got, n);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t want = aria_f32_to_bf16(v[i]);
+            cr_expect_eq(got[i], want, "bf16(%g) = %04x, expected %04x", v[i], got[i], want);
+        }
+        for (size_t i = n; i < 200; i++) cr_expect_eq(got[i], 0, "wrote past the end at %zu", i);
+    }
+}
+
+/* ---- pool ------------------------------------------------------------ */
+
+typedef struct {
+    atomic_int hits[1000];
+} pool_ctx;
+
+static void pool_fn(void *ctx, size_t i) { atomic_fetch_add(&((pool_ctx *)ctx)->hits[i], 1); }
+
+Test(kernels, pool_runs_every_task_once) {
+    aria_pool *p = aria_pool_new(3);
+    pool_ctx *c = calloc(1, sizeof *c);
+    for (int job = 0; job < 2000; job++) {
+        size_t n = (size_t)(job * 7 % 1000) + 1;
+        aria_pool_run(p, pool_fn, c, n);
+        for (size_t i = 0; i < n; i++) {
+            if (atomic_load(&c->hits[i]) != 1) cr_assert_fail("job %d task %zu ran %d times", job, i, c->hits[i]);
+            atomic_store(&c->hits[i], 0);
+        }
+        if (job % 500 == 499) usleep(2000); /* let the workers fall asleep */
+    }
+    free(c);
+    aria_pool_free(p);
+}
