@@ -349,6 +349,25 @@ static int build_pedal_intervals(const aria_score *s, pedal_intervals *p) {
     return 0;
 }
 
+/* The end of a note that finishes at `end`, held by the channel's pedal:
+   the first interval with start < end < its end extends it to that end.
+   A channel's intervals never overlap (an ON opens one only when none is
+   open) and come in order of their starts, so the only candidate is the
+   last interval starting before `end`: a binary search, not a scan per
+   note (files with thousands of pedal changes). */
+static int64_t pedal_extend(const interval *iv, size_t n, int64_t end) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (iv[mid].start < end)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo > 0 && end < iv[lo - 1].end) return iv[lo - 1].end;
+    return end;
+}
+
 /* An event of the body: a note (or, with pedal tokens, a pedal message). */
 typedef struct {
     int64_t tick; /* sort key: note start or pedal tick */
@@ -461,13 +480,7 @@ static int build_body(const aria_tokenizer *t, const aria_score *s, const aria_t
             tb_push(body, onset);
             continue;
         }
-        int64_t end = n->end;
-        for (size_t k = 0; k < piv->n[ch]; k++) {
-            if (piv->iv[ch][k].start < end && end < piv->iv[ch][k].end) {
-                end = piv->iv[ch][k].end;
-                break;
-            }
-        }
+        int64_t end = pedal_extend(piv->iv[ch], piv->n[ch], n->end);
         int64_t dur = aria_score_duration_ms(s, n->start, end);
         tb_push(body, tk_note(ch_instr[ch], n->pitch, quantize_velocity(n->velocity)));
         tb_push(body, onset);
