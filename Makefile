@@ -23,6 +23,25 @@ CPPFLAGS += -DHAVE_DNNL
 LDLIBS   += -ldnnl -lgomp
 endif
 
+# MPI (Debian: libopenmpi-dev openmpi-bin) lets `aria train` run data
+# parallel under mpirun (src/dist.c). Flags from `mpicc --showme` (Open MPI)
+# or pkg-config's mpi, then a probe that compiles and links with $(CC);
+# without MPI, or with MPI=0, or in sanitizer builds, dist.c is its
+# one-process fallback. Another MPI: MPI=1 MPI_CFLAGS=... MPI_LIBS=...
+ifeq ($(SAN),)
+MPI_CFLAGS ?= $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags mpi 2>/dev/null)
+MPI_LIBS   ?= $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs mpi 2>/dev/null)
+MPI_CFLAGS := $(MPI_CFLAGS)
+MPI_LIBS   := $(MPI_LIBS)
+MPI ?= $(shell printf '\043include <mpi.h>\nint main(void){return MPI_Init(0, 0);}\n' | \
+         $(CC) $(MPI_CFLAGS) -x c - -o /dev/null $(MPI_LIBS) >/dev/null 2>&1 && echo 1 || echo 0)
+MPI := $(MPI)
+endif
+ifeq ($(MPI),1)
+CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS)
+LDLIBS   += $(MPI_LIBS)
+endif
+
 LIB_SRC  := $(wildcard src/*.c)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
 CLI_SRC  := $(wildcard cli/*.c)
@@ -45,6 +64,11 @@ $(BUILD)/tests/%.o: tests/%.c include/aria.h $(wildcard src/*.h) $(wildcard test
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
+# dist.o is compiled again when MPI is found or lost
+$(BUILD)/src/dist.o: $(BUILD)/mpi-$(MPI).stamp
+$(BUILD)/mpi-$(MPI).stamp:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi-*.stamp && touch $@
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -59,7 +83,7 @@ test: $(BUILD)/test_aria $(BIN)
 	ARIA_BIN=./$(BIN) ./$(BUILD)/test_aria $(TEST_ARGS)
 
 test-asan:
-	$(MAKE) test BUILD=build-asan OPT=-O1 \
+	$(MAKE) test BUILD=build-asan OPT=-O1 MPI=0 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  TEST_ARGS="-j1 $(TEST_ARGS)"
 

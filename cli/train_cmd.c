@@ -2,6 +2,11 @@
  * train_cmd.c - `aria train`: options, progress line, Ctrl-C. The run
  * itself (data order, schedule, checkpoints, resume) is aria_train_run in
  * src/trainloop.c.
+ *
+ * Under mpirun every process runs this same command: MPI starts here
+ * (src/dist.c) before the options are read, and only rank 0 prints (help,
+ * usage errors, progress, the run's error, which all processes agree on),
+ * so a message appears once however many processes there are.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -11,10 +16,13 @@
 
 #include "aria.h"
 #include "cli.h"
+#include "dist.h"
 
+/* ctx: non-NULL under mpirun, whose processes' stderr is a pipe to mpirun
+   even when mpirun's is a terminal, so it prints regardless (rank 0 only:
+   aria_train_run reports progress from that rank alone). */
 static void train_progress(void *ctx, long step, long total, float loss, double tps) {
-    (void)ctx;
-    if (!isatty(2)) return;
+    if (!ctx && !isatty(2)) return;
     fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tokens/s   ", step, total, loss, tps);
     if (step == total) fputc('\n', stderr);
 }
@@ -33,7 +41,7 @@ static void help_train(void) {
          "  --out DIR             run directory (created)\n"
          "  --config CFG          model shape for a new model: JSON file or preset (tiny, medium)\n"
          "  --init FILE           weights to start from (safetensors)\n"
-         "  --batch B             sequences per micro-batch (default 8)\n"
+         "  --batch B             sequences per micro-batch, all processes together (default 8)\n"
          "  --grad-accum G        micro-batches per optimizer step (default 1)\n"
          "  --lr LR               peak learning rate (default 3e-4)\n"
          "  --warmup N            warm-up steps from 1e-6 x lr (default 200)\n"
@@ -42,18 +50,37 @@ static void help_train(void) {
          "  --clip C              global gradient-norm clip (default 1.0; 0 = off)\n"
          "  --steps N             optimizer steps (default: --epochs over the dataset)\n"
          "  --epochs E            passes over the data when --steps is not given (default 1)\n"
-         "  --augment / --no-augment   pitch +-5, velocity +-10, tempo +-20 %% with mixup\n"
+         "  --augment / --no-augment   pitch +-5, velocity +-10, tempo +-20 % with mixup\n"
          "                        (default on)\n"
          "  --val-every K         validation loss every K steps (default 0 = at the end only\n"
          "                        when the dataset has a val split)\n"
          "  --save-every K        checkpoint every K steps (default 100, and at the end)\n"
          "  --seed S              data order, augmentation and initial weights (default 0)\n"
-         "  --threads N           CPU threads (default: all)\n"
+         "  --threads N           CPU threads per process (default: all; under mpirun, a share)\n"
          "  --resume DIR          continue the run in DIR with its own options\n"
-         "  -h, --help            this help");
+         "  -h, --help            this help\n"
+         "\n"
+         "Several processes, data parallel (MPI):\n"
+         "  mpirun -np 4 aria train --data DATA/ --out RUN/ --config CFG --batch 8 ...\n"
+         "  mpirun --hostfile HOSTS -np 16 aria train ...   (HOSTS: one `host slots=N` per line)\n"
+         "--batch stays the global batch: each of the N processes takes batch/N sequences of\n"
+         "every micro-batch (--batch must be a multiple of N), the gradients are summed across\n"
+         "the processes before clipping and AdamW, and every process steps identically, so the\n"
+         "losses follow those of one process with the same --batch and --grad-accum. Rank 0\n"
+         "alone writes RUN/ and prints; every process reads DATA/ (and RUN/ on --resume) at the\n"
+         "same path, and a --resume may use a different N. Without --threads each process uses\n"
+         "its share of the CPUs it may run on (Open MPI binds each of 1-2 processes to one core:\n"
+         "add --bind-to none). As root add --allow-run-as-root; more processes than CPUs need\n"
+         "--oversubscribe. See docs/training.md.\n");
+    puts(dist_built_with_mpi() ? "This aria is built with MPI."
+                               : "This aria is built without MPI (install libopenmpi-dev and rebuild); it refuses\n"
+                                 "to start as one of several processes under mpirun.");
 }
 
-int cmd_train(int argc, char **argv) {
+/* The command on one process; `quiet` on all ranks but 0, which exit with
+   the same status as rank 0 without a word. */
+#define USAGE(...) (quiet ? EXIT_USAGE : usage_error("train", __VA_ARGS__))
+static int train_main(int argc, char **argv, int quiet) {
     aria_train_opts o = aria_train_defaults();
     const char *cfg_arg = NULL;
     long long v;
@@ -74,6 +101,7 @@ int cmd_train(int argc, char **argv) {
         {0, 0, 0, 0}};
     int c;
     optind = 1;
+    opterr = !quiet;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case O_DATA: o.data_dir = optarg; break;
@@ -81,80 +109,91 @@ int cmd_train(int argc, char **argv) {
         case O_CFG: cfg_arg = optarg; break;
         case O_INIT: o.init_path = optarg; break;
         case O_BATCH:
-            if (parse_long(optarg, 1, 4096, &v)) return usage_error("train", "--batch wants 1..4096");
+            if (parse_long(optarg, 1, 4096, &v)) return USAGE("--batch wants 1..4096");
             o.batch = (int)v;
             break;
         case O_ACC:
-            if (parse_long(optarg, 1, 4096, &v)) return usage_error("train", "--grad-accum wants 1..4096");
+            if (parse_long(optarg, 1, 4096, &v)) return USAGE("--grad-accum wants 1..4096");
             o.grad_accum = (int)v;
             break;
         case O_LR:
-            if (parse_double(optarg, &dv) || dv <= 0 || dv > 1) return usage_error("train", "--lr wants a number in (0, 1]");
+            if (parse_double(optarg, &dv) || dv <= 0 || dv > 1) return USAGE("--lr wants a number in (0, 1]");
             o.lr = (float)dv;
             break;
         case O_WARM:
-            if (parse_long(optarg, 0, 1000000000, &v)) return usage_error("train", "--warmup wants a count >= 0");
+            if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--warmup wants a count >= 0");
             o.warmup = (int)v;
             break;
         case O_SCHED:
             if (!strcmp(optarg, "aria")) o.constant_lr = 0;
             else if (!strcmp(optarg, "constant")) o.constant_lr = 1;
-            else return usage_error("train", "--lr-schedule wants aria or constant");
+            else return USAGE("--lr-schedule wants aria or constant");
             break;
         case O_CLIP:
-            if (parse_double(optarg, &dv) || dv < 0) return usage_error("train", "--clip wants a number >= 0");
+            if (parse_double(optarg, &dv) || dv < 0) return USAGE("--clip wants a number >= 0");
             o.clip = (float)dv;
             break;
         case O_STEPS:
-            if (parse_long(optarg, 1, 1000000000, &v)) return usage_error("train", "--steps wants a count >= 1");
+            if (parse_long(optarg, 1, 1000000000, &v)) return USAGE("--steps wants a count >= 1");
             o.steps = (long)v;
             break;
         case O_EPOCHS:
-            if (parse_long(optarg, 1, 100000, &v)) return usage_error("train", "--epochs wants a count >= 1");
+            if (parse_long(optarg, 1, 100000, &v)) return USAGE("--epochs wants a count >= 1");
             o.epochs = (int)v;
             break;
         case O_AUG: o.augment = 1; break;
         case O_NOAUG: o.augment = 0; break;
         case O_VAL:
-            if (parse_long(optarg, 0, 1000000000, &v)) return usage_error("train", "--val-every wants a count >= 0");
+            if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--val-every wants a count >= 0");
             o.val_every = (int)v;
             break;
         case O_SAVE:
-            if (parse_long(optarg, 0, 1000000000, &v)) return usage_error("train", "--save-every wants a count >= 0");
+            if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--save-every wants a count >= 0");
             o.save_every = (int)v;
             break;
         case O_SEED:
-            if (parse_long(optarg, 0, (long long)(~0ull >> 1), &v)) return usage_error("train", "--seed wants an integer >= 0");
+            if (parse_long(optarg, 0, (long long)(~0ull >> 1), &v)) return USAGE("--seed wants an integer >= 0");
             o.seed = (uint64_t)v;
             break;
         case O_THREADS:
-            if (parse_long(optarg, 1, 256, &v)) return usage_error("train", "--threads wants 1..256");
+            if (parse_long(optarg, 1, 256, &v)) return USAGE("--threads wants 1..256");
             o.threads = (int)v;
             break;
         case O_RESUME:
             o.resume = 1;
             o.out_dir = optarg;
             break;
-        case 'h': help_train(); return 0;
-        default: return usage_error("train", "unknown option");
+        case 'h':
+            if (!quiet) help_train();
+            return 0;
+        default: return USAGE("unknown option");
         }
     }
-    if (optind != argc) return usage_error("train", "unexpected argument '%s'", argv[optind]);
-    if (!o.resume && (!o.data_dir || !o.out_dir)) return usage_error("train", "--data and --out are required");
-    if (!o.resume && !cfg_arg && !o.init_path) return usage_error("train", "give --config or --init");
+    if (optind != argc) return USAGE("unexpected argument '%s'", argv[optind]);
+    if (!o.resume && (!o.data_dir || !o.out_dir)) return USAGE("--data and --out are required");
+    if (!o.resume && !cfg_arg && !o.init_path) return USAGE("give --config or --init");
     if (cfg_arg) {
         aria_error err = {{0}};
         if (aria_config_preset(&o.config, cfg_arg) != ARIA_OK && aria_config_read(&o.config, cfg_arg, &err) != ARIA_OK) {
-            fail_file(cfg_arg, err.msg);
+            if (!quiet) fail_file(cfg_arg, err.msg);
             return EXIT_INPUT;
         }
         o.has_config = 1;
     }
+    dist_world w = dist_get();
     o.progress = train_progress;
+    o.progress_ctx = w.size > 1 ? (void *)&w : NULL;
     aria_error err = {{0}};
     if (aria_train_run(&o, &err) != ARIA_OK) {
-        fail_file(o.out_dir, err.msg);
+        if (!quiet) fail_file(o.out_dir, err.msg);
         return EXIT_INPUT;
     }
     return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    dist_init();
+    int rc = train_main(argc, argv, dist_get().rank != 0);
+    dist_finalize();
+    return rc;
 }

@@ -589,8 +589,17 @@ const float *aria_trainer_param(const aria_trainer *t, const char *name, size_t 
 /* The AdamW moments (for checkpoints) and the optimizer step count. */
 void aria_trainer_moments(aria_trainer *t, const float **m1, const float **m2, size_t *n);
 void aria_trainer_set_step(aria_trainer *t, int step);
+/* The parameter and gradient arenas as single buffers of *n floats (for
+   all-reducing gradients across processes). Changing parameters this way
+   is only safe before the first forward pass or right after an AdamW step
+   (products may keep packed copies of the weights in between). */
+void aria_trainer_arena(aria_trainer *t, float **params, float **grads, size_t *n);
 
-/* A training run (aria train): see src/trainloop.c for the run directory. */
+/* A training run (aria train): see src/trainloop.c for the run directory.
+   When the caller has started MPI (as `aria train` does under mpirun),
+   aria_train_run is collective: every process of MPI_COMM_WORLD calls it
+   with the same options and they train one model data parallel, `batch`
+   being the global batch (docs/training.md). */
 typedef struct {
     const char *data_dir;   /* aria dataset output */
     const char *out_dir;    /* the run directory */

@@ -4,8 +4,8 @@
  * product (float32 and bfloat16 weights), LayerNorm, SwiGLU, RoPE and
  * causal attention in plain C.
  *
- * Dispatch: on first use (pthread_once) we look at the CPU (AVX-512F/BW ->
- * kernels_avx512.c), whether oneDNN came up (kernels_dnnl.c, only in
+ * Dispatch: on first use (pthread_once) we look at the CPU (AVX-512
+ * F/BW/VL/DQ -> kernels_avx512.c), whether oneDNN came up (kernels_dnnl.c, only in
  * builds with HAVE_DNNL) and the environment (ARIA_PRECISION,
  * ARIA_KERNELS); the choice is then read-only.
  *
@@ -17,20 +17,23 @@
  * the path of CPUs without AVX-512.
  *
  * The pool: a job is a function and a task count; every thread, the
- * caller included, takes task indices from an atomic counter until they
- * run out. Between jobs a worker spins for a few tens of microseconds
- * before it sleeps on a condition variable: a decoding step is ~100 short
- * jobs with a little serial work between them, and a futex wake-up per
- * job would cost more than the spinning.
+ * caller included, takes task indices until they run out, and the caller
+ * returns when the tasks are done (see pool_slot). Between jobs a worker
+ * spins for up to 200 microseconds before it sleeps on a condition
+ * variable: a decoding step is ~100 short jobs with a little serial work
+ * between them, and a futex wake-up per job would cost more than the
+ * spinning.
  */
 #include "kernels.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
@@ -45,8 +48,10 @@
 #define CPU_RELAX() atomic_signal_fence(memory_order_seq_cst)
 #endif
 
-/* Spin iterations before sleeping: about 50 us with x86 PAUSE. */
-#define POOL_SPIN 4000
+/* How long a thread spins for the next job (worker) or for the workers to
+   finish (caller) before it sleeps: longer than the serial work between
+   two jobs of a decoding step, short enough not to matter when idle. */
+#define POOL_SPIN_NS 200000
 
 /* Products go to oneDNN only from this size: below it the portable
    kernels are as fast, and the tiny test models never leave them. */
@@ -70,7 +75,10 @@ static void disp_init(void) {
     int generic = k && !strcmp(k, "generic");
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     __builtin_cpu_init();
-    disp.avx512 = !generic && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    /* every feature kernels_avx512.c is compiled for */
+    disp.avx512 = !generic && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("fma");
 #endif
     disp.prec = pr && !strcmp(pr, "exact") ? KERN_PREC_EXACT : KERN_PREC_FAST;
     char dn[96] = "";
@@ -97,56 +105,103 @@ int kern_uses_dnnl(int T, const kern_mat *W, kern_prec prec) {
 /* Thread pool                                                            */
 /* ---------------------------------------------------------------------- */
 
+/* A job lives in one of two slots (generation & 1). Tasks are claimed
+   with a compare-and-swap on `ticket` = generation << 32 | next task, so a
+   worker that read a slot of an older generation can never run one of its
+   tasks: its swap fails. The caller waits for the job's tasks to be done,
+   not for every worker to check in, so a worker the OS has descheduled
+   delays nothing unless it holds a task. */
+typedef struct {
+    _Atomic(void (*)(void *, size_t)) fn;
+    void *_Atomic ctx;
+    atomic_size_t n, done;
+} pool_slot;
+
 struct aria_pool {
-    int n;                 /* threads including the caller */
+    int n;                   /* threads including the caller */
     pthread_t *threads;
-    pthread_mutex_t lock;
+    pthread_mutex_t run;     /* one job at a time (sessions may share a model) */
+    pthread_mutex_t lock;    /* for sleeping and waking only */
     pthread_cond_t wake, done;
-    _Atomic uint64_t generation; /* bumped per job, under lock */
-    atomic_int quit;
-    int sleepers;          /* workers waiting on `wake` (under lock) */
-    atomic_int caller_waits; /* the caller sleeps on `done` */
-    void (*fn)(void *, size_t);
-    void *ctx;
-    size_t n_tasks;
-    atomic_size_t next;
-    atomic_int busy;       /* workers still inside the current job */
+    _Atomic uint64_t ticket;
+    pool_slot slot[2];
+    atomic_int quit, sleepers, caller_waits;
 };
 
-static void pool_drain(aria_pool *p) {
-    size_t i;
-    while ((i = atomic_fetch_add(&p->next, 1)) < p->n_tasks) p->fn(p->ctx, i);
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Waits for a generation other than `seen` (or quit); returns it. */
-static uint64_t pool_wait_job(aria_pool *p, uint64_t seen) {
-    uint64_t g;
-    for (int i = 0; i < POOL_SPIN; i++) {
-        if ((g = atomic_load(&p->generation)) != seen || atomic_load(&p->quit)) return g;
+/* Spins until cond(p, arg) holds or POOL_SPIN_NS pass; returns cond.
+   After the first 20 us it yields the CPU at every look at the clock: on
+   a machine shared with other work the thread we wait for may need this
+   CPU to finish. */
+static int spin_until(aria_pool *p, int (*cond)(aria_pool *, uint64_t), uint64_t arg) {
+    uint64_t t0 = 0;
+    for (unsigned i = 0;; i++) {
+        if (cond(p, arg)) return 1;
+        if ((i & 63) == 63) { /* the clock every 64 turns */
+            uint64_t t = now_ns();
+            if (!t0) {
+                t0 = t;
+            } else if (t - t0 > POOL_SPIN_NS) {
+                return 0;
+            } else if (t - t0 > 20000) {
+                sched_yield();
+                continue;
+            }
+        }
         CPU_RELAX();
     }
-    pthread_mutex_lock(&p->lock);
-    p->sleepers++;
-    while ((g = atomic_load(&p->generation)) == seen && !atomic_load(&p->quit))
-        pthread_cond_wait(&p->wake, &p->lock);
-    p->sleepers--;
-    pthread_mutex_unlock(&p->lock);
-    return g;
+}
+
+static int new_job(aria_pool *p, uint64_t seen) {
+    return (uint32_t)(atomic_load(&p->ticket) >> 32) != (uint32_t)seen || atomic_load(&p->quit);
+}
+
+static int job_done(aria_pool *p, uint64_t g) {
+    const pool_slot *s = &p->slot[g & 1];
+    return atomic_load(&s->done) == atomic_load_explicit(&s->n, memory_order_relaxed);
+}
+
+/* Takes and runs tasks of the job in `t` (a ticket value) and of any job
+   published meanwhile, until none is left. */
+static void pool_work(aria_pool *p, uint64_t t) {
+    for (;;) {
+        pool_slot *s = &p->slot[(t >> 32) & 1];
+        size_t i = (uint32_t)t, n = atomic_load_explicit(&s->n, memory_order_relaxed);
+        void (*fn)(void *, size_t) = atomic_load_explicit(&s->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&s->ctx, memory_order_relaxed);
+        if (i >= n) return;
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue; /* t is reloaded */
+        fn(ctx, i);
+        /* seq_cst: either we see caller_waits, or the caller sees done == n */
+        if (atomic_fetch_add(&s->done, 1) + 1 == n && atomic_load(&p->caller_waits)) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_broadcast(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
+        t = atomic_load(&p->ticket);
+    }
 }
 
 static void *pool_worker(void *arg) {
     aria_pool *p = arg;
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        seen = pool_wait_job(p, seen);
-        if (atomic_load(&p->quit)) break;
-        pool_drain(p);
-        /* seq_cst: either we see caller_waits set, or the caller sees busy 0 */
-        if (atomic_fetch_sub(&p->busy, 1) == 1 && atomic_load(&p->caller_waits)) {
+        if (!spin_until(p, new_job, seen)) {
             pthread_mutex_lock(&p->lock);
-            pthread_cond_signal(&p->done);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (!new_job(p, seen)) pthread_cond_wait(&p->wake, &p->lock);
+            atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->lock);
         }
+        if (atomic_load(&p->quit)) break;
+        uint64_t t = atomic_load(&p->ticket);
+        seen = (uint32_t)(t >> 32);
+        pool_work(p, t);
     }
     return NULL;
 }
@@ -159,6 +214,7 @@ aria_pool *aria_pool_new(int n_threads) {
     aria_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = n_threads;
+    pthread_mutex_init(&p->run, NULL);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -183,6 +239,7 @@ void aria_pool_free(aria_pool *p) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->run);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -193,29 +250,33 @@ void aria_pool_free(aria_pool *p) {
 int aria_pool_size(const aria_pool *p) { return p ? p->n : 1; }
 
 void aria_pool_run(aria_pool *p, void (*fn)(void *, size_t), void *ctx, size_t n_tasks) {
-    if (!p || p->n <= 1 || n_tasks <= 1) {
+    if (!p || p->n <= 1 || n_tasks <= 1 || n_tasks >= UINT32_MAX) {
         for (size_t i = 0; i < n_tasks; i++) fn(ctx, i);
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->busy, p->n - 1);
-    /* the lock orders the new generation against a worker going to sleep */
-    pthread_mutex_lock(&p->lock);
-    atomic_fetch_add(&p->generation, 1);
-    if (p->sleepers) pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->lock);
-    pool_drain(p);
-    for (int i = 0; i < POOL_SPIN && atomic_load(&p->busy) > 0; i++) CPU_RELAX();
-    if (atomic_load(&p->busy) > 0) {
+    pthread_mutex_lock(&p->run);
+    uint32_t g = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
+    pool_slot *s = &p->slot[g & 1];
+    atomic_store_explicit(&s->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&s->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&s->n, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&s->done, 0, memory_order_relaxed);
+    atomic_store(&p->ticket, (uint64_t)g << 32); /* publishes the slot */
+    /* seq_cst: a worker going to sleep either sees the ticket or is counted */
+    if (atomic_load(&p->sleepers)) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+    }
+    pool_work(p, (uint64_t)g << 32);
+    if (!spin_until(p, job_done, g)) {
         pthread_mutex_lock(&p->lock);
         atomic_store(&p->caller_waits, 1);
-        while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->lock);
+        while (!job_done(p, g)) pthread_cond_wait(&p->done, &p->lock);
         atomic_store(&p->caller_waits, 0);
         pthread_mutex_unlock(&p->lock);
     }
+    pthread_mutex_unlock(&p->run);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -419,11 +480,13 @@ void kern_to_bf16(const float *x, uint16_t *out, size_t n) {
 }
 
 static void matmul_portable(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate) {
-    int threads = aria_pool_size(p);
-    /* enough tasks to balance, each a multiple of 16 columns */
-    int per = (W->rows + threads * 8 - 1) / (threads * 8);
+    /* tasks of about 64 KB of weights (a multiple of 16 rows): enough of
+       them that the threads finish a product together (decoding waits for
+       the slowest), big enough that taking one costs nothing */
+    size_t row_bytes = (size_t)W->cols * (W->dtype == ARIA_DT_BF16 ? 2 : 4);
+    int per = (int)((65536 + row_bytes - 1) / row_bytes);
     per = (per + 15) / 16 * 16;
-    if (per < 16) per = 16;
+    if (per > W->rows) per = (W->rows + 15) / 16 * 16;
     float buf[XP_STACK], *heap;
     mm_job j;
     mm_prepare(&j, x, T, W, y, accumulate, buf, &heap);

@@ -9,24 +9,33 @@
  * (float32 or bfloat16), the CPU and the size, and splits the output
  * columns over the pool:
  *   - portable kernels (float32 arithmetic, bfloat16 weights widened as
- *     they load): AVX-512 intrinsics when the CPU has AVX-512F/BW (chosen
+ *     they load): AVX-512 intrinsics when the CPU has AVX-512 (chosen
  *     once at run time), plain C otherwise. A product's result does not
  *     depend on T or on which rows share the call. Used for every small
  *     product, for decoding (T = the batch, 1..4 rows per step: the weights
  *     stream from memory once for all rows) and in "exact" precision.
  *   - oneDNN (when built with it, HAVE_DNNL) for large products in "fast"
- *     precision (T >= 16 and both sides of W >= 256): bfloat16 weights
- *     multiply activations rounded to bfloat16 (float32 accumulation and
- *     output); float32 weights stay float32 (oneDNN's own blocking). The
- *     weights are repacked once per matrix into oneDNN's blocked layout
- *     (lazily, at the first such product; kern_mat_release frees it).
- *     If oneDNN cannot do a product it falls back to the portable kernels.
+ *     precision (T >= 16 and both sides of W >= 256: prefill, long
+ *     batches): bfloat16 weights multiply activations rounded to bfloat16
+ *     (float32 accumulation and output); float32 weights stay float32.
+ *     bfloat16 weights are repacked once per matrix into oneDNN's blocked
+ *     layout (lazily, at the first such product, shared by all sessions;
+ *     kern_mat_release frees it); float32 ones are read in place (see
+ *     PACK in kernels_dnnl.c). If oneDNN cannot do a product, the portable
+ *     kernels do it.
  *
  * Precision: the environment variable ARIA_PRECISION=exact|fast (read
  * once, default fast) picks the default; kern_matmul_prec overrides it per
- * call. Decoding is the same in both (its products are too small for
- * oneDNN). ARIA_KERNELS=generic disables the AVX-512 code (for testing the
- * plain C path on an AVX-512 machine).
+ * call. "exact" is float32 arithmetic on the weights' values everywhere
+ * (what tests/test_model.c checks against PyTorch at 2e-6); "fast" differs
+ * only in large products with bfloat16 weights (activations rounded to
+ * bfloat16: on the random medium model, a 128-token prompt's last logits
+ * move by 1% of the largest logit, probabilities by ~1e-5) and in
+ * summation order for float32 ones.
+ * Decoding is the same in both (its products are too small for oneDNN),
+ * and so are the tiny test models (their matrices are under 256 wide).
+ * ARIA_KERNELS=generic disables the AVX-512 code (for testing the plain C
+ * path on an AVX-512 machine).
  *
  * Internal header; not part of the public API.
  */
@@ -126,7 +135,7 @@ void kern_portable_cols(const float *x, int T, const kern_mat *W, int o0, int o1
 /* float32 -> bfloat16, round to nearest even (NaN stays NaN). */
 void kern_to_bf16(const float *x, uint16_t *out, size_t n);
 
-/* AVX-512 versions; only called when the CPU has AVX-512F/BW.
+/* AVX-512 versions; only called when the CPU has AVX-512 F/BW/VL/DQ.
    The product of tokens [0, T) and output columns [o0, o1): x rows have
    stride xs; for bfloat16 weights x must be deinterleaved first
    (kern_avx512_deinterleave, row stride kern_bf16_stride(cols)). */

@@ -2,21 +2,23 @@
  * kernels_avx512.c - AVX-512 intrinsics for the portable kernels: the
  * matrix product with float32 or bfloat16 weights (float32 arithmetic),
  * causal attention and SwiGLU. kernels.c calls these only when the CPU
- * reports AVX-512F and AVX-512BW; every function carries its own target
+ * reports AVX-512 F, BW, VL and DQ; every function carries its own target
  * attribute, so the file builds with the project's ordinary flags and the
  * rest of the program stays runnable on any x86-64.
  *
- * Matrix product: tiles of up to 4 tokens x 4 outputs, each output a dot
- * product over the inputs with one 16-lane accumulator per (token, output)
- * pair; bfloat16 weights become float32 in registers (see tile_bf16). For
- * decoding (T = 1..4) a tile reads each weight once for all tokens, so
- * the product runs at the speed memory delivers the weights.
+ * Matrix product: tiles of up to 4 tokens x 8 outputs (4 x 4 from three
+ * tokens on), each output a dot product over the inputs with one 16-lane
+ * accumulator per (token, output) pair; bfloat16 weights become float32
+ * in registers (see tile_bf16). For decoding (T = 1..4) a tile reads each
+ * weight once for all tokens, so the product runs at the speed memory
+ * delivers the weights. The sums depend only on the inputs, not on T or
+ * the tile, so a row's result is the same alone or in a batch.
  *
  * Attention: online softmax over blocks of 64 keys. A single query takes
- * its dot products key by key; a block of queries (prefill) first
- * transposes the 64 keys into [dim][key] so each query gets 16 scores per
- * fused multiply-add from broadcast query elements. exp is a Cephes-style
- * polynomial (about 1 ulp) scaled by 2^n with VSCALEFPS.
+ * its dot products key by key (att_query); a block of queries (prefill)
+ * is transposed once so that one key's scores for all of them come from
+ * broadcast key elements (att_block_nv). exp is a Cephes-style polynomial
+ * (about 1 ulp) scaled by 2^n with VSCALEFPS.
  */
 #include "kernels.h"
 

@@ -649,3 +649,12 @@ void aria_trainer_adamw(aria_trainer *t, const aria_adamw_opts *o, float lr) {
         kern_mat_release(&L->down);
     }
 }
+
+/* The whole parameter and gradient arenas, n floats each, in state-dict
+   order: data-parallel training (src/trainloop.c) all-reduces the
+   gradients and broadcasts the parameters as one buffer each. */
+void aria_trainer_arena(aria_trainer *t, float **params, float **grads, size_t *n) {
+    *params = t->params;
+    *grads = t->grads;
+    *n = t->n_params;
+}

@@ -16,6 +16,16 @@
  * Everything that decides a step (data order, augmentation draws, the
  * schedule) derives from the seed and the step, so a resumed run repeats
  * the uninterrupted run's losses.
+ *
+ * Data parallel (MPI running, src/dist.c): `batch` stays the global batch
+ * and each of the W processes takes a contiguous W-th of every
+ * micro-batch. A process scales its gradients by its share of the
+ * micro-batch's targets, so the all-reduced sum is the gradient one
+ * process would compute; every process then clips and steps the same
+ * gradients and the weights stay equal (broadcast from rank 0 once at the
+ * start, compared before each checkpoint). Losses are reduced the same
+ * way. Rank 0 alone writes the run directory; errors are agreed on at
+ * fixed points so all stop together.
  */
 #include <errno.h>
 #include <math.h>
@@ -27,6 +37,7 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "dist.h"
 #include "json.h"
 #include "util.h"
 
@@ -314,52 +325,126 @@ static void trim_log(const char *dir, long step) {
     free(buf);
 }
 
-static float validate(aria_trainer *t, aria_dataset *val, int B, int T, aria_error *err, int *ok) {
-    int32_t *ids = malloc((size_t)B * T * sizeof *ids);
+/* Targets of the loss in `n` sequences: every id after the first that is
+   not <P> (aria_trainer_backward's rule). */
+static long count_targets(const int32_t *ids, int n, int T) {
+    long c = 0;
+    for (int b = 0; b < n; b++)
+        for (int i = 1; i < T; i++) c += ids[(size_t)b * T + i] != ARIA_SP_PAD;
+    return c;
+}
+
+/* The sequences of a global batch of B starting at `first` that this
+   process takes: the contiguous slice rank x B/W .. (rank+1) x B/W - 1, so
+   the processes together hold exactly the batch one process would. */
+static int fetch_slice(data_order *order, const aria_tokenizer *tk, const aria_train_opts *o, long first, int rank,
+                       int Bl, int T, int32_t *ids, aria_error *err) {
+    for (int b = 0; b < Bl; b++) {
+        long k = first + (long)rank * Bl + b;
+        int rc = fetch(order, k, ids + (size_t)b * T, err);
+        if (rc) return rc;
+        if (o->augment && augment(tk, ids + (size_t)b * T, T, o->seed, k))
+            return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    return ARIA_OK;
+}
+
+/* Validation loss: the mean over batches of B sequences of each batch's
+   mean loss, each process computing its slice of every batch. Collective:
+   every process calls it at the same step. *ok is 0 when there is no full
+   batch or a sequence could not be read (then no line is logged, as the
+   run goes on without validation). */
+static float validate(aria_trainer *t, aria_dataset *val, const dist_world *w, int B, int Bl, int T, int *ok) {
+    aria_error err = {{0}};
+    int32_t *ids = malloc((size_t)Bl * T * sizeof *ids);
+    int rc = dist_agree(w, ids ? ARIA_OK : ARIA_ERR_NOMEM, &err);
     size_t n = aria_dataset_size(val, 0);
     double sum = 0;
     int batches = 0;
-    *ok = 0;
-    if (!ids) return 0;
-    for (size_t i = 0; i + (size_t)B <= n; i += (size_t)B) {
-        for (int b = 0; b < B; b++)
-            if (aria_dataset_get(val, 0, i + (size_t)b, ids + (size_t)b * T, err) != ARIA_OK) {
-                free(ids);
-                return 0;
-            }
-        float loss;
-        if (aria_trainer_loss(t, ids, &loss, err) != ARIA_OK) {
-            free(ids);
-            return 0;
+    for (size_t i = 0; !rc && i + (size_t)B <= n; i += (size_t)B) {
+        for (int b = 0; b < Bl && !rc; b++)
+            rc = aria_dataset_get(val, 0, i + (size_t)w->rank * Bl + (size_t)b, ids + (size_t)b * T, &err);
+        float loss = 0;
+        if (!rc) rc = aria_trainer_loss(t, ids, &loss, &err);
+        double v[2] = {0, 0}; /* loss sum and target count of this slice */
+        if (!rc) {
+            v[1] = (double)count_targets(ids, Bl, T);
+            v[0] = (double)loss * v[1];
         }
-        sum += loss;
+        rc = dist_agree(w, rc, &err);
+        if (rc) break;
+        dist_sum_f64(w, v, 2);
+        sum += v[1] > 0 ? v[0] / v[1] : 0;
         batches++;
     }
     free(ids);
-    *ok = batches > 0;
-    return batches ? (float)(sum / batches) : 0;
+    *ok = !rc && batches > 0;
+    return *ok ? (float)(sum / batches) : 0;
 }
 
+/* Everything each process must agree on before the first step; a
+   difference means the processes see different data, options or
+   checkpoints, which would silently train W different models. */
+static int check_same(const dist_world *w, const aria_train_opts *o, aria_dataset *ds, aria_dataset *val, long total,
+                      long step, size_t n_params, aria_error *err) {
+    long v[] = {o->batch, o->grad_accum, total, step, (long)o->seed, aria_dataset_seq_len(ds),
+                aria_dataset_epochs(ds), (long)aria_dataset_size(ds, 0), val ? (long)aria_dataset_size(val, 0) : -1,
+                (long)n_params, o->augment};
+    if (dist_same(w, v, (int)(sizeof v / sizeof *v))) return ARIA_OK;
+    return aria_fail(err, ARIA_ERR_ARG,
+                     "the %d processes disagree on the dataset, the options or the checkpoint: every process needs "
+                     "the same --data and run directory contents",
+                     w->size);
+}
+
+/* A checksum of the weights (FNV-1a over their bits), to check that the
+   processes still hold the same ones. */
+static long weights_hash(const float *p, size_t n) {
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, p + i, sizeof u);
+        h = (h ^ u) * 1099511628211u;
+    }
+    return (long)(h >> 1);
+}
+
+/* Every failure below goes through dist_agree at a point all processes
+   reach in the same order, so with several processes they all stop
+   together and return the first failing process's message. */
 int aria_train_run(const aria_train_opts *opts, aria_error *err) {
+    dist_world w = dist_get();
+    int lead = w.rank == 0; /* the one process that writes files */
     aria_train_opts o = *opts;
     char data_buf[4096];
-    int rc;
-    mkdir(o.out_dir, 0777);
+    int rc = ARIA_OK;
+    aria_dataset *ds = NULL, *val = NULL;
+    aria_model *m = NULL;
+    aria_trainer *t = NULL;
+    aria_tokenizer *tk = NULL;
+    int32_t *ids = NULL;
+    data_order order = {NULL, -1, NULL, 0, 0};
+    if (w.size == 1 && dist_launched_size() > 1)
+        return aria_fail(err, ARIA_ERR_ARG, "started as one of %d processes, but %s", dist_launched_size(),
+                         dist_built_with_mpi() ? "this program did not start MPI"
+                                               : "this aria is built without MPI (install libopenmpi-dev and rebuild)");
+    if (lead) mkdir(o.out_dir, 0777);
     if (o.resume) {
         rc = read_run_json(&o, data_buf, sizeof data_buf, err);
-        if (rc) return rc;
         o.threads = opts->threads;
         o.progress = opts->progress;
         o.progress_ctx = opts->progress_ctx;
     }
-    aria_dataset *ds = NULL, *val = NULL;
-    rc = aria_dataset_open(&ds, o.data_dir, "train", err);
-    if (rc) return rc;
+    /* --batch is the global batch: each process takes batch / W of it */
+    if (!rc && o.batch % w.size != 0)
+        rc = aria_fail(err, ARIA_ERR_ARG, "--batch %d is the global batch; it must be a multiple of the %d processes",
+                       o.batch, w.size);
+    if (!rc) rc = aria_dataset_open(&ds, o.data_dir, "train", err);
+    if ((rc = dist_agree(&w, rc, err))) goto out;
     if (aria_dataset_open(&val, o.data_dir, "val", NULL) != ARIA_OK) val = NULL;
-    int T = aria_dataset_seq_len(ds);
+    int T = aria_dataset_seq_len(ds), Bl = o.batch / w.size;
 
     /* the model: a checkpoint (resume), initial weights, or random */
-    aria_model *m = NULL;
     run_state st = {0};
     char p[4096], ckpt_model[4096] = "", ckpt_state[4096] = "";
     if (o.resume) {
@@ -368,15 +453,15 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         char e[256];
         if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) {
             rc = aria_fail(err, ARIA_ERR_FORMAT, "no checkpoint to resume from (%s)", e);
-            goto out;
+        } else {
+            size_t l1, l2;
+            const char *mm = json_string(json_get(json_root(d), "model"), &l1);
+            const char *ss = json_string(json_get(json_root(d), "state"), &l2);
+            if (mm) snprintf(ckpt_model, sizeof ckpt_model, "%s/%.*s", o.out_dir, (int)l1, mm);
+            if (ss) snprintf(ckpt_state, sizeof ckpt_state, "%s/%.*s", o.out_dir, (int)l2, ss);
+            json_doc_free(d);
+            rc = aria_model_load(&m, ckpt_model, NULL, err);
         }
-        size_t l1, l2;
-        const char *mm = json_string(json_get(json_root(d), "model"), &l1);
-        const char *ss = json_string(json_get(json_root(d), "state"), &l2);
-        if (mm) snprintf(ckpt_model, sizeof ckpt_model, "%s/%.*s", o.out_dir, (int)l1, mm);
-        if (ss) snprintf(ckpt_state, sizeof ckpt_state, "%s/%.*s", o.out_dir, (int)l2, ss);
-        json_doc_free(d);
-        rc = aria_model_load(&m, ckpt_model, NULL, err);
     } else if (o.init_path) {
         rc = aria_model_load(&m, o.init_path, o.has_config ? &o.config : NULL, err);
     } else if (o.has_config) {
@@ -384,26 +469,40 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     } else {
         rc = aria_fail(err, ARIA_ERR_ARG, "give --config (a new model) or --init (weights to start from)");
     }
-    if (rc) goto out;
+    if ((rc = dist_agree(&w, rc, err))) goto out;
+    /* collective, so every process asks even when it was given --threads */
+    int share = w.size > 1 ? dist_default_threads(&w) : 0;
     if (o.threads > 0) aria_model_set_threads(m, o.threads);
-    if (!o.resume) {
+    else if (share > 0) aria_model_set_threads(m, share);
+    if (lead && !o.resume) {
         rc = write_run_json(&o, aria_model_get_config(m), err);
-        if (rc) goto out;
         path_in(p, sizeof p, o.out_dir, "log.jsonl");
         unlink(p);
     }
+    if ((rc = dist_agree(&w, rc, err))) goto out;
 
-    aria_trainer *t = NULL;
-    rc = aria_trainer_new(&t, m, o.batch, T, err);
-    if (rc) goto out;
+    rc = aria_trainer_new(&t, m, Bl, T, err);
+    if ((rc = dist_agree(&w, rc, err))) goto out;
+    float *params, *grads;
+    size_t n_params;
+    aria_trainer_arena(t, &params, &grads, &n_params);
+    /* every process starts from rank 0's weights (and, resuming, its
+       moments); from then on identical all-reduced gradients keep them
+       equal (checked before each checkpoint, below) */
+    dist_bcast(&w, params, n_params * sizeof *params);
     aria_rng_seed(&st.rng, o.seed);
     if (o.resume) {
         rc = load_state(t, &st, ckpt_state, err);
-        if (rc) goto out_t;
-        trim_log(o.out_dir, st.step);
+        if ((rc = dist_agree(&w, rc, err))) goto out;
+        const float *m1, *m2;
+        size_t nm;
+        aria_trainer_moments(t, &m1, &m2, &nm);
+        dist_bcast(&w, (float *)m1, nm * sizeof *m1);
+        dist_bcast(&w, (float *)m2, nm * sizeof *m2);
+        if (lead) trim_log(o.out_dir, st.step);
     }
 
-    data_order order = {ds, -1, NULL, 0, o.seed};
+    order = (data_order){ds, -1, NULL, 0, o.seed};
     long seqs_per_step = (long)o.batch * o.grad_accum;
     long total = o.steps;
     if (total <= 0) {
@@ -411,79 +510,108 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         for (int e = 0; e < o.epochs; e++) seqs += (long)epoch_size(&order, e);
         total = seqs / seqs_per_step;
     }
-    if (total <= 0) {
+    if (total <= 0)
         rc = aria_fail(err, ARIA_ERR_ARG, "the dataset has fewer sequences than one step needs (%ld)", seqs_per_step);
-        goto out_t;
-    }
-    aria_tokenizer *tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
-    int32_t *ids = malloc((size_t)o.batch * T * sizeof *ids);
-    if (!ids || !tk) {
-        rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
-        goto out_tk;
-    }
+    if (!rc) rc = check_same(&w, &o, ds, val, total, st.step, n_params, err);
+    tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    ids = malloc((size_t)Bl * T * sizeof *ids);
+    if (!rc && (!ids || !tk)) rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    if ((rc = dist_agree(&w, rc, err))) goto out;
+
     const aria_model_config *c = aria_model_get_config(m);
-    double params = 0;
+    double params_n = 0;
     {
         double d = c->d_model, ff = (double)c->ff_mult * d;
-        params = c->n_layers * (4 * d * d + 3 * d * ff) + 2.0 * c->vocab_size * d;
+        params_n = c->n_layers * (4 * d * d + 3 * d * ff) + 2.0 * c->vocab_size * d;
     }
     aria_adamw_opts ad = aria_adamw_defaults();
     for (; st.step < total; st.step++) {
         double t0 = now_s();
-        float lr = aria_lr_at(&o, st.step, total), loss_sum = 0;
+        float lr = aria_lr_at(&o, st.step, total);
+        double loss_part = 0; /* this process's share of the step's loss */
         aria_trainer_zero_grad(t);
-        for (int g = 0; g < o.grad_accum && rc == ARIA_OK; g++) {
-            long base = (st.step * o.grad_accum + g) * o.batch;
-            for (int b = 0; b < o.batch && rc == ARIA_OK; b++) {
-                rc = fetch(&order, base + b, ids + (size_t)b * T, err);
-                if (!rc && o.augment && augment(tk, ids + (size_t)b * T, T, o.seed, base + b))
-                    rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        for (int g = 0; g < o.grad_accum; g++) {
+            rc = fetch_slice(&order, tk, &o, (st.step * o.grad_accum + g) * o.batch, w.rank, Bl, T, ids, err);
+            /* The loss of a micro-batch is the mean over all its targets,
+               across processes: each process's gradients are scaled by its
+               share of the targets, so the all-reduced sum is the gradient
+               one process would compute for the whole batch. */
+            double local = rc ? 0 : (double)count_targets(ids, Bl, T), global = local;
+            dist_sum_f64(&w, &global, 1);
+            if (!rc) {
+                float scale = 1.0f / o.grad_accum, loss;
+                if (global != local) scale *= global > 0 ? (float)local / (float)global : 0.0f;
+                rc = aria_trainer_backward(t, ids, scale, &loss, err);
+                if (!rc && global > 0) loss_part += (double)loss * local / global;
             }
-            float loss;
-            if (!rc) rc = aria_trainer_backward(t, ids, 1.0f / o.grad_accum, &loss, err);
-            loss_sum += loss;
+            if ((rc = dist_agree(&w, rc, err))) break;
         }
         if (rc) break;
+        dist_sum_f32(&w, grads, n_params);
+        dist_sum_f64(&w, &loss_part, 1);
+        float loss = (float)(loss_part / o.grad_accum);
         float norm = aria_trainer_clip(t, o.clip);
         aria_trainer_adamw(t, &ad, lr);
+        long done = st.step + 1;
+        int save = (o.save_every > 0 && done % o.save_every == 0) || done == total, resynced = 0;
+        /* Identical all-reduced gradients keep the weights equal as long as
+           MPI gives every process the same sums, which the common
+           algorithms do but the standard does not promise: before a
+           checkpoint the processes compare their weights and, if they have
+           drifted, take rank 0's again (right after the AdamW step, while
+           no product holds a packed copy). */
+        if (save && w.size > 1) {
+            long h = weights_hash(params, n_params);
+            if (!dist_same(&w, &h, 1)) {
+                const float *m1, *m2;
+                size_t nm;
+                aria_trainer_moments(t, &m1, &m2, &nm);
+                dist_bcast(&w, params, n_params * sizeof *params);
+                dist_bcast(&w, (float *)m1, nm * sizeof *m1);
+                dist_bcast(&w, (float *)m2, nm * sizeof *m2);
+                resynced = 1;
+            }
+        }
         double dt = now_s() - t0;
         double tokens = (double)seqs_per_step * T;
         double tps = tokens / dt;
-        /* 6 N flops per token for the products, 12 L T d for attention */
-        double flops = tokens * (6 * params + 12.0 * c->n_layers * T * c->d_model);
-        double mfu = flops / dt / (o.peak_flops > 0 ? o.peak_flops : 1e12);
+        /* 6 N flops per token for the products, 12 L T d for attention;
+           the peak is per process */
+        double flops = tokens * (6 * params_n + 12.0 * c->n_layers * T * c->d_model);
+        double mfu = flops / dt / ((o.peak_flops > 0 ? o.peak_flops : 1e12) * w.size);
         char line[512];
-        snprintf(line, sizeof line,
-                 "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                 "\"mfu\": %.4f}\n",
-                 st.step + 1, loss_sum / o.grad_accum, lr, norm, tps, mfu);
-        rc = append_log(o.out_dir, line, err);
-        if (rc) break;
-        if (o.progress) o.progress(o.progress_ctx, st.step + 1, total, loss_sum / o.grad_accum, tps);
-        long done = st.step + 1;
-        if (val && o.val_every > 0 && (done % o.val_every == 0 || done == total)) {
+        if (lead) {
+            snprintf(line, sizeof line,
+                     "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+                     "\"mfu\": %.4f}\n",
+                     done, loss, lr, norm, tps, mfu);
+            rc = append_log(o.out_dir, line, err);
+            if (!rc && resynced) {
+                snprintf(line, sizeof line, "{\"step\": %ld, \"weights_resynced\": 1}\n", done);
+                rc = append_log(o.out_dir, line, err);
+            }
+            if (!rc && o.progress) o.progress(o.progress_ctx, done, total, loss, tps);
+        }
+        if (val && ((o.val_every > 0 && done % o.val_every == 0) || done == total)) {
             int ok;
-            float vl = validate(t, val, o.batch, T, err, &ok);
-            if (ok) {
+            float vl = validate(t, val, &w, o.batch, Bl, T, &ok);
+            if (ok && lead && !rc) {
                 snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f}\n", done, vl);
                 rc = append_log(o.out_dir, line, err);
-                if (rc) break;
             }
         }
-        if ((o.save_every > 0 && done % o.save_every == 0) || done == total) {
+        if (lead && !rc && save) {
             run_state saved = st;
             saved.step = done;
             rc = save_checkpoint(m, t, &saved, &o, err);
-            if (rc) break;
         }
+        if ((rc = dist_agree(&w, rc, err))) break;
     }
+out:
     free(order.perm);
-out_tk:
     free(ids);
     aria_tokenizer_free(tk);
-out_t:
     aria_trainer_free(t);
-out:
     aria_model_free(m);
     aria_dataset_close(ds);
     aria_dataset_close(val);

@@ -13,6 +13,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,4 +305,33 @@ Test(kernels, pool_runs_every_task_once) {
     }
     free(c);
     aria_pool_free(p);
+}
+
+/* Two sessions of one model share its pool: concurrent callers take turns. */
+static aria_pool *shared_pool;
+
+static void *pool_caller(void *arg) {
+    pool_ctx *c = calloc(1, sizeof *c);
+    int bad = 0;
+    for (int job = 0; job < 1000 && !bad; job++) {
+        size_t n = (size_t)(job * 13 % 512) + 1;
+        aria_pool_run(shared_pool, pool_fn, c, n);
+        for (size_t i = 0; i < n; i++) {
+            bad |= atomic_load(&c->hits[i]) != 1;
+            atomic_store(&c->hits[i], 0);
+        }
+    }
+    free(c);
+    *(int *)arg = bad;
+    return NULL;
+}
+
+Test(kernels, pool_concurrent_callers) {
+    shared_pool = aria_pool_new(3);
+    pthread_t t[2];
+    int bad[2] = {0, 0};
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, pool_caller, &bad[i]);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    cr_expect(!bad[0] && !bad[1], "a task ran twice or not at all");
+    aria_pool_free(shared_pool);
 }

@@ -1,0 +1,199 @@
+/*
+ * dist.c - collectives for data-parallel training (see dist.h): MPI on
+ * MPI_COMM_WORLD when built with -DHAVE_MPI and started by a launcher,
+ * one process with no-op collectives otherwise.
+ *
+ * Every MPI call of the project is in this file, behind HAVE_MPI, so the
+ * rest builds and runs the same without MPI installed. The only state is
+ * MPI's own world (MPI_Initialized tells whether it is up); MPI failures
+ * abort the whole job through MPI's default error handler, so a process
+ * never waits on a peer that died.
+ *
+ * MPI is started only under a launcher rather than always (singleton
+ * init): a singleton Open MPI forks a helper daemon and takes a third of
+ * a second, and it fails in sandboxes without networking, which plain
+ * `aria train` must not depend on.
+ */
+#include "dist.h"
+
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef HAVE_MPI
+#include <mpi.h>
+#endif
+
+int dist_built_with_mpi(void) {
+#ifdef HAVE_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef HAVE_MPI
+/* The environment variables that Open MPI's mpirun, PMIx launchers
+   (srun --mpi=pmix, prterun) and MPICH's Hydra / PMI-1 set in each process. */
+static int under_launcher(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+static int mpi_up(void) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}
+#endif
+
+void dist_init(void) {
+#ifdef HAVE_MPI
+    if (!under_launcher() || mpi_up()) return;
+    /* only the main thread talks to MPI; the thread pool never does */
+    int provided;
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+#endif
+}
+
+void dist_finalize(void) {
+#ifdef HAVE_MPI
+    if (mpi_up()) MPI_Finalize();
+#endif
+}
+
+dist_world dist_get(void) {
+    dist_world w = {0, 1, 0};
+#ifdef HAVE_MPI
+    if (mpi_up()) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &w.rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &w.size);
+        w.mpi = 1;
+    }
+#endif
+    return w;
+}
+
+int dist_launched_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1) return atoi(v);
+    }
+    return 1;
+}
+
+/* MPI counts are int: large arenas go in pieces of 2^30 elements. */
+#define CHUNK ((size_t)1 << 30)
+
+void dist_sum_f32(const dist_world *w, float *buf, size_t n) {
+#ifdef HAVE_MPI
+    if (!w->mpi || w->size == 1) return;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t k = n - i < CHUNK ? n - i : CHUNK;
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+#else
+    (void)w, (void)buf, (void)n;
+#endif
+}
+
+void dist_sum_f64(const dist_world *w, double *buf, size_t n) {
+#ifdef HAVE_MPI
+    if (!w->mpi || w->size == 1) return;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t k = n - i < CHUNK ? n - i : CHUNK;
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    }
+#else
+    (void)w, (void)buf, (void)n;
+#endif
+}
+
+void dist_bcast(const dist_world *w, void *buf, size_t bytes) {
+#ifdef HAVE_MPI
+    if (!w->mpi || w->size == 1) return;
+    for (size_t i = 0; i < bytes; i += CHUNK) {
+        size_t k = bytes - i < CHUNK ? bytes - i : CHUNK;
+        MPI_Bcast((char *)buf + i, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD);
+    }
+#else
+    (void)w, (void)buf, (void)bytes;
+#endif
+}
+
+int dist_same(const dist_world *w, const long *vals, int n) {
+#ifdef HAVE_MPI
+    if (!w->mpi || w->size == 1 || n <= 0) return 1;
+    /* one MIN reduction of (v, -v) gives both the minimum and the maximum */
+    long *mm = malloc(2 * (size_t)n * sizeof *mm);
+    if (!mm) MPI_Abort(MPI_COMM_WORLD, 1);
+    for (int i = 0; i < n; i++) {
+        mm[i] = vals[i];
+        mm[n + i] = vals[i] == LONG_MIN ? LONG_MAX : -vals[i];
+    }
+    MPI_Allreduce(MPI_IN_PLACE, mm, 2 * n, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+    int same = 1;
+    for (int i = 0; i < n; i++) same &= mm[i] == -mm[n + i];
+    free(mm);
+    return same;
+#else
+    (void)w, (void)vals, (void)n;
+    return 1;
+#endif
+}
+
+int dist_agree(const dist_world *w, int rc, aria_error *err) {
+#ifdef HAVE_MPI
+    if (!w->mpi || w->size == 1) return rc;
+    int mine = rc ? w->rank : w->size, first;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first == w->size) return ARIA_OK;
+    struct {
+        int rc;
+        char msg[sizeof err->msg];
+    } m;
+    memset(&m, 0, sizeof m);
+    if (w->rank == first) {
+        m.rc = rc;
+        if (err) {
+            int room = (int)sizeof m.msg - 1; /* err->msg need not be terminated */
+            if (first == 0) snprintf(m.msg, sizeof m.msg, "%.*s", room, err->msg);
+            else snprintf(m.msg, sizeof m.msg, "process %d: %.*s", first, room - 24, err->msg);
+        }
+    }
+    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, MPI_COMM_WORLD);
+    if (err) memcpy(err->msg, m.msg, sizeof err->msg);
+    return m.rc;
+#else
+    (void)w, (void)err;
+    return rc;
+#endif
+}
+
+int dist_default_threads(const dist_world *w) {
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+    if (cpus < 1) cpus = 1;
+#ifdef HAVE_MPI
+    /* unbound processes on one machine would each start a thread per CPU */
+    if (w->mpi && w->size > 1) {
+        MPI_Comm node;
+        int local = 1;
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+        if (cpus >= online && local > 1) cpus = cpus / local > 0 ? cpus / local : 1;
+    }
+#else
+    (void)w;
+#endif
+    return cpus;
+}
