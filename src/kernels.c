@@ -721,7 +721,7 @@ static void attn_task(void *ctx, size_t i) {
 void kern_attention(aria_pool *p, const float *q, int q_stride, const float *k, const float *v,
                     int cap, int B, int T, int n_heads, int hd, int pos0, float *out, int out_stride) {
     disp_get();
-    int avx = disp.avx512 && hd % 16 == 0 && hd <= KERN_MAX_HD;
+    int avx = disp.avx512 && (hd == 16 || hd == 32 || hd == 64 || hd == 128 || hd == 256);
     attn_job j = {q, k, v, out, q_stride, out_stride, cap, B, T, n_heads, hd, pos0, avx};
     size_t n_tb = (size_t)((T + ATT_TB - 1) / ATT_TB);
     aria_pool_run(p, attn_task, &j, (size_t)B * n_heads * n_tb);

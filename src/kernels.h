@@ -143,8 +143,8 @@ void kern_avx512_matmul_block(const float *x, size_t xs, int T, const kern_mat *
                               int ystride, int acc);
 void kern_avx512_deinterleave(const float *x, int T, int cols, float *out);
 static inline size_t kern_bf16_stride(int cols) { return ((size_t)cols + 31) / 32 * 32; }
-/* Attention for one (row, head) and queries [t0, t1): see kern_attention.
-   hd must be a multiple of 16, at most KERN_MAX_HD. */
+/* Attention for one (row, head) and queries [t0, t1) (at most 32): see
+   kern_attention. hd must be 16, 32, 64, 128 or KERN_MAX_HD. */
 #define KERN_MAX_HD 256
 void kern_avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1,
                            int hd, int pos0, float scale, float *out, int out_stride);

@@ -216,78 +216,91 @@ AVX512 void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n) {
 
 #define KB 64 /* keys per block */
 
-/* Running state of one query: max m, sum l, output o (nv vectors). */
-typedef struct {
-    float m, l;
-} att_state;
-
-/* Folds one block of 64 scores (lanes >= n masked) into a query's state:
-   rescales o when the maximum rises, then adds p[s] * V[s]. */
-AVX512 INLINE void att_fold(att_state *st, __m512 o[], int nv, __m512 sc[4], int n, const float *V, int hd) {
-    __mmask16 mk[4];
-    for (int j = 0; j < 4; j++) {
-        int left = n - 16 * j;
-        mk[j] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-    }
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 mx = ninf;
-    for (int j = 0; j < 4; j++) mx = _mm512_max_ps(mx, _mm512_mask_blend_ps(mk[j], ninf, sc[j]));
-    float bm = _mm512_reduce_max_ps(mx);
-    if (bm > st->m) {
-        if (st->m != -INFINITY) {
-            float r = expf(st->m - bm);
-            st->l *= r;
-            __m512 rv = _mm512_set1_ps(r);
-            for (int v = 0; v < nv; v++) o[v] = _mm512_mul_ps(o[v], rv);
-        }
-        st->m = bm;
-    }
-    float p[KB];
-    __m512 mv = _mm512_set1_ps(st->m), lsum = _mm512_setzero_ps();
-    for (int j = 0; j < 4; j++) {
-        __m512 e = _mm512_maskz_mov_ps(mk[j], exp512(_mm512_sub_ps(sc[j], mv)));
-        lsum = _mm512_add_ps(lsum, e);
-        _mm512_storeu_ps(p + 16 * j, e);
-    }
-    st->l += _mm512_reduce_add_ps(lsum);
-    for (int s = 0; s < n; s++) {
-        __m512 ps = _mm512_set1_ps(p[s]);
-        const float *vr = V + (size_t)s * hd;
-        for (int v = 0; v < nv; v++) o[v] = _mm512_fmadd_ps(ps, _mm512_loadu_ps(vr + 16 * v), o[v]);
-    }
+/* sum(v[j]) in lane j: pairs within 128-bit lanes, then across them
+   (30 shuffles and 15 adds for 16 sums, where 16 separate reductions
+   would take ~100 instructions). */
+AVX512 INLINE __m512 sum16(const __m512 v[16]) {
+    __m512 t[8], u[4], w[2];
+    for (int i = 0; i < 8; i++)
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 2; i++)
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xdd));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xdd));
 }
 
-AVX512 INLINE void att_finish(const att_state *st, __m512 o[], int nv, float *out) {
-    __m512 inv = _mm512_set1_ps(1.0f / st->l);
-    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + 16 * v, _mm512_mul_ps(o[v], inv));
-}
-
-/* One query, keys [0, n_keys), dot products key by key. */
-AVX512 static void att_query(const float *q, const float *K, const float *V, int n_keys, int hd, float scale,
-                             float *out) {
-    int nv = hd / 16;
-    __m512 qv[KERN_MAX_HD / 16], o[KERN_MAX_HD / 16];
-    for (int v = 0; v < nv; v++) {
+/* One query with NV * 16 dimensions against keys [0, n_keys), in blocks
+   of KB: 16 keys' dot products at a time (sum16), then the online
+   softmax update and p * V into the output, all in registers. */
+AVX512 INLINE void att_query_nv(const float *q, const float *K, const float *V, int n_keys, float scale, float *out,
+                                const int NV) {
+    const int hd = 16 * NV;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), sv = _mm512_set1_ps(scale);
+    __m512 qv[16], o[16];
+    UNROLL for (int v = 0; v < NV; v++) {
         qv[v] = _mm512_loadu_ps(q + 16 * v);
         o[v] = _mm512_setzero_ps();
     }
-    att_state st = {-INFINITY, 0.0f};
-    __m512 sv = _mm512_set1_ps(scale);
+    float m = -INFINITY, l = 0.0f, p[KB] __attribute__((aligned(64)));
     for (int s0 = 0; s0 < n_keys; s0 += KB) {
         int n = n_keys - s0 < KB ? n_keys - s0 : KB;
-        float sc[KB] = {0};
-        for (int s = 0; s < n; s++) {
-            const float *kr = K + (size_t)(s0 + s) * hd;
-            __m512 d = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr));
-            for (int v = 1; v < nv; v++) d = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kr + 16 * v), d);
-            sc[s] = _mm512_reduce_add_ps(d);
+        __m512 sc[KB / 16], mx = ninf;
+        for (int g = 0; g * 16 < n; g++) {
+            __m512 d[16];
+            for (int j = 0; j < 16; j++) {
+                /* keys past n repeat the last one; masked below */
+                int s = g * 16 + j < n ? g * 16 + j : n - 1;
+                const float *kr = K + (size_t)(s0 + s) * hd;
+                __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr));
+                UNROLL for (int v = 1; v < NV; v++) a = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kr + 16 * v), a);
+                d[j] = a;
+            }
+            int left = n - g * 16;
+            __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            sc[g] = _mm512_mask_blend_ps(mk, ninf, _mm512_mul_ps(sum16(d), sv));
+            mx = _mm512_max_ps(mx, sc[g]);
         }
-        __m512 scv[4];
-        for (int j = 0; j < 4; j++) scv[j] = _mm512_mul_ps(_mm512_loadu_ps(sc + 16 * j), sv);
-        att_fold(&st, o, nv, scv, n, V + (size_t)s0 * hd, hd);
+        float bm = _mm512_reduce_max_ps(mx);
+        if (bm > m) {
+            if (m != -INFINITY) {
+                float r = expf(m - bm);
+                l *= r;
+                __m512 rv = _mm512_set1_ps(r);
+                UNROLL for (int v = 0; v < NV; v++) o[v] = _mm512_mul_ps(o[v], rv);
+            }
+            m = bm;
+        }
+        __m512 mv = _mm512_set1_ps(m), ls = _mm512_setzero_ps();
+        for (int g = 0; g * 16 < n; g++) {
+            __m512 e = exp512(_mm512_sub_ps(sc[g], mv)); /* masked lanes: exp(-inf) = 0 */
+            ls = _mm512_add_ps(ls, e);
+            _mm512_store_ps(p + 16 * g, e);
+        }
+        l += _mm512_reduce_add_ps(ls);
+        const float *Vb = V + (size_t)s0 * hd;
+        for (int s = 0; s < n; s++) {
+            __m512 ps = _mm512_set1_ps(p[s]);
+            UNROLL for (int v = 0; v < NV; v++)
+                o[v] = _mm512_fmadd_ps(ps, _mm512_loadu_ps(Vb + (size_t)s * hd + 16 * v), o[v]);
+        }
     }
-    att_finish(&st, o, nv, out);
+    __m512 inv = _mm512_set1_ps(1.0f / l);
+    UNROLL for (int v = 0; v < NV; v++) _mm512_storeu_ps(out + 16 * v, _mm512_mul_ps(o[v], inv));
 }
+
+#define ATT_QUERY(NV)                                                                                          \
+    AVX512 static void att_query_##NV(const float *q, const float *K, const float *V, int n_keys, float scale,  \
+                                      float *out) {                                                            \
+        att_query_nv(q, K, V, n_keys, scale, out, NV);                                                         \
+    }
+ATT_QUERY(1)
+ATT_QUERY(2)
+ATT_QUERY(4)
+ATT_QUERY(8)
+ATT_QUERY(16)
 
 /* Queries [t0, t1) (at most QB) of one head with NV * 16 dimensions,
    blocks of KB keys. The queries are transposed once into qt[dim][query],
@@ -423,17 +436,17 @@ ATT_BLOCK(16)
 
 void kern_avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd,
                            int pos0, float scale, float *out, int out_stride) {
+    typedef void (*blk)(const float *, int, const float *, const float *, int, int, int, float, float *, int);
+    typedef void (*one)(const float *, const float *, const float *, int, float, float *);
+    int i = hd == 16 ? 0 : hd == 32 ? 1 : hd == 64 ? 2 : hd == 128 ? 3 : 4; /* hd 256 */
+    static const blk blocks[5] = {att_block_1, att_block_2, att_block_4, att_block_8, att_block_16};
+    static const one singles[5] = {att_query_1, att_query_2, att_query_4, att_query_8, att_query_16};
     if (t1 - t0 >= 4 && t1 - t0 <= QB) {
-        typedef void (*blk)(const float *, int, const float *, const float *, int, int, int, float, float *, int);
-        blk f = hd == 16 ? att_block_1 : hd == 32 ? att_block_2 : hd == 64 ? att_block_4 : hd == 128 ? att_block_8
-                : hd == 256 ? att_block_16 : NULL;
-        if (f) {
-            f(q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride);
-            return;
-        }
+        blocks[i](q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride);
+        return;
     }
     for (int t = t0; t < t1; t++)
-        att_query(q + (size_t)t * q_stride, K, V, pos0 + t + 1, hd, scale, out + (size_t)t * out_stride);
+        singles[i](q + (size_t)t * q_stride, K, V, pos0 + t + 1, scale, out + (size_t)t * out_stride);
 }
 
 #else /* not x86-64: never called (the dispatch sees no AVX-512) */

@@ -6,10 +6,10 @@
  *
  * y[T][N] (+)= x[T][K] . W^T is cut into column chunks of 256 outputs.
  * Each chunk is an independent single-threaded oneDNN matmul (into a dense
- * buffer, then copied or added into y) run as one task of our own pool, so oneDNN never starts its OpenMP threads (they
- * would spin beside the pool's on a 2-core machine) and the model's thread
- * count holds; we set OpenMP's thread count to 1 around every oneDNN call
- * and restore it after.
+ * buffer, then copied or added into y) run as one task of our own pool, so
+ * oneDNN never starts its OpenMP threads (they would spin beside the
+ * pool's on a 2-core machine) and the model's thread count holds; we set
+ * OpenMP's thread count to 1 around every oneDNN call and restore it.
  *
  * Weights: W is [N][K] row-major, i.e. oneDNN's K x N "ba" layout; a chunk
  * is a K x 256 slice with leading dimension K. On the first product of a
@@ -45,8 +45,8 @@
 static dnnl_engine_t engine;
 
 struct kern_packed {
-    int failed;                /* oneDNN could not pack: portable kernels */
-    int plain;                 /* the preferred layout is the plain one: no copy */
+    int plain;                 /* no copy: not packed (PACK), the preferred
+                                  layout is the plain one, or packing failed */
     int n_chunks, last;        /* columns of the last chunk */
     dnnl_memory_desc_t md[2];  /* packed layout of a full / the last chunk */
     size_t sz[2];
@@ -235,10 +235,10 @@ static kern_packed *pack(aria_pool *p, const kern_mat *W, int T) {
     }
     for (int s = 0; s < 2; s++)
         if (j.prim[s]) dnnl_primitive_destroy(j.prim[s]);
-    if (rc) {
+    if (rc) { /* the plain slices will do */
         free(pk->data);
         pk->data = NULL;
-        pk->failed = 1;
+        pk->plain = 1;
     }
     return pk;
 }
@@ -316,7 +316,6 @@ int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, flo
             pk = none;
         }
     }
-    if (pk->failed) return -1;
 
     mm_job j = {.W = W, .pk = pk, .T = T, .acc = acc, .n_chunks = pk->n_chunks, .last = pk->last, .y = y};
     int shapes = pk->last == CHUNK ? 1 : 2, rc = 0, saved = omp_one();

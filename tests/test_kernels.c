@@ -225,7 +225,7 @@ static void attention_case(aria_pool *p, int B, int T, int H, int hd, int pos0) 
 
 static void attention_suite(void) {
     aria_pool *p = aria_pool_new(2);
-    int hds[] = {16, 64, 24, 128};
+    int hds[] = {16, 64, 24, 128, 48, 32, 256};
     for (size_t i = 0; i < sizeof hds / sizeof *hds; i++) {
         attention_case(p, 1, 1, 2, hds[i], 0);    /* first token */
         attention_case(p, 2, 1, 3, hds[i], 150);  /* decode step deep in the cache */
