@@ -288,7 +288,7 @@ static int st_load(aria_safetensors *st, st_priv *pv, aria_error *err)
                          "file of %zu bytes is too short for a safetensors header", pv->size);
     uint64_t n = st_le64(pv->base);
     if (n > ST_MAX_HEADER)
-        return aria_fail(err, ARIA_ERR_FORMAT, "header length %llu exceeds the %u-byte limit",
+        return aria_fail(err, ARIA_ERR_FORMAT, "not a safetensors file: header length %llu exceeds the %u-byte limit",
                          (unsigned long long)n, ST_MAX_HEADER);
     if (n > pv->size - 8)
         return aria_fail(err, ARIA_ERR_FORMAT,
