@@ -19,6 +19,8 @@ int parse_double(const char *s, double *out);
 int parse_variant(const char *s, aria_tok_variant *v);
 /* MIDI file -> score; prints the error and returns -1 on failure */
 int load_score(const char *path, int exact, aria_score *s, aria_midi *m_out);
+/* --config: a preset name or a JSON file; prints the error, -1 on failure */
+int load_config_arg(const char *arg, aria_model_config *c);
 
 int cmd_generate(int argc, char **argv);
 int cmd_embed(int argc, char **argv);

@@ -22,21 +22,24 @@ static double now_s(void) {
 }
 
 /* --config: a preset name (medium, medium-emb, tiny) or a JSON file. */
-static int load_config_arg(const char *cmd, const char *arg, aria_model_config *c) {
+int load_config_arg(const char *arg, aria_model_config *c) {
     if (aria_config_preset(c, arg) == ARIA_OK) return 0;
     aria_error err = {{0}};
     if (aria_config_read(c, arg, &err) != ARIA_OK) {
         fail_file(arg, err.msg);
         return -1;
     }
-    (void)cmd;
     return 0;
 }
 
-static aria_model *load_model(const char *path, const aria_model_config *cfg, int threads) {
+/* The weights at `path`, shaped by --config when given (else by the file's
+   metadata or a config.json beside it); errors are printed. */
+static aria_model *load_model(const char *path, const char *cfg_arg, int threads) {
+    aria_model_config cfg;
+    if (cfg_arg && load_config_arg(cfg_arg, &cfg)) return NULL;
     aria_model *m = NULL;
     aria_error err = {{0}};
-    if (aria_model_load(&m, path, cfg, &err) != ARIA_OK) {
+    if (aria_model_load(&m, path, cfg_arg ? &cfg : NULL, &err) != ARIA_OK) {
         fail_file(path, err.msg);
         return NULL;
     }
@@ -199,14 +202,12 @@ int cmd_generate(int argc, char **argv) {
     if (!prompt == !prompt_ids) return usage_error("generate", "give one of --prompt and --prompt-ids");
     if (top_p > 0 && !min_p_given) min_p = 0.0;
 
-    aria_model_config cfg;
-    if (cfg_arg && load_config_arg("generate", cfg_arg, &cfg)) return EXIT_INPUT;
     struct stat st;
     if (stat(out_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fail_file(out_dir, "not a directory");
         return EXIT_INPUT;
     }
-    aria_model *m = load_model(model_path, cfg_arg ? &cfg : NULL, (int)threads);
+    aria_model *m = load_model(model_path, cfg_arg, (int)threads);
     if (!m) return EXIT_INPUT;
     const aria_model_config *mc = aria_model_get_config(m);
     aria_tok_variant variant = mc->vocab_size == 17729 ? ARIA_TOKCFG_DEMO_17729
@@ -354,9 +355,7 @@ int cmd_embed(int argc, char **argv) {
     }
     if (!model_path) return usage_error("embed", "--model is required");
     if (optind >= argc) return usage_error("embed", "no input file");
-    aria_model_config cfg;
-    if (cfg_arg && load_config_arg("embed", cfg_arg, &cfg)) return EXIT_INPUT;
-    aria_model *m = load_model(model_path, cfg_arg ? &cfg : NULL, (int)threads);
+    aria_model *m = load_model(model_path, cfg_arg, (int)threads);
     if (!m) return EXIT_INPUT;
     int E = aria_output_dim(m, ARIA_OUT_EMB);
     if (E <= 0) {
@@ -444,9 +443,7 @@ int cmd_logits(int argc, char **argv) {
     }
     if (!model_path || !ids_path) return usage_error("logits", "--model and --ids are required");
     if (optind != argc) return usage_error("logits", "unexpected argument '%s'", argv[optind]);
-    aria_model_config cfg;
-    if (cfg_arg && load_config_arg("logits", cfg_arg, &cfg)) return EXIT_INPUT;
-    aria_model *m = load_model(model_path, cfg_arg ? &cfg : NULL, (int)threads);
+    aria_model *m = load_model(model_path, cfg_arg, (int)threads);
     if (!m) return EXIT_INPUT;
     int V = aria_output_dim(m, ARIA_OUT_LOGITS), status = EXIT_INPUT;
     int32_t *ids = NULL;
@@ -528,7 +525,7 @@ int cmd_init(int argc, char **argv) {
     if (!cfg_arg || !out) return usage_error("init", "--config and -o are required");
     if (optind != argc) return usage_error("init", "unexpected argument '%s'", argv[optind]);
     aria_model_config cfg;
-    if (load_config_arg("init", cfg_arg, &cfg)) return EXIT_INPUT;
+    if (load_config_arg(cfg_arg, &cfg)) return EXIT_INPUT;
     int heads = cfg.emb_size > 0 ? ARIA_HEAD_EMB : ARIA_HEAD_LM;
     if (heads_arg) {
         heads = 0;

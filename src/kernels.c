@@ -298,104 +298,65 @@ static inline float hsum(const float *a) {
     return s;
 }
 
-/* One output column block [o0, o1) for all T tokens, float32 weights. */
-ARIA_CLONES
-static void mm_f32_block(const float *x, int T, const float *W, int cols, int o0, int o1,
-                         float *y, int ystride, int acc) {
-    int kv = cols / LANES * LANES;
-    int t = 0;
-    for (; t + 4 <= T; t += 4) {
-        const float *x0 = x + (size_t)t * cols, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;
-        for (int o = o0; o < o1; o++) {
-            const float *w = W + (size_t)o * cols;
-            float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
-            for (int k = 0; k < kv; k += LANES)
-                for (int l = 0; l < LANES; l++) {
-                    float wk = w[k + l];
-                    a0[l] += x0[k + l] * wk;
-                    a1[l] += x1[k + l] * wk;
-                    a2[l] += x2[k + l] * wk;
-                    a3[l] += x3[k + l] * wk;
-                }
-            float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-            for (int k = kv; k < cols; k++) {
-                s0 += x0[k] * w[k];
-                s1 += x1[k] * w[k];
-                s2 += x2[k] * w[k];
-                s3 += x3[k] * w[k];
-            }
-            float *yo = y + (size_t)t * ystride + o;
-            if (acc) {
-                yo[0] += s0, yo[ystride] += s1, yo[2 * (size_t)ystride] += s2, yo[3 * (size_t)ystride] += s3;
-            } else {
-                yo[0] = s0, yo[ystride] = s1, yo[2 * (size_t)ystride] = s2, yo[3 * (size_t)ystride] = s3;
-            }
-        }
+/* One output column block [o0, o1) for all T tokens. The float32 and
+   bfloat16 versions share this body and differ only in how a weight is
+   loaded (LOAD widens a bfloat16 as it is read). */
+#define DEFINE_MM_BLOCK(NAME, WTYPE, LOAD)                                                               \
+    ARIA_CLONES                                                                                          \
+    static void NAME(const float *x, int T, const WTYPE *W, int cols, int o0, int o1, float *y,          \
+                     int ystride, int acc) {                                                             \
+        int kv = cols / LANES * LANES;                                                                   \
+        int t = 0;                                                                                       \
+        for (; t + 4 <= T; t += 4) {                                                                     \
+            const float *x0 = x + (size_t)t * cols, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;   \
+            for (int o = o0; o < o1; o++) {                                                              \
+                const WTYPE *w = W + (size_t)o * cols;                                                   \
+                float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};                \
+                for (int k = 0; k < kv; k += LANES)                                                      \
+                    for (int l = 0; l < LANES; l++) {                                                    \
+                        float wk = LOAD(w[k + l]);                                                       \
+                        a0[l] += x0[k + l] * wk;                                                         \
+                        a1[l] += x1[k + l] * wk;                                                         \
+                        a2[l] += x2[k + l] * wk;                                                         \
+                        a3[l] += x3[k + l] * wk;                                                         \
+                    }                                                                                    \
+                float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);                        \
+                for (int k = kv; k < cols; k++) {                                                        \
+                    float wk = LOAD(w[k]);                                                               \
+                    s0 += x0[k] * wk;                                                                    \
+                    s1 += x1[k] * wk;                                                                    \
+                    s2 += x2[k] * wk;                                                                    \
+                    s3 += x3[k] * wk;                                                                    \
+                }                                                                                        \
+                float *yo = y + (size_t)t * ystride + o;                                                 \
+                size_t st = (size_t)ystride;                                                             \
+                if (acc) {                                                                               \
+                    yo[0] += s0, yo[st] += s1, yo[2 * st] += s2, yo[3 * st] += s3;                       \
+                } else {                                                                                 \
+                    yo[0] = s0, yo[st] = s1, yo[2 * st] = s2, yo[3 * st] = s3;                           \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+        for (; t < T; t++) {                                                                             \
+            const float *x0 = x + (size_t)t * cols;                                                      \
+            for (int o = o0; o < o1; o++) {                                                              \
+                const WTYPE *w = W + (size_t)o * cols;                                                   \
+                float a0[LANES] = {0};                                                                   \
+                for (int k = 0; k < kv; k += LANES)                                                      \
+                    for (int l = 0; l < LANES; l++) a0[l] += x0[k + l] * LOAD(w[k + l]);                 \
+                float s0 = hsum(a0);                                                                     \
+                for (int k = kv; k < cols; k++) s0 += x0[k] * LOAD(w[k]);                                \
+                float *yo = y + (size_t)t * ystride + o;                                                 \
+                *yo = acc ? *yo + s0 : s0;                                                               \
+            }                                                                                            \
+        }                                                                                                \
     }
-    for (; t < T; t++) {
-        const float *x0 = x + (size_t)t * cols;
-        for (int o = o0; o < o1; o++) {
-            const float *w = W + (size_t)o * cols;
-            float a0[LANES] = {0};
-            for (int k = 0; k < kv; k += LANES)
-                for (int l = 0; l < LANES; l++) a0[l] += x0[k + l] * w[k + l];
-            float s0 = hsum(a0);
-            for (int k = kv; k < cols; k++) s0 += x0[k] * w[k];
-            float *yo = y + (size_t)t * ystride + o;
-            *yo = acc ? *yo + s0 : s0;
-        }
-    }
-}
 
-/* The same for bfloat16 weights, widened as they are loaded. */
-ARIA_CLONES
-static void mm_bf16_block(const float *x, int T, const uint16_t *W, int cols, int o0, int o1,
-                          float *y, int ystride, int acc) {
-    int kv = cols / LANES * LANES;
-    int t = 0;
-    for (; t + 4 <= T; t += 4) {
-        const float *x0 = x + (size_t)t * cols, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;
-        for (int o = o0; o < o1; o++) {
-            const uint16_t *w = W + (size_t)o * cols;
-            float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
-            for (int k = 0; k < kv; k += LANES)
-                for (int l = 0; l < LANES; l++) {
-                    float wk = bf16_f32(w[k + l]);
-                    a0[l] += x0[k + l] * wk;
-                    a1[l] += x1[k + l] * wk;
-                    a2[l] += x2[k + l] * wk;
-                    a3[l] += x3[k + l] * wk;
-                }
-            float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-            for (int k = kv; k < cols; k++) {
-                float wk = bf16_f32(w[k]);
-                s0 += x0[k] * wk;
-                s1 += x1[k] * wk;
-                s2 += x2[k] * wk;
-                s3 += x3[k] * wk;
-            }
-            float *yo = y + (size_t)t * ystride + o;
-            if (acc) {
-                yo[0] += s0, yo[ystride] += s1, yo[2 * (size_t)ystride] += s2, yo[3 * (size_t)ystride] += s3;
-            } else {
-                yo[0] = s0, yo[ystride] = s1, yo[2 * (size_t)ystride] = s2, yo[3 * (size_t)ystride] = s3;
-            }
-        }
-    }
-    for (; t < T; t++) {
-        const float *x0 = x + (size_t)t * cols;
-        for (int o = o0; o < o1; o++) {
-            const uint16_t *w = W + (size_t)o * cols;
-            float a0[LANES] = {0};
-            for (int k = 0; k < kv; k += LANES)
-                for (int l = 0; l < LANES; l++) a0[l] += x0[k + l] * bf16_f32(w[k + l]);
-            float s0 = hsum(a0);
-            for (int k = kv; k < cols; k++) s0 += x0[k] * bf16_f32(w[k]);
-            float *yo = y + (size_t)t * ystride + o;
-            *yo = acc ? *yo + s0 : s0;
-        }
-    }
-}
+#define LOAD_F32(v) (v)
+DEFINE_MM_BLOCK(mm_f32_block, float, LOAD_F32)
+DEFINE_MM_BLOCK(mm_bf16_block, uint16_t, bf16_f32)
+#undef LOAD_F32
+#undef DEFINE_MM_BLOCK
 
 typedef struct {
     const float *x;
