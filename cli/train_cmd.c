@@ -57,6 +57,12 @@ static void help_train(void) {
          "  --save-every K        checkpoint every K steps (default 100, and at the end)\n"
          "  --seed S              data order, augmentation and initial weights (default 0)\n"
          "  --threads N           CPU threads per process (default: all; under mpirun, a share)\n"
+         "  --precision P         fast: bfloat16 matrix products with float32 accumulation,\n"
+         "                        float32 weights, gradients and AdamW state (where oneDNN is\n"
+         "                        built in; else float32); exact: float32 throughout, in the\n"
+         "                        reference's order (default fast, or ARIA_PRECISION)\n"
+         "  --peak-gflops G       the machine's peak, the denominator of log.jsonl's mfu\n"
+         "                        (default 1000)\n"
          "  --resume DIR          continue the run in DIR with its own options\n"
          "  -h, --help            this help\n"
          "\n"
@@ -86,7 +92,7 @@ static int train_main(int argc, char **argv, int quiet) {
     long long v;
     double dv;
     enum { O_DATA = 256, O_OUT, O_CFG, O_INIT, O_BATCH, O_ACC, O_LR, O_WARM, O_SCHED, O_CLIP, O_STEPS, O_EPOCHS,
-           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME };
+           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK };
     static const struct option lo[] = {
         {"data", required_argument, 0, O_DATA},      {"out", required_argument, 0, O_OUT},
         {"config", required_argument, 0, O_CFG},     {"init", required_argument, 0, O_INIT},
@@ -98,6 +104,7 @@ static int train_main(int argc, char **argv, int quiet) {
         {"val-every", required_argument, 0, O_VAL},  {"save-every", required_argument, 0, O_SAVE},
         {"seed", required_argument, 0, O_SEED},      {"threads", required_argument, 0, O_THREADS},
         {"resume", required_argument, 0, O_RESUME},  {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, O_PREC}, {"peak-gflops", required_argument, 0, O_PEAK},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -158,6 +165,15 @@ static int train_main(int argc, char **argv, int quiet) {
         case O_THREADS:
             if (parse_long(optarg, 1, 256, &v)) return USAGE("--threads wants 1..256");
             o.threads = (int)v;
+            break;
+        case O_PREC:
+            if (!strcmp(optarg, "fast")) o.exact = 0;
+            else if (!strcmp(optarg, "exact")) o.exact = 1;
+            else return USAGE("--precision wants fast or exact");
+            break;
+        case O_PEAK:
+            if (parse_double(optarg, &dv) || !(dv > 0)) return USAGE("--peak-gflops wants a number > 0");
+            o.peak_flops = dv * 1e9;
             break;
         case O_RESUME:
             o.resume = 1;

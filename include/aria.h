@@ -569,6 +569,16 @@ aria_adamw_opts aria_adamw_defaults(void);
    sequences of `seq_len` tokens. The model must outlive the trainer. */
 int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, aria_error *err);
 void aria_trainer_free(aria_trainer *t);
+/* Precision of the trainer's products. Fast (the default, unless the
+   environment says ARIA_PRECISION=exact): the matrix products of the
+   linear layers and the lm_head, forward and backward, take bfloat16
+   operands and accumulate in float32 where oneDNN is built in (float32
+   master weights, gradients and optimizer state always); attention runs
+   blocked float32 products; softmax and SiLU use vector exponentials.
+   Exact: float32 everywhere in the reference's order of operations, as the
+   conformance tests check it. Without oneDNN, fast means float32 too. */
+void aria_trainer_set_exact(aria_trainer *t, int exact);
+int aria_trainer_is_exact(const aria_trainer *t);
 void aria_trainer_zero_grad(aria_trainer *t);
 /* Forward and backward of the next-token loss on ids [batch][seq_len]
    (targets ids[t+1], the last one <P>; <P> targets ignored; mean over the
@@ -619,6 +629,8 @@ typedef struct {
     int threads;
     int resume;             /* continue the run in out_dir (options from its run.json) */
     double peak_flops;      /* for the mfu figure; 0 = 1e12 */
+    int exact;              /* 1: exact float32 products, 0: fast (aria_trainer_set_exact); -1: the
+                               trainer's default (ARIA_PRECISION) */
     void (*progress)(void *ctx, long step, long total, float loss, double tokens_per_s);
     void *progress_ctx;
 } aria_train_opts;

@@ -94,6 +94,21 @@ const char *kern_backend(void) {
     return disp.desc;
 }
 
+int kern_has_avx512(void) {
+    disp_get();
+    return disp.avx512;
+}
+
+int kern_has_dnnl(void) {
+    disp_get();
+    return disp.dnnl;
+}
+
+kern_prec kern_resolve_prec(kern_prec prec) {
+    disp_get();
+    return prec == KERN_PREC_DEFAULT ? disp.prec : prec;
+}
+
 int kern_uses_dnnl(int T, const kern_mat *W, kern_prec prec) {
     disp_get();
     if (prec == KERN_PREC_DEFAULT) prec = disp.prec;

@@ -97,6 +97,39 @@ const char *kern_backend(void);
 /* Whether products of this shape and precision would go to oneDNN. */
 int kern_uses_dnnl(int T, const kern_mat *W, kern_prec prec);
 
+/* What the dispatch found (ARIA_KERNELS=generic hides AVX-512), and the
+   precision KERN_PREC_DEFAULT stands for (ARIA_PRECISION). */
+int kern_has_avx512(void);
+int kern_has_dnnl(void);
+kern_prec kern_resolve_prec(kern_prec prec);
+
+/* ---- general products (training, src/kernels_train.c) ---------------- */
+
+/* C[M][N] = op(A) . op(B) (+ C when acc), row-major float32 in memory:
+   op(A) is M x K, stored M x K with row stride lda, or K x M when ta;
+   op(B) is K x N, stored K x N (ldb), or N x K when tb. Split over the
+   pool by rows of C.
+   KERN_PREC_FAST with oneDNN: A and B are rounded to bfloat16 (nearest
+   even) and the products accumulate in float32 (oneDNN's brgemm).
+   Otherwise float32, in a fixed order: for each row of C, the terms
+   k = 0 .. K-1 added one after another (a row of op(A) times the rows of
+   B when B is K x N, dot products when it is N x K). */
+void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float *C, int ldc, int acc, kern_prec prec);
+/* Frees the buffers kern_gemm keeps for its bfloat16 copies. */
+void kern_gemm_release(void);
+/* The same in float32 on the calling thread only, C = alpha op(A) op(B)
+   + beta C (beta 0 or 1): oneDNN's sgemm when built in, else the loops. */
+void kern_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc);
+/* log(sum_i exp(x[i])), via the max; vector exp where AVX-512 is. */
+float kern_logsumexp(const float *x, size_t n);
+/* x[i] = exp(x[i] - shift) * scale */
+void kern_exp_scale(float *x, size_t n, float shift, float scale);
+/* SwiGLU backward: given g, u and da = dLoss/d(silu(g) u) in dg,
+   dg <- da u s (1 + g (1 - s)), du = da g s, s = sigmoid(g). */
+void kern_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
+
 /* ---- elementwise and small ops -------------------------------------- */
 
 /* LayerNorm over the last dimension (biased variance), eps 1e-5 */
@@ -151,8 +184,23 @@ void kern_avx512_attention(const float *q, int q_stride, const float *K, const f
 void kern_avx512_swiglu(float *g, const float *u, size_t n);
 void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n);
 
+float kern_avx512_logsumexp(const float *x, size_t n);
+void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale);
+void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
+
 /* oneDNN: 0 when it did the product, else nonzero (the caller falls back).
-   kern_dnnl_init: 0 when oneDNN is usable; its version in buf. */
+   kern_dnnl_gemm_bf16: C (+)= op(A) op(B) on bfloat16 operands stored as
+   kern_gemm's, one task of the pool per block of rows of C.
+   kern_dnnl_sgemm_st: float32 sgemm on this thread. */
+int kern_dnnl_gemm_bf16(aria_pool *p, int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
+                        const uint16_t *B, int ldb, float *C, int ldc, int acc, const float *A32, int lda32,
+                        const float *B32, int ldb32);
+/* Rows [m0, m1) of kern_gemm's float32 product, on this thread. */
+void kern_gemm_f32_block(int ta, int tb, int m0, int m1, int N, int K, const float *A, int lda, const float *B,
+                         int ldb, float *C, int ldc, int acc);
+int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                       int ldb, float beta, float *C, int ldc);
+/* kern_dnnl_init: 0 when oneDNN is usable; its version in buf. */
 int kern_dnnl_init(char *buf, size_t cap);
 int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc);
 void kern_dnnl_release(kern_packed *pk);

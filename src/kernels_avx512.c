@@ -194,6 +194,52 @@ AVX512 void kern_avx512_swiglu(float *g, const float *u, size_t n) {
     }
 }
 
+/* Training: softmax pieces and the SwiGLU backward (see kernels.h). */
+AVX512 float kern_avx512_logsumexp(const float *x, size_t n) {
+    if (n == 0) return -INFINITY;
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(mv);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY || mx != mx) return mx;
+    const __m512 m = _mm512_set1_ps(mx);
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (i = 0; i + 32 <= n; i += 32) {
+        s0 = _mm512_add_ps(s0, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m)));
+        s1 = _mm512_add_ps(s1, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), m)));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_mask_loadu_ps(m, k, x + i), m));
+        s0 = _mm512_add_ps(s0, _mm512_maskz_mov_ps(k, e));
+    }
+    return mx + logf(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
+}
+
+AVX512 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale) {
+    const __m512 sh = _mm512_set1_ps(shift), sc = _mm512_set1_ps(scale);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(exp512(_mm512_sub_ps(v, sh)), sc));
+    }
+}
+
+AVX512 void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(k, g + i), uv = _mm512_maskz_loadu_ps(k, u + i);
+        __m512 da = _mm512_maskz_loadu_ps(k, dg + i);
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        __m512 das = _mm512_mul_ps(da, s);
+        _mm512_mask_storeu_ps(du + i, k, _mm512_mul_ps(das, gv));
+        __m512 f = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, s), one);
+        _mm512_mask_storeu_ps(dg + i, k, _mm512_mul_ps(_mm512_mul_ps(das, uv), f));
+    }
+}
+
 /* Round to nearest even on the bits (NaN kept quiet), as
    aria_f32_to_bf16; AVX-512F/BW only, so no AVX512_BF16 needed. */
 AVX512 void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n) {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "aria.h"
 #include "kernels.h"
@@ -27,6 +28,23 @@
 #include "util.h"
 
 #define NORM_EPS 1e-5f
+
+/* ARIA_TRAIN_PROFILE=1: seconds per kind of work, printed to stderr when
+   the trainer is freed (for benchmarks; off by default, costs nothing). */
+enum { PR_GEMM, PR_ATT, PR_LN, PR_SWIGLU, PR_LOSS, PR_OPT, PR_OTHER, PR_N };
+static const char *const pr_name[PR_N] = {"products", "attention", "layernorm", "swiglu", "loss", "optimizer",
+                                          "other"};
+static double pr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+#define PROF(t, kind, stmt)                                 \
+    do {                                                    \
+        double pr_t0_ = (t)->profile ? pr_now() : 0;        \
+        stmt;                                               \
+        if ((t)->profile) (t)->prof[kind] += pr_now() - pr_t0_; \
+    } while (0)
 
 aria_adamw_opts aria_adamw_defaults(void) { return (aria_adamw_opts){3e-4f, 0.9f, 0.95f, 1e-5f, 0.1f}; }
 
@@ -47,6 +65,11 @@ struct aria_trainer {
     param_view *views;
     size_t n_views;
     int step;
+    int exact;           /* aria_trainer_set_exact */
+    kern_prec prec;      /* KERN_PREC_EXACT or KERN_PREC_FAST, from exact */
+    double *row_loss;    /* per token, for the mean */
+    int profile;
+    double prof[PR_N];
     /* activations */
     layer_act *acts;
     float *xL, *lnf, *lnf_m, *lnf_r, *logits;
@@ -194,8 +217,18 @@ static float *grad_of(aria_trainer *t, const void *param) {
 
 void aria_trainer_free(aria_trainer *t) {
     if (!t) return;
+    if (t->profile) {
+        double tot = 0;
+        for (int k = 0; k < PR_N; k++) tot += t->prof[k];
+        fprintf(stderr, "trainer profile (%s):", t->exact ? "exact" : "fast");
+        for (int k = 0; k < PR_N; k++)
+            fprintf(stderr, " %s %.3f s (%.1f%%)", pr_name[k], t->prof[k], tot > 0 ? 100 * t->prof[k] / tot : 0);
+        fprintf(stderr, "\n");
+    }
     free(t->act_buf);
     free(t->acts);
+    free(t->row_loss);
+    kern_gemm_release();
     free(t->params);
     free(t->grads);
     free(t->m1);
@@ -216,6 +249,9 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
     t->m = m;
     t->B = batch;
     t->T = seq_len;
+    aria_trainer_set_exact(t, kern_resolve_prec(KERN_PREC_DEFAULT) == KERN_PREC_EXACT);
+    const char *pe = getenv("ARIA_TRAIN_PROFILE");
+    t->profile = pe && *pe && strcmp(pe, "0") != 0;
     if (build_arena(t)) {
         aria_trainer_free(t);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory for the parameters");
@@ -227,7 +263,8 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
     size_t scratch = N * (d + d + 3 * d + d + 2 * ff);
     t->act_buf = malloc((L * per_layer + final + scratch) * sizeof(float));
     t->acts = calloc(L, sizeof *t->acts);
-    if (!t->act_buf || !t->acts) {
+    t->row_loss = malloc(N * sizeof *t->row_loss);
+    if (!t->act_buf || !t->acts || !t->row_loss) {
         aria_trainer_free(t);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory for activations (batch %d x %d tokens)", batch,
                          seq_len);
@@ -267,59 +304,158 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
     return ARIA_OK;
 }
 
+void aria_trainer_set_exact(aria_trainer *t, int exact) {
+    t->exact = exact != 0;
+    t->prec = t->exact ? KERN_PREC_EXACT : KERN_PREC_FAST;
+}
+
+int aria_trainer_is_exact(const aria_trainer *t) { return t->exact; }
+
 void aria_trainer_zero_grad(aria_trainer *t) { memset(t->grads, 0, t->n_params * sizeof(float)); }
 
 /* ---------------------------------------------------------------------- */
-/* Small ops with their statistics                                        */
+/* Small ops with their statistics, split over the pool by rows           */
 /* ---------------------------------------------------------------------- */
 
+/* Every row-wise op below runs its rows in blocks of RB as pool tasks;
+   a row's arithmetic does not depend on the split, so the exact
+   precision keeps the bits of a serial loop. */
+#define RB 16
+
+static size_t n_blocks(size_t n, size_t per) { return (n + per - 1) / per; }
+
+typedef struct {
+    const float *x, *w, *b, *dy, *mean, *rstd;
+    float *y, *m, *r, *dx, *dw, *db;
+    size_t N;
+    int d;
+} ln_job;
+
 /* LayerNorm that keeps mean and 1/std per row (as floats). */
-static void ln_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd, size_t N,
-                   int d) {
-    for (size_t t = 0; t < N; t++) {
-        const float *xr = x + t * d;
+static void ln_fwd_task(void *ctx, size_t blk) {
+    const ln_job *j = ctx;
+    int d = j->d;
+    size_t t0 = blk * RB, t1 = t0 + RB < j->N ? t0 + RB : j->N;
+    for (size_t t = t0; t < t1; t++) {
+        const float *xr = j->x + t * d;
         double mu = 0, var = 0;
         for (int i = 0; i < d; i++) mu += xr[i];
         mu /= d;
         for (int i = 0; i < d; i++) var += (xr[i] - mu) * (xr[i] - mu);
         var /= d;
         float m = (float)mu, r = (float)(1.0 / sqrt(var + NORM_EPS));
-        mean[t] = m;
-        rstd[t] = r;
-        for (int i = 0; i < d; i++) y[t * d + i] = (xr[i] - m) * r * w[i] + b[i];
+        j->m[t] = m;
+        j->r[t] = r;
+        for (int i = 0; i < d; i++) j->y[t * d + i] = (xr[i] - m) * r * j->w[i] + j->b[i];
     }
 }
 
-/* dx += LN backward; dw, db += */
-static void ln_bwd(const float *x, const float *mean, const float *rstd, const float *w, const float *dy, float *dx,
-                   float *dw, float *db, size_t N, int d) {
-    for (size_t t = 0; t < N; t++) {
-        const float *xr = x + t * d, *g = dy + t * d;
-        float m = mean[t], r = rstd[t];
+static void ln_fwd(aria_pool *p, const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
+                   size_t N, int d) {
+    ln_job j = {.x = x, .w = w, .b = b, .y = y, .m = mean, .r = rstd, .N = N, .d = d};
+    aria_pool_run(p, ln_fwd_task, &j, n_blocks(N, RB));
+}
+
+/* dx += d LayerNorm / dx, by rows */
+static void ln_bwd_dx_task(void *ctx, size_t blk) {
+    const ln_job *j = ctx;
+    int d = j->d;
+    size_t t0 = blk * RB, t1 = t0 + RB < j->N ? t0 + RB : j->N;
+    for (size_t t = t0; t < t1; t++) {
+        const float *xr = j->x + t * d, *g = j->dy + t * d;
+        float m = j->mean[t], r = j->rstd[t];
         double s1 = 0, s2 = 0;
         for (int i = 0; i < d; i++) {
-            float xh = (xr[i] - m) * r, dxh = g[i] * w[i];
+            float xh = (xr[i] - m) * r, dxh = g[i] * j->w[i];
             s1 += dxh;
             s2 += dxh * xh;
-            dw[i] += g[i] * xh;
-            db[i] += g[i];
         }
         float a = (float)(s1 / d), b2 = (float)(s2 / d);
         for (int i = 0; i < d; i++) {
             float xh = (xr[i] - m) * r;
-            dx[t * d + i] += r * (g[i] * w[i] - a - xh * b2);
+            j->dx[t * d + i] += r * (g[i] * j->w[i] - a - xh * b2);
         }
     }
 }
 
-static void rope_rows(float *x, int T, int H, int hd, int stride, const float *cs, int inverse) {
-    int half = hd / 2;
-    for (int t = 0; t < T; t++) {
-        const float *c = cs + (size_t)t * half * 2;
-        for (int h = 0; h < H; h++) {
-            float *v = x + (size_t)t * stride + h * hd;
+/* dw, db += by columns (each column sums its rows in order) */
+#define LN_COLS 32
+static void ln_bwd_dw_task(void *ctx, size_t blk) {
+    const ln_job *j = ctx;
+    int d = j->d, i0 = (int)blk * LN_COLS, i1 = i0 + LN_COLS < d ? i0 + LN_COLS : d;
+    for (size_t t = 0; t < j->N; t++) {
+        const float *xr = j->x + t * d, *g = j->dy + t * d;
+        float m = j->mean[t], r = j->rstd[t];
+        for (int i = i0; i < i1; i++) {
+            j->dw[i] += g[i] * ((xr[i] - m) * r);
+            j->db[i] += g[i];
+        }
+    }
+}
+
+static void ln_bwd(aria_pool *p, const float *x, const float *mean, const float *rstd, const float *w,
+                   const float *dy, float *dx, float *dw, float *db, size_t N, int d) {
+    ln_job j = {.x = x, .w = w, .dy = dy, .mean = mean, .rstd = rstd, .dx = dx, .dw = dw, .db = db, .N = N, .d = d};
+    aria_pool_run(p, ln_bwd_dx_task, &j, n_blocks(N, RB));
+    aria_pool_run(p, ln_bwd_dw_task, &j, n_blocks((size_t)d, LN_COLS));
+}
+
+/* SwiGLU forward (act = silu(gate) up) and backward, by blocks of
+   elements; exact: expf as the reference's float32 */
+#define EB 16384
+typedef struct {
+    const float *g, *u;
+    float *act, *dg, *du;
+    size_t n;
+    int exact;
+} sw_job;
+
+static void swiglu_fwd_task(void *ctx, size_t blk) {
+    const sw_job *j = ctx;
+    size_t a = blk * EB, b = a + EB < j->n ? a + EB : j->n;
+    if (!j->exact) {
+        memcpy(j->act + a, j->g + a, (b - a) * sizeof *j->act);
+        kern_swiglu(j->act + a, j->u + a, b - a);
+        return;
+    }
+    for (size_t i = a; i < b; i++) {
+        float g = j->g[i];
+        j->act[i] = g / (1.0f + expf(-g)) * j->u[i];
+    }
+}
+
+static void swiglu_bwd_task(void *ctx, size_t blk) {
+    const sw_job *j = ctx;
+    size_t a = blk * EB, b = a + EB < j->n ? a + EB : j->n;
+    if (!j->exact) {
+        kern_swiglu_bwd(j->g + a, j->u + a, j->dg + a, j->du + a, b - a);
+        return;
+    }
+    for (size_t i = a; i < b; i++) {
+        float g = j->g[i], sg = 1.0f / (1.0f + expf(-g)), da = j->dg[i];
+        j->du[i] = da * g * sg;
+        j->dg[i] = da * j->u[i] * sg * (1.0f + g * (1.0f - sg));
+    }
+}
+
+/* RoPE on q and k of every row (inverse: the transpose, for gradients) */
+typedef struct {
+    float *qkv;
+    const float *cs;
+    size_t N;
+    int T, H, hd, d, inverse;
+} rope_job;
+
+static void rope_task(void *ctx, size_t blk) {
+    const rope_job *j = ctx;
+    int half = j->hd / 2, d3 = 3 * j->d;
+    size_t r0 = blk * RB, r1 = r0 + RB < j->N ? r0 + RB : j->N;
+    for (size_t r = r0; r < r1; r++) {
+        const float *c = j->cs + (size_t)(r % j->T) * half * 2;
+        for (int h = 0; h < 2 * j->H; h++) { /* q heads, then k heads */
+            float *v = j->qkv + r * d3 + (size_t)h * j->hd;
             for (int i = 0; i < half; i++) {
-                float x1 = v[i], x2 = v[i + half], co = c[2 * i], si = inverse ? -c[2 * i + 1] : c[2 * i + 1];
+                float x1 = v[i], x2 = v[i + half], co = c[2 * i], si = j->inverse ? -c[2 * i + 1] : c[2 * i + 1];
                 v[i] = x1 * co - x2 * si;
                 v[i + half] = x2 * co + x1 * si;
             }
@@ -327,54 +463,31 @@ static void rope_rows(float *x, int T, int H, int hd, int stride, const float *c
     }
 }
 
-/* ---------------------------------------------------------------------- */
-/* Backward products                                                      */
-/* ---------------------------------------------------------------------- */
-
-typedef struct {
-    const float *dy, *x;
-    const float *W;
-    float *out;
-    int rows_t, out_n, in_n;
-} bmm_job;
-
-/* dx[t][:] += sum_o dy[t][o] W[o][:] for a block of 8 tokens */
-static void dx_task(void *ctx, size_t i) {
-    const bmm_job *j = ctx;
-    int t0 = (int)i * 8, t1 = t0 + 8 < j->rows_t ? t0 + 8 : j->rows_t;
-    for (int t = t0; t < t1; t++) {
-        float *dx = j->out + (size_t)t * j->in_n;
-        const float *dy = j->dy + (size_t)t * j->out_n;
-        for (int o = 0; o < j->out_n; o++) {
-            float g = dy[o];
-            if (g == 0.0f) continue;
-            const float *w = j->W + (size_t)o * j->in_n;
-            for (int k = 0; k < j->in_n; k++) dx[k] += g * w[k];
-        }
-    }
+static void rope_all(aria_pool *p, float *qkv, const float *cs, int B, int T, int H, int hd, int d, int inverse) {
+    rope_job j = {qkv, cs, (size_t)B * T, T, H, hd, d, inverse};
+    aria_pool_run(p, rope_task, &j, n_blocks(j.N, RB));
 }
 
-/* dW[o][:] += sum_t dy[t][o] x[t][:] for a block of 16 outputs */
-static void dw_task(void *ctx, size_t i) {
-    const bmm_job *j = ctx;
-    int o0 = (int)i * 16, o1 = o0 + 16 < j->out_n ? o0 + 16 : j->out_n;
-    for (int o = o0; o < o1; o++) {
-        float *dw = j->out + (size_t)o * j->in_n;
-        for (int t = 0; t < j->rows_t; t++) {
-            float g = j->dy[(size_t)t * j->out_n + o];
-            if (g == 0.0f) continue;
-            const float *x = j->x + (size_t)t * j->in_n;
-            for (int k = 0; k < j->in_n; k++) dw[k] += g * x[k];
-        }
-    }
+/* ---------------------------------------------------------------------- */
+/* Linear layers                                                          */
+/* ---------------------------------------------------------------------- */
+
+/* y (+)= x W^T */
+static void linear_fwd(aria_trainer *t, const float *x, const kern_mat *W, float *y, int N, int acc) {
+    PROF(t, PR_GEMM,
+         kern_gemm(t->m->pool, 0, 1, N, W->rows, W->cols, x, W->cols, W->data, W->cols, y, W->rows, acc, t->prec));
 }
 
-/* y = x W^T (dx += dy W, dW += dy^T x) for a Linear layer. */
-static void linear_bwd(aria_pool *p, const kern_mat *W, float *dW, const float *x, const float *dy, float *dx, int N) {
-    bmm_job j = {dy, x, W->data, dx, N, W->rows, W->cols};
-    if (dx) aria_pool_run(p, dx_task, &j, (size_t)(N + 7) / 8);
-    j.out = dW;
-    aria_pool_run(p, dw_task, &j, (size_t)(W->rows + 15) / 16);
+/* dx += dy W (when dx), dW += dy^T x. In exact precision the float32
+   loops add, for each row of dx and of dW, the terms in order of the
+   output (resp. token) index. */
+static void linear_bwd(aria_trainer *t, const kern_mat *W, float *dW, const float *x, const float *dy, float *dx,
+                       int N) {
+    aria_pool *p = t->m->pool;
+    double t0 = t->profile ? pr_now() : 0;
+    if (dx) kern_gemm(p, 0, 0, N, W->cols, W->rows, dy, W->rows, W->data, W->cols, dx, W->cols, 1, t->prec);
+    kern_gemm(p, 1, 0, W->rows, W->cols, N, dy, W->rows, x, W->cols, dW, W->cols, 1, t->prec);
+    if (t->profile) t->prof[PR_GEMM] += pr_now() - t0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -387,6 +500,7 @@ typedef struct {
     int B, T, H, hd, d;
 } att_job;
 
+/* Exact precision: one query at a time, the reference's order. */
 static void att_fwd_task(void *ctx, size_t i) {
     const att_job *j = ctx;
     int b = (int)i / j->H, h = (int)i % j->H, d3 = 3 * j->d;
@@ -450,12 +564,81 @@ static void att_bwd_task(void *ctx, size_t i) {
     }
 }
 
+/* Fast precision: blocks of QB queries against the keys they can see,
+   as float32 matrix products (kern_sgemm_st) on this task's thread; the
+   probabilities of a block live in a QB x T scratch, never the whole
+   T x T matrix. */
+#define QB 64
+
+static void att_fwd_fast_task(void *ctx, size_t i) {
+    const att_job *j = ctx;
+    int b = (int)i / j->H, h = (int)i % j->H, d3 = 3 * j->d, hd = j->hd, T = j->T;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *q = j->qkv + (size_t)b * T * d3 + h * hd, *k = q + j->d, *v = q + 2 * j->d;
+    float *o = j->out + (size_t)b * T * j->d + h * hd;
+    float *s = malloc((size_t)QB * T * sizeof *s);
+    if (!s) abort();
+    for (int t0 = 0; t0 < T; t0 += QB) {
+        int nq = T - t0 < QB ? T - t0 : QB, nk = t0 + nq;
+        kern_sgemm_st(0, 1, nq, nk, hd, scale, q + (size_t)t0 * d3, d3, k, d3, 0.0f, s, nk);
+        for (int r = 0; r < nq; r++) {
+            float *sr = s + (size_t)r * nk;
+            int n = t0 + r + 1; /* keys 0 .. t */
+            float lse = kern_logsumexp(sr, (size_t)n);
+            kern_exp_scale(sr, (size_t)n, lse, 1.0f);
+            memset(sr + n, 0, (size_t)(nk - n) * sizeof *sr);
+            j->lse[((size_t)b * T + t0 + r) * j->H + h] = lse;
+        }
+        kern_sgemm_st(0, 0, nq, hd, nk, 1.0f, s, nk, v, d3, 0.0f, o + (size_t)t0 * j->d, j->d);
+    }
+    free(s);
+}
+
+static void att_bwd_fast_task(void *ctx, size_t i) {
+    const att_job *j = ctx;
+    int b = (int)i / j->H, h = (int)i % j->H, d3 = 3 * j->d, hd = j->hd, T = j->T;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t base = (size_t)b * T * d3 + h * hd, obase = (size_t)b * T * j->d + h * hd;
+    const float *q = j->qkv + base, *k = q + j->d, *v = q + 2 * j->d;
+    const float *o = j->att + obase, *dO = j->datt + obase;
+    float *dq = j->dqkv + base, *dk = dq + j->d, *dv = dq + 2 * j->d;
+    float *pr = malloc((size_t)2 * QB * T * sizeof *pr);
+    if (!pr) abort();
+    float *dp = pr + (size_t)QB * T;
+    for (int t0 = 0; t0 < T; t0 += QB) {
+        int nq = T - t0 < QB ? T - t0 : QB, nk = t0 + nq;
+        /* P = exp(q k^T scale - lse), masked */
+        kern_sgemm_st(0, 1, nq, nk, hd, scale, q + (size_t)t0 * d3, d3, k, d3, 0.0f, pr, nk);
+        /* dP = dO v^T */
+        kern_sgemm_st(0, 1, nq, nk, hd, 1.0f, dO + (size_t)t0 * j->d, j->d, v, d3, 0.0f, dp, nk);
+        for (int r = 0; r < nq; r++) {
+            float *p = pr + (size_t)r * nk, *g = dp + (size_t)r * nk;
+            int n = t0 + r + 1;
+            size_t row = (size_t)t0 + r;
+            kern_exp_scale(p, (size_t)n, j->lse_in[((size_t)b * T + row) * j->H + h], 1.0f);
+            memset(p + n, 0, (size_t)(nk - n) * sizeof *p);
+            const float *orow = o + row * j->d, *dorow = dO + row * j->d;
+            float D = 0;
+            for (int e = 0; e < hd; e++) D += dorow[e] * orow[e];
+            /* dS = P (dP - D) scale, in dp */
+            for (int u = 0; u < n; u++) g[u] = p[u] * (g[u] - D) * scale;
+            memset(g + n, 0, (size_t)(nk - n) * sizeof *g);
+        }
+        /* dq = dS k; dk += dS^T q; dv += P^T dO */
+        kern_sgemm_st(0, 0, nq, hd, nk, 1.0f, dp, nk, k, d3, 1.0f, dq + (size_t)t0 * d3, d3);
+        kern_sgemm_st(1, 0, nk, hd, nq, 1.0f, dp, nk, q + (size_t)t0 * d3, d3, 1.0f, dk, d3);
+        kern_sgemm_st(1, 0, nk, hd, nq, 1.0f, pr, nk, dO + (size_t)t0 * j->d, j->d, 1.0f, dv, d3);
+    }
+    free(pr);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Forward with saved activations, loss, backward                         */
 /* ---------------------------------------------------------------------- */
 
 static void forward(aria_trainer *t, const int32_t *ids) {
     aria_model *m = t->m;
+    aria_pool *p = m->pool;
     const aria_model_config *c = &m->cfg;
     int d = c->d_model, H = c->n_heads, hd = d / H, ff = c->ff_mult * d, T = t->T, B = t->B;
     int N = B * T;
@@ -464,30 +647,28 @@ static void forward(aria_trainer *t, const int32_t *ids) {
         layer_w *L = &m->layers[l];
         layer_act *a = &t->acts[l];
         float *next = l + 1 < c->n_layers ? t->acts[l + 1].x : t->xL;
-        ln_fwd(a->x, L->n1w, L->n1b, a->ln1, a->ln1_m, a->ln1_r, (size_t)N, d);
-        kern_matmul_prec(m->pool, a->ln1, N, &L->qkv, a->qkv, 0, KERN_PREC_EXACT);
+        PROF(t, PR_LN, ln_fwd(p, a->x, L->n1w, L->n1b, a->ln1, a->ln1_m, a->ln1_r, (size_t)N, d));
+        linear_fwd(t, a->ln1, &L->qkv, a->qkv, N, 0);
         for (int b = 0; b < B; b++) {
             float *q = a->qkv + (size_t)b * T * 3 * d;
-            kern_rope(q, T, H, hd, 3 * d, m->rope, 0);
-            kern_rope(q + d, T, H, hd, 3 * d, m->rope, 0);
+            kern_rope_pool(p, q, T, H, hd, 3 * d, m->rope, 0);
+            kern_rope_pool(p, q + d, T, H, hd, 3 * d, m->rope, 0);
         }
         att_job aj = {.qkv = a->qkv, .out = a->att, .lse = a->lse, .B = B, .T = T, .H = H, .hd = hd, .d = d};
-        aria_pool_run(m->pool, att_fwd_task, &aj, (size_t)B * H);
+        PROF(t, PR_ATT, aria_pool_run(p, t->exact ? att_fwd_task : att_fwd_fast_task, &aj, (size_t)B * H));
         memcpy(a->xmid, a->x, (size_t)N * d * sizeof(float));
-        kern_matmul_prec(m->pool, a->att, N, &L->proj, a->xmid, 1, KERN_PREC_EXACT);
-        ln_fwd(a->xmid, L->n2w, L->n2b, a->ln2, a->ln2_m, a->ln2_r, (size_t)N, d);
-        kern_matmul_prec(m->pool, a->ln2, N, &L->gate, a->gate, 0, KERN_PREC_EXACT);
-        kern_matmul_prec(m->pool, a->ln2, N, &L->up, a->up, 0, KERN_PREC_EXACT);
+        linear_fwd(t, a->att, &L->proj, a->xmid, N, 1);
+        PROF(t, PR_LN, ln_fwd(p, a->xmid, L->n2w, L->n2b, a->ln2, a->ln2_m, a->ln2_r, (size_t)N, d));
+        linear_fwd(t, a->ln2, &L->gate, a->gate, N, 0);
+        linear_fwd(t, a->ln2, &L->up, a->up, N, 0);
         size_t nf = (size_t)N * ff;
-        for (size_t i = 0; i < nf; i++) {
-            float g = a->gate[i];
-            a->act[i] = g / (1.0f + expf(-g)) * a->up[i];
-        }
+        sw_job sj = {.g = a->gate, .u = a->up, .act = a->act, .n = nf, .exact = t->exact};
+        PROF(t, PR_SWIGLU, aria_pool_run(p, swiglu_fwd_task, &sj, n_blocks(nf, EB)));
         memcpy(next, a->xmid, (size_t)N * d * sizeof(float));
-        kern_matmul_prec(m->pool, a->act, N, &L->down, next, 1, KERN_PREC_EXACT);
+        linear_fwd(t, a->act, &L->down, next, N, 1);
     }
-    ln_fwd(t->xL, m->out_w, m->out_b, t->lnf, t->lnf_m, t->lnf_r, (size_t)N, d);
-    kern_matmul_prec(m->pool, t->lnf, N, &m->lm_head, t->logits, 0, KERN_PREC_EXACT);
+    PROF(t, PR_LN, ln_fwd(p, t->xL, m->out_w, m->out_b, t->lnf, t->lnf_m, t->lnf_r, (size_t)N, d));
+    linear_fwd(t, t->lnf, &m->lm_head, t->logits, N, 0);
 }
 
 static int target_of(const aria_trainer *t, const int32_t *ids, int r) {
@@ -495,18 +676,37 @@ static int target_of(const aria_trainer *t, const int32_t *ids, int r) {
     return tt + 1 < t->T ? ids[r + 1] : ARIA_SP_PAD;
 }
 
-/* Mean cross-entropy over non-<P> targets; with `grad`, turns the logits
-   into dLoss/dlogits (times grad_scale). */
-static float loss_and_dlogits(aria_trainer *t, const int32_t *ids, int grad, float grad_scale) {
+typedef struct {
+    aria_trainer *t;
+    const int32_t *ids;
+    int grad, count;
+    float grad_scale;
+} loss_job;
+
+/* Rows of the cross-entropy: the row's loss in row_loss; with grad, the
+   logits become dLoss/dlogits. Exact: double sums as before; fast: the
+   vector exponential in float32. */
+static void loss_task(void *ctx, size_t blk) {
+    const loss_job *j = ctx;
+    aria_trainer *t = j->t;
     int V = t->m->cfg.vocab_size, N = t->B * t->T;
-    double sum = 0;
-    int count = 0;
-    for (int r = 0; r < N; r++) count += target_of(t, ids, r) != ARIA_SP_PAD;
-    for (int r = 0; r < N; r++) {
+    int r0 = (int)blk * RB, r1 = r0 + RB < N ? r0 + RB : N;
+    float sc = j->count ? j->grad_scale / (float)j->count : 0.0f;
+    for (int r = r0; r < r1; r++) {
         float *lg = t->logits + (size_t)r * V;
-        int tgt = target_of(t, ids, r);
+        int tgt = target_of(t, j->ids, r);
+        t->row_loss[r] = 0.0;
         if (tgt == ARIA_SP_PAD) {
-            if (grad) memset(lg, 0, (size_t)V * sizeof *lg);
+            if (j->grad) memset(lg, 0, (size_t)V * sizeof *lg);
+            continue;
+        }
+        if (!t->exact) {
+            float lse = kern_logsumexp(lg, (size_t)V);
+            t->row_loss[r] = (double)lse - lg[tgt];
+            if (j->grad) {
+                kern_exp_scale(lg, (size_t)V, lse, sc);
+                lg[tgt] -= sc;
+            }
             continue;
         }
         float mx = lg[0];
@@ -514,59 +714,63 @@ static float loss_and_dlogits(aria_trainer *t, const int32_t *ids, int grad, flo
         double se = 0;
         for (int i = 0; i < V; i++) se += exp((double)lg[i] - mx);
         double lse = mx + log(se);
-        sum += lse - lg[tgt];
-        if (grad) {
-            float sc = grad_scale / (float)count;
+        t->row_loss[r] = lse - lg[tgt];
+        if (j->grad) {
             for (int i = 0; i < V; i++) lg[i] = (float)exp((double)lg[i] - lse) * sc;
             lg[tgt] -= sc;
         }
     }
+}
+
+/* Mean cross-entropy over non-<P> targets; with `grad`, turns the logits
+   into dLoss/dlogits (times grad_scale). */
+static float loss_and_dlogits(aria_trainer *t, const int32_t *ids, int grad, float grad_scale) {
+    int N = t->B * t->T, count = 0;
+    for (int r = 0; r < N; r++) count += target_of(t, ids, r) != ARIA_SP_PAD;
+    loss_job j = {t, ids, grad, count, grad_scale};
+    PROF(t, PR_LOSS, aria_pool_run(t->m->pool, loss_task, &j, n_blocks((size_t)N, RB)));
+    double sum = 0;
+    for (int r = 0; r < N; r++) sum += t->row_loss[r];
     return count ? (float)(sum / count) : 0.0f;
 }
 
 static void backward(aria_trainer *t, const int32_t *ids) {
     aria_model *m = t->m;
+    aria_pool *p = m->pool;
     const aria_model_config *c = &m->cfg;
     int d = c->d_model, H = c->n_heads, hd = d / H, ff = c->ff_mult * d, T = t->T, B = t->B;
     int N = B * T;
     size_t Nd = (size_t)N * d, Nf = (size_t)N * ff;
     memset(t->dln, 0, Nd * sizeof(float));
-    linear_bwd(m->pool, &m->lm_head, grad_of(t, m->lm_head.data), t->lnf, t->logits, t->dln, N);
+    linear_bwd(t, &m->lm_head, grad_of(t, m->lm_head.data), t->lnf, t->logits, t->dln, N);
     memset(t->dx, 0, Nd * sizeof(float));
-    ln_bwd(t->xL, t->lnf_m, t->lnf_r, m->out_w, t->dln, t->dx, grad_of(t, m->out_w), grad_of(t, m->out_b),
-           (size_t)N, d);
+    PROF(t, PR_LN, ln_bwd(p, t->xL, t->lnf_m, t->lnf_r, m->out_w, t->dln, t->dx, grad_of(t, m->out_w), grad_of(t, m->out_b),
+           (size_t)N, d));
     for (int l = c->n_layers - 1; l >= 0; l--) {
         layer_w *L = &m->layers[l];
         layer_act *a = &t->acts[l];
         /* feed-forward: x_next = xmid + down(silu(gate) * up) */
         memset(t->dgate, 0, Nf * sizeof(float));
-        linear_bwd(m->pool, &L->down, grad_of(t, L->down.data), a->act, t->dx, t->dgate, N);
-        for (size_t i = 0; i < Nf; i++) {
-            float g = a->gate[i], sg = 1.0f / (1.0f + expf(-g)), da = t->dgate[i];
-            t->dup[i] = da * g * sg;
-            t->dgate[i] = da * a->up[i] * sg * (1.0f + g * (1.0f - sg));
-        }
+        linear_bwd(t, &L->down, grad_of(t, L->down.data), a->act, t->dx, t->dgate, N);
+        sw_job sj = {.g = a->gate, .u = a->up, .dg = t->dgate, .du = t->dup, .n = Nf, .exact = t->exact};
+        PROF(t, PR_SWIGLU, aria_pool_run(p, swiglu_bwd_task, &sj, n_blocks(Nf, EB)));
         memset(t->dln, 0, Nd * sizeof(float));
-        linear_bwd(m->pool, &L->gate, grad_of(t, L->gate.data), a->ln2, t->dgate, t->dln, N);
-        linear_bwd(m->pool, &L->up, grad_of(t, L->up.data), a->ln2, t->dup, t->dln, N);
-        ln_bwd(a->xmid, a->ln2_m, a->ln2_r, L->n2w, t->dln, t->dx, grad_of(t, L->n2w), grad_of(t, L->n2b),
-               (size_t)N, d);
+        linear_bwd(t, &L->gate, grad_of(t, L->gate.data), a->ln2, t->dgate, t->dln, N);
+        linear_bwd(t, &L->up, grad_of(t, L->up.data), a->ln2, t->dup, t->dln, N);
+        PROF(t, PR_LN, ln_bwd(p, a->xmid, a->ln2_m, a->ln2_r, L->n2w, t->dln, t->dx, grad_of(t, L->n2w), grad_of(t, L->n2b),
+               (size_t)N, d));
         /* attention: xmid = x + proj(attn(rope(qkv(LN1(x))))) */
         memset(t->datt, 0, Nd * sizeof(float));
-        linear_bwd(m->pool, &L->proj, grad_of(t, L->proj.data), a->att, t->dx, t->datt, N);
+        linear_bwd(t, &L->proj, grad_of(t, L->proj.data), a->att, t->dx, t->datt, N);
         memset(t->dqkv, 0, 3 * Nd * sizeof(float));
         att_job aj = {.qkv = a->qkv, .att = a->att, .datt = t->datt, .lse_in = a->lse, .dqkv = t->dqkv,
                       .B = B, .T = T, .H = H, .hd = hd, .d = d};
-        aria_pool_run(m->pool, att_bwd_task, &aj, (size_t)B * H);
-        for (int b = 0; b < B; b++) {
-            float *dq = t->dqkv + (size_t)b * T * 3 * d;
-            rope_rows(dq, T, H, hd, 3 * d, m->rope, 1);
-            rope_rows(dq + d, T, H, hd, 3 * d, m->rope, 1);
-        }
+        PROF(t, PR_ATT, aria_pool_run(p, t->exact ? att_bwd_task : att_bwd_fast_task, &aj, (size_t)B * H));
+        rope_all(p, t->dqkv, m->rope, B, T, H, hd, d, 1);
         memset(t->dln, 0, Nd * sizeof(float));
-        linear_bwd(m->pool, &L->qkv, grad_of(t, L->qkv.data), a->ln1, t->dqkv, t->dln, N);
-        ln_bwd(a->x, a->ln1_m, a->ln1_r, L->n1w, t->dln, t->dx, grad_of(t, L->n1w), grad_of(t, L->n1b),
-               (size_t)N, d);
+        linear_bwd(t, &L->qkv, grad_of(t, L->qkv.data), a->ln1, t->dqkv, t->dln, N);
+        PROF(t, PR_LN, ln_bwd(p, a->x, a->ln1_m, a->ln1_r, L->n1w, t->dln, t->dx, grad_of(t, L->n1w), grad_of(t, L->n1b),
+               (size_t)N, d));
     }
     float *gE = grad_of(t, m->tok_emb.data);
     for (int r = 0; r < N; r++) {
@@ -594,9 +798,16 @@ int aria_trainer_loss(aria_trainer *t, const int32_t *ids, float *loss, aria_err
 int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss, aria_error *err) {
     int rc = check_ids(t, ids, err);
     if (rc) return rc;
+    double t0 = t->profile ? pr_now() : 0, before = 0;
+    for (int k = 0; k < PR_N; k++) before += t->prof[k];
     forward(t, ids);
     *loss = loss_and_dlogits(t, ids, 1, grad_scale);
     backward(t, ids);
+    if (t->profile) {
+        double after = 0;
+        for (int k = 0; k < PR_N; k++) after += t->prof[k];
+        t->prof[PR_OTHER] += pr_now() - t0 - (after - before);
+    }
     return ARIA_OK;
 }
 
@@ -605,6 +816,7 @@ int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale,
 /* ---------------------------------------------------------------------- */
 
 float aria_trainer_clip(aria_trainer *t, float max_norm) {
+    double t0 = t->profile ? pr_now() : 0;
     double ss = 0;
     for (size_t i = 0; i < t->n_params; i++) ss += (double)t->grads[i] * t->grads[i];
     float norm = (float)sqrt(ss);
@@ -612,28 +824,42 @@ float aria_trainer_clip(aria_trainer *t, float max_norm) {
         float coef = max_norm / (norm + 1e-6f);
         for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= coef;
     }
+    if (t->profile) t->prof[PR_OPT] += pr_now() - t0;
     return norm;
 }
 
 /* torch.optim.AdamW, one element at a time, in its float32 order:
-   decay first, then the moments, then the bias-corrected update. */
+   decay first, then the moments, then the bias-corrected update; blocks
+   of elements on the pool's threads. */
+typedef struct {
+    aria_trainer *t;
+    float decay, fb1, fb2, c1, c2, sbc2, step, eps;
+} adamw_job;
+
+#define AB 65536
+static void adamw_task(void *ctx, size_t blk) {
+    const adamw_job *j = ctx;
+    aria_trainer *t = j->t;
+    size_t a = blk * AB, b = a + AB < t->n_params ? a + AB : t->n_params;
+    for (size_t i = a; i < b; i++) {
+        float g = t->grads[i];
+        float p = t->params[i] * j->decay;
+        float mm = t->m1[i] * j->fb1 + j->c1 * g;
+        float vv = t->m2[i] * j->fb2 + (j->c2 * g) * g;
+        float denom = sqrtf(vv) / j->sbc2 + j->eps;
+        t->m1[i] = mm;
+        t->m2[i] = vv;
+        t->params[i] = p + (j->step * mm) / denom;
+    }
+}
+
 void aria_trainer_adamw(aria_trainer *t, const aria_adamw_opts *o, float lr) {
     t->step++;
     double b1 = o->beta1, b2 = o->beta2;
-    float decay = (float)(1.0 - (double)lr * o->weight_decay);
-    float fb1 = (float)b1, fb2 = (float)b2, c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2);
     double bc1 = 1.0 - pow(b1, t->step), bc2 = 1.0 - pow(b2, t->step);
-    float sbc2 = (float)sqrt(bc2), step = (float)(-(double)lr / bc1), eps = o->eps;
-    for (size_t i = 0; i < t->n_params; i++) {
-        float g = t->grads[i];
-        float p = t->params[i] * decay;
-        float mm = t->m1[i] * fb1 + c1 * g;
-        float vv = t->m2[i] * fb2 + (c2 * g) * g;
-        float denom = sqrtf(vv) / sbc2 + eps;
-        t->m1[i] = mm;
-        t->m2[i] = vv;
-        t->params[i] = p + (step * mm) / denom;
-    }
+    adamw_job j = {t, (float)(1.0 - (double)lr * o->weight_decay), (float)b1, (float)b2, (float)(1.0 - b1),
+                   (float)(1.0 - b2), (float)sqrt(bc2), (float)(-(double)lr / bc1), o->eps};
+    PROF(t, PR_OPT, aria_pool_run(t->m->pool, adamw_task, &j, n_blocks(t->n_params, AB)));
     /* packed copies of the weights are stale now */
     aria_model *m = t->m;
     kern_mat_release(&m->tok_emb);

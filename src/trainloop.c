@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "kernels.h"
 #include "dist.h"
 #include "json.h"
 #include "util.h"
@@ -55,6 +56,7 @@ aria_train_opts aria_train_defaults(void) {
     o.val_every = 0;
     o.save_every = 100;
     o.epochs = 1;
+    o.exact = -1;
     return o;
 }
 
@@ -84,9 +86,11 @@ static int write_run_json(const aria_train_opts *o, const aria_model_config *c, 
     int n = snprintf(buf, sizeof buf,
                      "{\"data\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"lr\": %.9g, \"warmup\": %d, "
                      "\"constant_lr\": %d, \"clip\": %.9g, \"steps\": %ld, \"epochs\": %d, \"augment\": %d, "
-                     "\"val_every\": %d, \"save_every\": %d, \"seed\": %llu, \"config\": %s}\n",
+                     "\"val_every\": %d, \"save_every\": %d, \"seed\": %llu, \"precision\": \"%s\", "
+                     "\"config\": %s}\n",
                      o->data_dir, o->batch, o->grad_accum, o->lr, o->warmup, o->constant_lr, o->clip, o->steps,
-                     o->epochs, o->augment, o->val_every, o->save_every, (unsigned long long)o->seed, cfg);
+                     o->epochs, o->augment, o->val_every, o->save_every, (unsigned long long)o->seed,
+                     o->exact == 1 ? "exact" : "fast", cfg);
     path_in(p, sizeof p, o->out_dir, "run.json");
     return aria_write_file_atomic(p, buf, (size_t)n, err);
 }
@@ -118,6 +122,8 @@ static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_er
     o->val_every = (int)json_int(json_get(r, "val_every"));
     o->save_every = (int)json_int(json_get(r, "save_every"));
     o->seed = (uint64_t)json_int(json_get(r, "seed"));
+    const char *prec = json_string(json_get(r, "precision"), &l);
+    o->exact = prec ? (l == 5 && !memcmp(prec, "exact", 5)) : -1; /* absent: runs from before the switch */
     json_doc_free(d);
     return ARIA_OK;
 }
@@ -474,6 +480,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     int share = w.size > 1 ? dist_default_threads(&w) : 0;
     if (o.threads > 0) aria_model_set_threads(m, o.threads);
     else if (share > 0) aria_model_set_threads(m, share);
+    if (o.exact < 0) o.exact = kern_resolve_prec(KERN_PREC_DEFAULT) == KERN_PREC_EXACT;
     if (lead && !o.resume) {
         rc = write_run_json(&o, aria_model_get_config(m), err);
         path_in(p, sizeof p, o.out_dir, "log.jsonl");
@@ -483,6 +490,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
 
     rc = aria_trainer_new(&t, m, Bl, T, err);
     if ((rc = dist_agree(&w, rc, err))) goto out;
+    aria_trainer_set_exact(t, o.exact);
     float *params, *grads;
     size_t n_params;
     aria_trainer_arena(t, &params, &grads, &n_params);

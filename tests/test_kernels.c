@@ -335,3 +335,138 @@ Test(kernels, pool_concurrent_callers) {
     cr_expect(!bad[0] && !bad[1], "a task ran twice or not at all");
     aria_pool_free(shared_pool);
 }
+
+/* ---- general products and the training pieces -------------------------- */
+
+/* kern_gemm and kern_sgemm_st against a double-precision product, for
+   every storage order, with and without accumulation, on odd sizes (more
+   row blocks than threads, a partial last one). Exact: float32 rounding
+   only; fast: bfloat16 operands (8 bits of mantissa), where oneDNN is. */
+static void gemm_case(aria_pool *p, int ta, int tb, int M, int N, int K, int acc, kern_prec prec, double tol,
+                      int single_thread) {
+    int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
+    float *C0 = malloc(nc * sizeof *C0);
+    for (size_t i = 0; i < na; i++) A[i] = frand();
+    for (size_t i = 0; i < nb; i++) B[i] = frand();
+    for (size_t i = 0; i < nc; i++) C0[i] = C[i] = frand();
+    if (single_thread)
+        kern_sgemm_st(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+    else
+        kern_gemm(p, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, prec);
+    double worst = 0;
+    for (int m = 0; m < M; m++) {
+        for (int n = 0; n < N; n++) {
+            double s = acc ? C0[(size_t)m * ldc + n] : 0.0, mag = fabs(s);
+            for (int k = 0; k < K; k++) {
+                double a = ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+                double b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+                s += a * b;
+                mag += fabs(a * b);
+            }
+            double e = fabs(C[(size_t)m * ldc + n] - s) / (mag + 1e-30);
+            worst = e > worst ? e : worst;
+        }
+        /* the padding between rows is left alone */
+        for (int n = N; n < ldc && m + 1 < M; n++)
+            cr_assert_eq(C[(size_t)m * ldc + n], C0[(size_t)m * ldc + n], "wrote outside C");
+    }
+    cr_expect(worst <= tol, "gemm ta=%d tb=%d %dx%dx%d acc=%d prec=%d st=%d: error %.3g > %.3g", ta, tb, M, N, K,
+              acc, (int)prec, single_thread, worst, tol);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+}
+
+Test(kernels, gemm_every_layout) {
+    aria_pool *p = aria_pool_new(2);
+    int fast_is_bf16 = kern_has_dnnl();
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++) {
+                gemm_case(p, ta, tb, 37, 29, 45, acc, KERN_PREC_EXACT, 1e-6, 0);
+                gemm_case(p, ta, tb, 70, 33, 300, acc, KERN_PREC_FAST, fast_is_bf16 ? 1e-2 : 1e-6, 0);
+                gemm_case(p, ta, tb, 19, 23, 70, acc, KERN_PREC_EXACT, 1e-6, 1);
+            }
+    /* K = 0: C is zeroed, or left as it is when accumulating */
+    float C[4] = {1, 2, 3, 4}, A[1] = {0}, B[1] = {0};
+    kern_gemm(p, 0, 0, 2, 2, 0, A, 1, B, 2, C, 2, 1, KERN_PREC_FAST);
+    cr_expect(C[0] == 1 && C[3] == 4);
+    kern_gemm(p, 0, 0, 2, 2, 0, A, 1, B, 2, C, 2, 0, KERN_PREC_FAST);
+    cr_expect(C[0] == 0 && C[3] == 0);
+    kern_gemm_release();
+    aria_pool_free(p);
+}
+
+/* The exact product adds each row's terms in order of k: the same bits
+   as a plain loop, which the trainer's exact precision relies on. */
+Test(kernels, gemm_exact_order) {
+    aria_pool *p = aria_pool_new(2);
+    int M = 9, N = 17, K = 33;
+    float A[9 * 33], B[33 * 17], C[9 * 17];
+    for (int i = 0; i < M * K; i++) A[i] = frand();
+    for (int i = 0; i < K * N; i++) B[i] = frand();
+    kern_gemm(p, 0, 0, M, N, K, A, K, B, N, C, N, 0, KERN_PREC_EXACT);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += A[m * K + k] * B[k * N + n];
+            cr_expect_eq(C[m * N + n], s, "C[%d][%d]", m, n);
+        }
+    aria_pool_free(p);
+}
+
+Test(kernels, softmax_and_swiglu_pieces) {
+    size_t n = 1000 + 7;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    double mx = -1e30, se = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = 8.0f * frand();
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    for (size_t i = 0; i < n; i++) se += exp((double)x[i] - mx);
+    double lse = mx + log(se);
+    cr_expect(fabs(kern_logsumexp(x, n) - lse) <= 1e-5 * fabs(lse), "logsumexp %.8g vs %.8g", kern_logsumexp(x, n),
+              lse);
+    cr_expect(kern_logsumexp(x, 0) == -INFINITY);
+    for (size_t m = 1; m < 40; m += 6) { /* short and ragged lengths */
+        double mm = -1e30, ss = 0;
+        for (size_t i = 0; i < m; i++) mm = x[i] > mm ? x[i] : mm;
+        for (size_t i = 0; i < m; i++) ss += exp((double)x[i] - mm);
+        double want = mm + log(ss);
+        cr_expect(fabs(kern_logsumexp(x, m) - want) <= 1e-5 * (fabs(want) + 1), "logsumexp of %zu: %.8g vs %.8g", m,
+                  kern_logsumexp(x, m), want);
+    }
+    memcpy(y, x, n * sizeof *y);
+    kern_exp_scale(y, n, (float)lse, 0.5f);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = exp((double)x[i] - lse) * 0.5;
+        cr_expect(fabs(y[i] - want) <= 2e-6 * want + 1e-30, "exp_scale[%zu] %.8g vs %.8g", i, y[i], want);
+        sum += y[i];
+    }
+    cr_expect(fabs(sum - 0.5) <= 1e-4, "softmax sums to %.8g", sum);
+    /* SwiGLU backward against the derivative in double */
+    float *u = malloc(n * sizeof *u), *dg = malloc(n * sizeof *dg), *du = malloc(n * sizeof *du);
+    for (size_t i = 0; i < n; i++) {
+        u[i] = frand();
+        dg[i] = frand();
+    }
+    float *da = malloc(n * sizeof *da);
+    memcpy(da, dg, n * sizeof *da);
+    kern_swiglu_bwd(x, u, dg, du, n);
+    for (size_t i = 0; i < n; i++) {
+        double g = x[i], s = 1.0 / (1.0 + exp(-g));
+        double wdu = da[i] * g * s, wdg = da[i] * u[i] * (s + g * s * (1 - s));
+        cr_expect(fabs(du[i] - wdu) <= 1e-5 * (fabs(wdu) + 1e-3), "du[%zu] %.8g vs %.8g", i, du[i], wdu);
+        cr_expect(fabs(dg[i] - wdg) <= 1e-5 * (fabs(wdg) + 1e-3), "dg[%zu] %.8g vs %.8g", i, dg[i], wdg);
+    }
+    free(x);
+    free(y);
+    free(u);
+    free(dg);
+    free(du);
+    free(da);
+}

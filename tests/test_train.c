@@ -42,6 +42,7 @@ static aria_trainer *ref_trainer(aria_model **m, size_t *T, int32_t **ids) {
     *ids = batch_ids(T);
     aria_trainer *t;
     cr_assert_eq(aria_trainer_new(&t, *m, 2, (int)*T, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer_set_exact(t, 1);
     return t;
 }
 
@@ -139,6 +140,8 @@ Test(train, gradients_match_finite_differences) {
     ids[T - 1] = ARIA_SP_PAD; /* a <P> target is ignored */
     aria_trainer *t;
     cr_assert_eq(aria_trainer_new(&t, m, 2, T, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer_set_exact(t, 1); /* float32 losses resolve a 1e-2 step */
+    cr_assert(aria_trainer_is_exact(t));
     float loss;
     aria_trainer_zero_grad(t);
     cr_assert_eq(aria_trainer_backward(t, ids, 1.0f, &loss, &err), ARIA_OK);
@@ -175,6 +178,84 @@ Test(train, gradients_match_finite_differences) {
     cr_expect(fabsf(aria_trainer_clip(t, 0.0f) - norm / 2) <= 1e-3f * norm);
     aria_trainer_free(t);
     aria_model_free(m);
+}
+
+/* ---- the fast precision against the exact one ------------------------- */
+
+/* Gradients of every tensor, and the loss, of one batch in both
+   precisions on the same weights. bfloat16 products keep about 3
+   significant digits, so each tensor's fast gradient must lie within 5 %
+   (relative L2) of the exact one; the attention and softmax pieces of
+   the fast path run in float32 and are checked tighter through a model
+   whose products are exact either way (no oneDNN: ARIA_PRECISION is not
+   consulted here, the trainer is told). */
+static void grads_of(const aria_model_config *c, const int32_t *ids, int B, int T, int exact, float *loss,
+                     float **out, size_t *n) {
+    aria_model *m; /* a trainer takes the model's weights for good: one model each */
+    aria_trainer *t;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_new_random(&m, c, ARIA_HEAD_LM, 11, &err), ARIA_OK, "%s", err.msg);
+    cr_assert_eq(aria_trainer_new(&t, m, B, T, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer_set_exact(t, exact);
+    aria_trainer_zero_grad(t);
+    cr_assert_eq(aria_trainer_backward(t, ids, 1.0f, loss, &err), ARIA_OK, "%s", err.msg);
+    float *p, *g;
+    aria_trainer_arena(t, &p, &g, n);
+    *out = malloc(*n * sizeof **out);
+    memcpy(*out, g, *n * sizeof **out);
+    aria_trainer_free(t);
+    aria_model_free(m);
+}
+
+Test(train, fast_precision_follows_exact) {
+    aria_model_config c;
+    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
+    /* 2 x 150 tokens: more than two attention blocks of queries */
+    int B = 2, T = 150;
+    int32_t *ids = malloc((size_t)B * T * sizeof *ids);
+    uint64_t s = 5;
+    for (int i = 0; i < B * T; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        ids[i] = (int32_t)((s >> 33) % (uint64_t)c.vocab_size);
+        if (ids[i] == ARIA_SP_PAD) ids[i] = 7;
+    }
+    ids[T + 100] = ARIA_SP_PAD;
+    size_t n, n2;
+    float *ge, *gf, le, lf;
+    grads_of(&c, ids, B, T, 1, &le, &ge, &n);
+    grads_of(&c, ids, B, T, 0, &lf, &gf, &n2);
+    cr_assert_eq(n, n2);
+    cr_expect(fabsf(le - lf) <= 2e-3f * fabsf(le), "loss exact %.7g, fast %.7g", le, lf);
+    /* the whole gradient, and its largest tensors (the arena is in
+       state-dict order: tok_embeddings first, lm_head last) */
+    double dd = 0, ee = 0;
+    for (size_t i = 0; i < n; i++) {
+        dd += ((double)gf[i] - ge[i]) * ((double)gf[i] - ge[i]);
+        ee += (double)ge[i] * ge[i];
+    }
+    cr_expect_gt(ee, 0.0);
+    cr_expect(sqrt(dd / ee) <= 0.05, "relative L2 difference of the gradients %.4g", sqrt(dd / ee));
+    size_t nl = (size_t)c.vocab_size * c.d_model;
+    dd = ee = 0;
+    for (size_t i = n - nl; i < n; i++) {
+        dd += ((double)gf[i] - ge[i]) * ((double)gf[i] - ge[i]);
+        ee += (double)ge[i] * ge[i];
+    }
+    cr_expect(sqrt(dd / ee) <= 0.05, "lm_head: relative L2 difference %.4g", sqrt(dd / ee));
+    /* layer 0's mixed_qkv, right after tok_embeddings and the final norm:
+       its gradient goes through the attention backward of both layers */
+    size_t q0 = nl + 2 * (size_t)c.d_model, nq = 3 * (size_t)c.d_model * c.d_model;
+    dd = ee = 0;
+    for (size_t i = q0; i < q0 + nq; i++) {
+        dd += ((double)gf[i] - ge[i]) * ((double)gf[i] - ge[i]);
+        ee += (double)ge[i] * ge[i];
+    }
+    cr_expect_gt(ee, 0.0);
+    cr_expect(sqrt(dd / ee) <= 0.05, "layer 0 mixed_qkv: relative L2 difference %.4g", sqrt(dd / ee));
+    cr_log_info("fast vs exact: loss %.7g vs %.7g; qkv0 rel L2 %.3g", lf, le, sqrt(dd / ee));
+    free(ge);
+    free(gf);
+    free(ids);
 }
 
 /* ---- aria train: kill -9 and resume ------------------------------------ */
