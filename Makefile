@@ -51,7 +51,7 @@ TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 LIB      := $(BUILD)/libaria.a
 BIN      := $(if $(filter build,$(BUILD)),aria,$(BUILD)/aria)
 
-.PHONY: all test test-asan fuzz bench bench-model clean
+.PHONY: all test test-asan fuzz bench bench-model bench-train clean
 all: $(BIN)
 
 $(BUILD)/src/%.o: src/%.c include/aria.h $(wildcard src/*.h)
@@ -102,6 +102,11 @@ $(BUILD)/bench_tokenize: bench/bench_tokenize.c $(LIB)
 bench-model: $(BUILD)/bench_model
 $(BUILD)/bench_model: bench/bench_model.c $(LIB) src/kernels.h
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_model.c $(LIB) -o $@ $(LDLIBS)
+
+# The training benchmark (bench/run_train.sh runs it beside PyTorch).
+bench-train: $(BUILD)/bench_train
+$(BUILD)/bench_train: bench/bench_train.c $(LIB)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_train.c $(LIB) -o $@ $(LDLIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz aria

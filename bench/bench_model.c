@@ -405,7 +405,7 @@ static stats onednn_peak(int M, int K, int N, int bf16, int threads, int reps) {
 
 /* GFLOP/s (T > 4) or GB/s of weights (T <= 4) of kern_matmul on a random
    matrix of rows x cols in dtype dt. */
-static stats kern_gemm(aria_pool *pool, int T, int rows, int cols, aria_dtype dt, kern_prec prec, int reps) {
+static stats bench_gemm(aria_pool *pool, int T, int rows, int cols, aria_dtype dt, kern_prec prec, int reps) {
     size_t n = (size_t)rows * cols, es = dt == ARIA_DT_F32 ? 4 : 2;
     uint8_t *w = xmalloc(n * es);
     for (size_t i = 0; i < n; i++) {
@@ -525,18 +525,18 @@ int main(int argc, char **argv) {
         result("dnnl_gemm_bf16_peak_1t", onednn_peak(512, 1536, 6144, 1, 1, reps), "GFLOP/s");
         result("dnnl_gemm_f32_peak_1t", onednn_peak(512, 1536, 6144, 0, 1, reps), "GFLOP/s");
 #endif
-        result("kern_gemm_bf16_fast", kern_gemm(pool, 512, 6144, 1536, ARIA_DT_BF16, KERN_PREC_FAST, reps),
+        result("kern_gemm_bf16_fast", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_BF16, KERN_PREC_FAST, reps),
                "GFLOP/s");
-        result("kern_gemm_f32_fast", kern_gemm(pool, 512, 6144, 1536, ARIA_DT_F32, KERN_PREC_FAST, reps), "GFLOP/s");
-        result("kern_gemm_bf16_exact", kern_gemm(pool, 512, 6144, 1536, ARIA_DT_BF16, KERN_PREC_EXACT, reps),
+        result("kern_gemm_f32_fast", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_F32, KERN_PREC_FAST, reps), "GFLOP/s");
+        result("kern_gemm_bf16_exact", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_BF16, KERN_PREC_EXACT, reps),
                "GFLOP/s");
-        result("kern_gemm_f32_exact", kern_gemm(pool, 512, 6144, 1536, ARIA_DT_F32, KERN_PREC_EXACT, reps),
+        result("kern_gemm_f32_exact", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_F32, KERN_PREC_EXACT, reps),
                "GFLOP/s");
         /* 1 GiB of weights, far beyond the caches */
-        result("matvec_bf16_b1", kern_gemm(pool, 1, 65536, 8192, ARIA_DT_BF16, KERN_PREC_DEFAULT, reps), "GB/s");
-        result("matvec_bf16_b4", kern_gemm(pool, 4, 65536, 8192, ARIA_DT_BF16, KERN_PREC_DEFAULT, reps), "GB/s");
-        result("matvec_f32_b1", kern_gemm(pool, 1, 32768, 8192, ARIA_DT_F32, KERN_PREC_DEFAULT, reps), "GB/s");
-        result("matvec_f32_b4", kern_gemm(pool, 4, 32768, 8192, ARIA_DT_F32, KERN_PREC_DEFAULT, reps), "GB/s");
+        result("matvec_bf16_b1", bench_gemm(pool, 1, 65536, 8192, ARIA_DT_BF16, KERN_PREC_DEFAULT, reps), "GB/s");
+        result("matvec_bf16_b4", bench_gemm(pool, 4, 65536, 8192, ARIA_DT_BF16, KERN_PREC_DEFAULT, reps), "GB/s");
+        result("matvec_f32_b1", bench_gemm(pool, 1, 32768, 8192, ARIA_DT_F32, KERN_PREC_DEFAULT, reps), "GB/s");
+        result("matvec_f32_b4", bench_gemm(pool, 4, 32768, 8192, ARIA_DT_F32, KERN_PREC_DEFAULT, reps), "GB/s");
     }
     aria_pool_free(pool);
     if (micro) return 0;

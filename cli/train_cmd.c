@@ -54,6 +54,8 @@ static void help_train(void) {
          "                        (default on)\n"
          "  --val-every K         validation loss every K steps (default 0 = at the end only\n"
          "                        when the dataset has a val split)\n"
+         "  --val-batches K       validate on the first K batches of the val split only\n"
+         "                        (default 0 = all of it)\n"
          "  --save-every K        checkpoint every K steps (default 100, and at the end)\n"
          "  --seed S              data order, augmentation and initial weights (default 0)\n"
          "  --threads N           CPU threads per process (default: all; under mpirun, a share)\n"
@@ -92,7 +94,7 @@ static int train_main(int argc, char **argv, int quiet) {
     long long v;
     double dv;
     enum { O_DATA = 256, O_OUT, O_CFG, O_INIT, O_BATCH, O_ACC, O_LR, O_WARM, O_SCHED, O_CLIP, O_STEPS, O_EPOCHS,
-           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK };
+           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK, O_VALB };
     static const struct option lo[] = {
         {"data", required_argument, 0, O_DATA},      {"out", required_argument, 0, O_OUT},
         {"config", required_argument, 0, O_CFG},     {"init", required_argument, 0, O_INIT},
@@ -105,6 +107,7 @@ static int train_main(int argc, char **argv, int quiet) {
         {"seed", required_argument, 0, O_SEED},      {"threads", required_argument, 0, O_THREADS},
         {"resume", required_argument, 0, O_RESUME},  {"help", no_argument, 0, 'h'},
         {"precision", required_argument, 0, O_PREC}, {"peak-gflops", required_argument, 0, O_PEAK},
+        {"val-batches", required_argument, 0, O_VALB},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -165,6 +168,10 @@ static int train_main(int argc, char **argv, int quiet) {
         case O_THREADS:
             if (parse_long(optarg, 1, 256, &v)) return USAGE("--threads wants 1..256");
             o.threads = (int)v;
+            break;
+        case O_VALB:
+            if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--val-batches wants a count >= 0");
+            o.val_batches = (int)v;
             break;
         case O_PREC:
             if (!strcmp(optarg, "fast")) o.exact = 0;

@@ -625,6 +625,7 @@ typedef struct {
     int epochs;
     int augment;            /* pitch +-5, velocity +-10, tempo +-20 % with mixup */
     int val_every, save_every;
+    int val_batches;        /* validation on the first K batches of the val split; 0 = all */
     uint64_t seed;
     int threads;
     int resume;             /* continue the run in out_dir (options from its run.json) */

@@ -932,6 +932,24 @@ static int write_epochs(build_state *b, const char *out_dir, aria_dataset_summar
     return rc;
 }
 
+/* val-files.txt: the MIDI files held out for validation, one path per
+   line in the order of the inputs (ids lines are not listed), so that a
+   user can prompt a trained model with music it has not seen. */
+static int write_val_list(const build_state *b, const char *dir, aria_error *err) {
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < b->n_items; i++)
+        if (b->items[i].val && b->items[i].path) cap += strlen(b->items[i].path) + 1;
+    char *buf = malloc(cap);
+    if (!buf) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < b->n_items; i++)
+        if (b->items[i].val && b->items[i].path) len += (size_t)snprintf(buf + len, cap - len, "%s\n", b->items[i].path);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/val-files.txt", dir);
+    int rc = aria_write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
+}
+
 int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_inputs,
                        const char *const *ids_files, size_t n_ids_files,
                        const aria_dataset_opts *opts, aria_dataset_summary *summary,
@@ -956,6 +974,7 @@ int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_
     /* the directory is touched only once there is something to write */
     if (rc == ARIA_OK) rc = prepare_out_dir(out_dir, o.overwrite, err);
     if (rc == ARIA_OK) rc = write_epochs(&b, out_dir, sum, err);
+    if (rc == ARIA_OK) rc = write_val_list(&b, out_dir, err);
     if (rc == ARIA_OK)
         rc = write_manifest(out_dir, &o, aria_tok_vocab_size(b.tk), b.writers, &b.writers[o.epochs], sum, err);
     build_state_free(&b);

@@ -116,7 +116,19 @@ kern_prec kern_resolve_prec(kern_prec prec);
    B when B is K x N, dot products when it is N x K). */
 void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                float *C, int ldc, int acc, kern_prec prec);
-/* Frees the buffers kern_gemm keeps for its bfloat16 copies. */
+/* The same with bfloat16 copies of A and B made beforehand (either may be
+   NULL: made here): dense, in the operand's stored order (row stride: its
+   stored column count), as kern_to_bf16_pool makes them. They are used
+   only on the fast path; A and B are still needed (the float32 path). */
+void kern_gemm_h(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah, int lda,
+                 const float *B, const uint16_t *Bh, int ldb, float *C, int ldc, int acc, kern_prec prec);
+/* out = bfloat16(x) for a dense rows x cols matrix, on the pool. */
+void kern_to_bf16_pool(aria_pool *p, const float *x, uint16_t *out, size_t rows, size_t cols);
+/* Large temporary buffers kept between uses (fresh memory each time
+   costs page faults): take one of at least `bytes`, give it back after;
+   malloc when all are taken. kern_gemm_release frees those not taken. */
+void *kern_scratch_take(size_t bytes);
+void kern_scratch_give(void *p);
 void kern_gemm_release(void);
 /* The same in float32 on the calling thread only, C = alpha op(A) op(B)
    + beta C (beta 0 or 1): oneDNN's sgemm when built in, else the loops. */
@@ -126,6 +138,8 @@ void kern_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float
 float kern_logsumexp(const float *x, size_t n);
 /* x[i] = exp(x[i] - shift) * scale */
 void kern_exp_scale(float *x, size_t n, float shift, float scale);
+/* Softmax backward of one row: g[i] = p[i] (g[i] - D) scale. */
+void kern_softmax_bwd(const float *p, float *g, size_t n, float D, float scale);
 /* SwiGLU backward: given g, u and da = dLoss/d(silu(g) u) in dg,
    dg <- da u s (1 + g (1 - s)), du = da g s, s = sigmoid(g). */
 void kern_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
@@ -187,6 +201,13 @@ void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n);
 float kern_avx512_logsumexp(const float *x, size_t n);
 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale);
 void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
+void kern_avx512_softmax_bwd(const float *p, float *g, size_t n, float D, float scale);
+void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
+                        size_t rows, int d, float eps);
+void kern_avx512_ln_bwd_dx(const float *x, const float *mean, const float *rstd, const float *w, const float *dy,
+                           float *dx, size_t rows, int d);
+void kern_avx512_ln_bwd_dw(const float *x, const float *mean, const float *rstd, const float *dy, float *dw,
+                           float *db, size_t rows, int d, int i0, int i1);
 
 /* oneDNN: 0 when it did the product, else nonzero (the caller falls back).
    kern_dnnl_gemm_bf16: C (+)= op(A) op(B) on bfloat16 operands stored as

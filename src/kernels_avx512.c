@@ -226,6 +226,80 @@ AVX512 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale) 
     }
 }
 
+/* LayerNorm rows for training (float32 sums, two passes), keeping the
+   mean and 1/std; the backward's dx part, and its dw/db part for columns
+   [i0, i1) over all rows. d a multiple of 16 (the trainer checks). */
+AVX512 void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
+                               size_t rows, int d, float eps) {
+    for (size_t t = 0; t < rows; t++) {
+        const float *xr = x + t * d;
+        __m512 s = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(xr + i));
+        float m = _mm512_reduce_add_ps(s) / (float)d;
+        __m512 mv = _mm512_set1_ps(m), q = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += 16) {
+            __m512 c = _mm512_sub_ps(_mm512_loadu_ps(xr + i), mv);
+            q = _mm512_fmadd_ps(c, c, q);
+        }
+        float r = 1.0f / sqrtf(_mm512_reduce_add_ps(q) / (float)d + eps);
+        mean[t] = m;
+        rstd[t] = r;
+        __m512 rv = _mm512_set1_ps(r);
+        for (int i = 0; i < d; i += 16) {
+            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv), rv);
+            _mm512_storeu_ps(y + t * d + i, _mm512_fmadd_ps(xh, _mm512_loadu_ps(w + i), _mm512_loadu_ps(b + i)));
+        }
+    }
+}
+
+AVX512 void kern_avx512_ln_bwd_dx(const float *x, const float *mean, const float *rstd, const float *w,
+                                  const float *dy, float *dx, size_t rows, int d) {
+    for (size_t t = 0; t < rows; t++) {
+        const float *xr = x + t * d, *g = dy + t * d;
+        __m512 mv = _mm512_set1_ps(mean[t]), rv = _mm512_set1_ps(rstd[t]);
+        __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += 16) {
+            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv), rv);
+            __m512 dxh = _mm512_mul_ps(_mm512_loadu_ps(g + i), _mm512_loadu_ps(w + i));
+            s1 = _mm512_add_ps(s1, dxh);
+            s2 = _mm512_fmadd_ps(dxh, xh, s2);
+        }
+        __m512 a = _mm512_set1_ps(_mm512_reduce_add_ps(s1) / (float)d);
+        __m512 b2 = _mm512_set1_ps(_mm512_reduce_add_ps(s2) / (float)d);
+        for (int i = 0; i < d; i += 16) {
+            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv), rv);
+            __m512 dxh = _mm512_mul_ps(_mm512_loadu_ps(g + i), _mm512_loadu_ps(w + i));
+            __m512 v = _mm512_sub_ps(_mm512_sub_ps(dxh, a), _mm512_mul_ps(xh, b2));
+            _mm512_storeu_ps(dx + t * d + i, _mm512_fmadd_ps(rv, v, _mm512_loadu_ps(dx + t * d + i)));
+        }
+    }
+}
+
+AVX512 void kern_avx512_ln_bwd_dw(const float *x, const float *mean, const float *rstd, const float *dy, float *dw,
+                                  float *db, size_t rows, int d, int i0, int i1) {
+    for (int i = i0; i < i1; i += 16) {
+        __m512 aw = _mm512_setzero_ps(), ab = _mm512_setzero_ps();
+        for (size_t t = 0; t < rows; t++) {
+            __m512 g = _mm512_loadu_ps(dy + t * d + i);
+            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + t * d + i), _mm512_set1_ps(mean[t])),
+                                      _mm512_set1_ps(rstd[t]));
+            aw = _mm512_fmadd_ps(g, xh, aw);
+            ab = _mm512_add_ps(ab, g);
+        }
+        _mm512_storeu_ps(dw + i, _mm512_add_ps(_mm512_loadu_ps(dw + i), aw));
+        _mm512_storeu_ps(db + i, _mm512_add_ps(_mm512_loadu_ps(db + i), ab));
+    }
+}
+
+AVX512 void kern_avx512_softmax_bwd(const float *p, float *g, size_t n, float D, float scale) {
+    const __m512 dv = _mm512_set1_ps(D), sc = _mm512_set1_ps(scale);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 pv = _mm512_maskz_loadu_ps(k, p + i), gv = _mm512_maskz_loadu_ps(k, g + i);
+        _mm512_mask_storeu_ps(g + i, k, _mm512_mul_ps(_mm512_mul_ps(pv, _mm512_sub_ps(gv, dv)), sc));
+    }
+}
+
 AVX512 void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {

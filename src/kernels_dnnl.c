@@ -30,6 +30,7 @@
  */
 #include "kernels.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,10 +135,11 @@ static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scra
     if (!rc && scratch) {
         const_dnnl_primitive_desc_t pd;
         rc = dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success;
-        sp = rc ? NULL : aligned_alloc(64, (scratch + 63) / 64 * 64);
+        sp = rc ? NULL : kern_scratch_take(scratch + 64);
+        void *al = sp ? (void *)(((uintptr_t)sp + 63) & ~(uintptr_t)63) : NULL;
         rc = rc || !sp ||
              dnnl_memory_create(&mem[k], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), engine,
-                                sp) != dnnl_success;
+                                al) != dnnl_success;
         if (!rc) {
             args[k].arg = DNNL_ARG_SCRATCHPAD;
             args[k].memory = mem[k];
@@ -153,7 +155,7 @@ static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scra
     if (st) dnnl_stream_destroy(st);
     for (int i = 0; i < 5; i++)
         if (mem[i]) dnnl_memory_destroy(mem[i]);
-    free(sp);
+    kern_scratch_give(sp);
     return rc;
 }
 

@@ -102,7 +102,7 @@ static void cvt_task(void *ctx, size_t i) {
 /* The bfloat16 copies reuse a few buffers kept between products: fresh
    memory for every product (up to ~150 MB for the lm_head's gradient)
    cost ~10 % of a training step in page faults. */
-#define N_SCRATCH 4
+#define N_SCRATCH 8
 static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     void *p;
@@ -110,12 +110,18 @@ static struct {
     int busy;
 } scratch[N_SCRATCH];
 
-static void *scratch_take(size_t bytes) {
+void *kern_scratch_take(size_t bytes) {
     void *p = NULL;
     pthread_mutex_lock(&scratch_lock);
+    /* the smallest free buffer that fits, else the largest free one grows */
     int best = -1;
-    for (int i = 0; i < N_SCRATCH; i++)
-        if (!scratch[i].busy && (best < 0 || scratch[i].cap > scratch[best].cap)) best = i;
+    for (int i = 0; i < N_SCRATCH; i++) {
+        if (scratch[i].busy) continue;
+        int fits = scratch[i].cap >= bytes, bfits = best >= 0 && scratch[best].cap >= bytes;
+        if (best < 0 || (fits && (!bfits || scratch[i].cap < scratch[best].cap)) ||
+            (!fits && !bfits && scratch[i].cap > scratch[best].cap))
+            best = i;
+    }
     if (best >= 0) {
         if (scratch[best].cap < bytes) {
             free(scratch[best].p);
@@ -131,7 +137,7 @@ static void *scratch_take(size_t bytes) {
     return p ? p : malloc(bytes);
 }
 
-static void scratch_give(void *p) {
+void kern_scratch_give(void *p) {
     if (!p) return;
     pthread_mutex_lock(&scratch_lock);
     for (int i = 0; i < N_SCRATCH; i++)
@@ -155,7 +161,7 @@ void kern_gemm_release(void) {
 }
 
 static uint16_t *to_bf16(aria_pool *p, const float *src, int rows, int cols, int ld) {
-    uint16_t *dst = scratch_take((size_t)rows * cols * sizeof *dst + 64);
+    uint16_t *dst = kern_scratch_take((size_t)rows * cols * sizeof *dst + 64);
     if (!dst) return NULL;
     cvt_job j = {src, rows, cols, ld, dst};
     aria_pool_run(p, cvt_task, &j, (size_t)(rows + CVT_ROWS - 1) / CVT_ROWS);
@@ -166,8 +172,8 @@ static uint16_t *to_bf16(aria_pool *p, const float *src, int rows, int cols, int
 /* kern_gemm                                                              */
 /* ---------------------------------------------------------------------- */
 
-void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               float *C, int ldc, int acc, kern_prec prec) {
+void kern_gemm_h(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah, int lda,
+                 const float *B, const uint16_t *Bh, int ldb, float *C, int ldc, int acc, kern_prec prec) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!acc)
@@ -176,10 +182,11 @@ void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A
     }
     if (kern_resolve_prec(prec) == KERN_PREC_FAST && kern_has_dnnl()) {
         int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-        uint16_t *a = to_bf16(p, A, ar, ac, lda), *b = a ? to_bf16(p, B, br, bc, ldb) : NULL;
-        int rc = a && b ? kern_dnnl_gemm_bf16(p, ta, tb, M, N, K, a, ac, b, bc, C, ldc, acc, A, lda, B, ldb) : -1;
-        scratch_give(a);
-        scratch_give(b);
+        uint16_t *a = Ah ? NULL : to_bf16(p, A, ar, ac, lda), *b = Bh ? NULL : to_bf16(p, B, br, bc, ldb);
+        const uint16_t *ua = Ah ? Ah : a, *ub = Bh ? Bh : b;
+        int rc = ua && ub ? kern_dnnl_gemm_bf16(p, ta, tb, M, N, K, ua, ac, ub, bc, C, ldc, acc, A, lda, B, ldb) : -1;
+        kern_scratch_give(a);
+        kern_scratch_give(b);
         if (rc == 0) return; /* else nothing was written: float32 below */
     }
     if (!ta && tb && lda == K && ldb == K && ldc == N) {
@@ -190,6 +197,16 @@ void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A
     }
     f32_job j = {ta, tb, M, N, K, lda, ldb, ldc, acc, A, B, C, 1.0f};
     aria_pool_run(p, f32_task, &j, (size_t)(M + ROWS - 1) / ROWS);
+}
+
+void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float *C, int ldc, int acc, kern_prec prec) {
+    kern_gemm_h(p, ta, tb, M, N, K, A, NULL, lda, B, NULL, ldb, C, ldc, acc, prec);
+}
+
+void kern_to_bf16_pool(aria_pool *p, const float *x, uint16_t *out, size_t rows, size_t cols) {
+    cvt_job j = {x, (int)rows, (int)cols, (int)cols, out};
+    aria_pool_run(p, cvt_task, &j, (rows + CVT_ROWS - 1) / CVT_ROWS);
 }
 
 void kern_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
@@ -224,6 +241,14 @@ void kern_exp_scale(float *x, size_t n, float shift, float scale) {
         return;
     }
     for (size_t i = 0; i < n; i++) x[i] = expf(x[i] - shift) * scale;
+}
+
+void kern_softmax_bwd(const float *p, float *g, size_t n, float D, float scale) {
+    if (kern_has_avx512()) {
+        kern_avx512_softmax_bwd(p, g, n, D, scale);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) g[i] = p[i] * (g[i] - D) * scale;
 }
 
 void kern_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n) {

@@ -29,6 +29,7 @@
 
 #define NORM_EPS 1e-5f
 
+
 /* ARIA_TRAIN_PROFILE=1: seconds per kind of work, printed to stderr when
    the trainer is freed (for benchmarks; off by default, costs nothing). */
 enum { PR_GEMM, PR_ATT, PR_LN, PR_SWIGLU, PR_LOSS, PR_OPT, PR_OTHER, PR_N };
@@ -55,6 +56,7 @@ typedef struct {
 
 typedef struct {
     float *x, *ln1, *ln1_m, *ln1_r, *qkv, *att, *lse, *xmid, *ln2, *ln2_m, *ln2_r, *gate, *up, *act;
+    uint16_t *ln1h, *atth, *ln2h, *acth; /* bfloat16 copies of the products' inputs (fast, oneDNN) */
 } layer_act;
 
 struct aria_trainer {
@@ -76,6 +78,11 @@ struct aria_trainer {
     /* backward scratch */
     float *dx, *dln, *dqkv, *datt, *dgate, *dup;
     float *act_buf;
+    /* fast precision with oneDNN: bfloat16 copies made once and used by
+       every product that reads them (weights: refreshed each forward) */
+    int use_h;
+    int ln_vec;          /* LayerNorm on AVX-512 (fast precision, d % 16 == 0) */
+    uint16_t *wh, *lnfh, *dyh, *h_buf;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -226,6 +233,7 @@ void aria_trainer_free(aria_trainer *t) {
         fprintf(stderr, "\n");
     }
     free(t->act_buf);
+    free(t->h_buf);
     free(t->acts);
     free(t->row_loss);
     kern_gemm_release();
@@ -249,7 +257,6 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
     t->m = m;
     t->B = batch;
     t->T = seq_len;
-    aria_trainer_set_exact(t, kern_resolve_prec(KERN_PREC_DEFAULT) == KERN_PREC_EXACT);
     const char *pe = getenv("ARIA_TRAIN_PROFILE");
     t->profile = pe && *pe && strcmp(pe, "0") != 0;
     if (build_arena(t)) {
@@ -300,13 +307,40 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
     TAKE(t->dgate, N * ff);
     TAKE(t->dup, N * ff);
 #undef TAKE
+    aria_trainer_set_exact(t, kern_resolve_prec(KERN_PREC_DEFAULT) == KERN_PREC_EXACT);
     *out = t;
     return ARIA_OK;
+}
+
+/* The bfloat16 copies, made on first use in the fast precision. */
+static int alloc_h(aria_trainer *t) {
+    const aria_model_config *c = &t->m->cfg;
+    size_t N = (size_t)t->B * t->T, d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d, V = (size_t)c->vocab_size;
+    size_t L = (size_t)c->n_layers, dy = V > 3 * d ? V : 3 * d;
+    dy = dy > ff ? dy : ff;
+    size_t total = t->n_params + L * N * (3 * d + ff) + N * d + N * dy;
+    t->h_buf = malloc(total * sizeof *t->h_buf);
+    if (!t->h_buf) return -1;
+    uint16_t *p = t->h_buf;
+    t->wh = p, p += t->n_params;
+    for (size_t l = 0; l < L; l++) {
+        layer_act *a = &t->acts[l];
+        a->ln1h = p, p += N * d;
+        a->atth = p, p += N * d;
+        a->ln2h = p, p += N * d;
+        a->acth = p, p += N * ff;
+    }
+    t->lnfh = p, p += N * d;
+    t->dyh = p;
+    return 0;
 }
 
 void aria_trainer_set_exact(aria_trainer *t, int exact) {
     t->exact = exact != 0;
     t->prec = t->exact ? KERN_PREC_EXACT : KERN_PREC_FAST;
+    /* without memory for the copies, the products make their own */
+    t->use_h = !t->exact && kern_has_dnnl() && (t->h_buf || alloc_h(t) == 0);
+    t->ln_vec = !t->exact && kern_has_avx512() && t->m->cfg.d_model % 16 == 0;
 }
 
 int aria_trainer_is_exact(const aria_trainer *t) { return t->exact; }
@@ -329,6 +363,7 @@ typedef struct {
     float *y, *m, *r, *dx, *dw, *db;
     size_t N;
     int d;
+    int vec; /* fast precision on AVX-512: float32 vector sums */
 } ln_job;
 
 /* LayerNorm that keeps mean and 1/std per row (as floats). */
@@ -336,6 +371,10 @@ static void ln_fwd_task(void *ctx, size_t blk) {
     const ln_job *j = ctx;
     int d = j->d;
     size_t t0 = blk * RB, t1 = t0 + RB < j->N ? t0 + RB : j->N;
+    if (j->vec) {
+        kern_avx512_ln_fwd(j->x + t0 * d, j->w, j->b, j->y + t0 * d, j->m + t0, j->r + t0, t1 - t0, d, NORM_EPS);
+        return;
+    }
     for (size_t t = t0; t < t1; t++) {
         const float *xr = j->x + t * d;
         double mu = 0, var = 0;
@@ -350,9 +389,9 @@ static void ln_fwd_task(void *ctx, size_t blk) {
     }
 }
 
-static void ln_fwd(aria_pool *p, const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
-                   size_t N, int d) {
-    ln_job j = {.x = x, .w = w, .b = b, .y = y, .m = mean, .r = rstd, .N = N, .d = d};
+static void ln_fwd(aria_pool *p, int vec, const float *x, const float *w, const float *b, float *y, float *mean,
+                   float *rstd, size_t N, int d) {
+    ln_job j = {.x = x, .w = w, .b = b, .y = y, .m = mean, .r = rstd, .N = N, .d = d, .vec = vec};
     aria_pool_run(p, ln_fwd_task, &j, n_blocks(N, RB));
 }
 
@@ -361,6 +400,11 @@ static void ln_bwd_dx_task(void *ctx, size_t blk) {
     const ln_job *j = ctx;
     int d = j->d;
     size_t t0 = blk * RB, t1 = t0 + RB < j->N ? t0 + RB : j->N;
+    if (j->vec) {
+        kern_avx512_ln_bwd_dx(j->x + t0 * d, j->mean + t0, j->rstd + t0, j->w, j->dy + t0 * d, j->dx + t0 * d,
+                              t1 - t0, d);
+        return;
+    }
     for (size_t t = t0; t < t1; t++) {
         const float *xr = j->x + t * d, *g = j->dy + t * d;
         float m = j->mean[t], r = j->rstd[t];
@@ -383,6 +427,10 @@ static void ln_bwd_dx_task(void *ctx, size_t blk) {
 static void ln_bwd_dw_task(void *ctx, size_t blk) {
     const ln_job *j = ctx;
     int d = j->d, i0 = (int)blk * LN_COLS, i1 = i0 + LN_COLS < d ? i0 + LN_COLS : d;
+    if (j->vec) {
+        kern_avx512_ln_bwd_dw(j->x, j->mean, j->rstd, j->dy, j->dw, j->db, j->N, d, i0, i1);
+        return;
+    }
     for (size_t t = 0; t < j->N; t++) {
         const float *xr = j->x + t * d, *g = j->dy + t * d;
         float m = j->mean[t], r = j->rstd[t];
@@ -393,9 +441,10 @@ static void ln_bwd_dw_task(void *ctx, size_t blk) {
     }
 }
 
-static void ln_bwd(aria_pool *p, const float *x, const float *mean, const float *rstd, const float *w,
+static void ln_bwd(aria_pool *p, int vec, const float *x, const float *mean, const float *rstd, const float *w,
                    const float *dy, float *dx, float *dw, float *db, size_t N, int d) {
-    ln_job j = {.x = x, .w = w, .dy = dy, .mean = mean, .rstd = rstd, .dx = dx, .dw = dw, .db = db, .N = N, .d = d};
+    ln_job j = {.x = x, .w = w, .dy = dy, .mean = mean, .rstd = rstd, .dx = dx, .dw = dw, .db = db, .N = N, .d = d,
+                .vec = vec};
     aria_pool_run(p, ln_bwd_dx_task, &j, n_blocks(N, RB));
     aria_pool_run(p, ln_bwd_dw_task, &j, n_blocks((size_t)d, LN_COLS));
 }
@@ -472,22 +521,42 @@ static void rope_all(aria_pool *p, float *qkv, const float *cs, int B, int T, in
 /* Linear layers                                                          */
 /* ---------------------------------------------------------------------- */
 
-/* y (+)= x W^T */
-static void linear_fwd(aria_trainer *t, const float *x, const kern_mat *W, float *y, int N, int acc) {
+static const uint16_t *wh_of(const aria_trainer *t, const kern_mat *W) {
+    return t->use_h ? t->wh + ((const float *)W->data - t->params) : NULL;
+}
+
+/* y (+)= x W^T; xh: x in bfloat16, or NULL */
+static void linear_fwd(aria_trainer *t, const float *x, const uint16_t *xh, const kern_mat *W, float *y, int N,
+                       int acc) {
     PROF(t, PR_GEMM,
-         kern_gemm(t->m->pool, 0, 1, N, W->rows, W->cols, x, W->cols, W->data, W->cols, y, W->rows, acc, t->prec));
+         kern_gemm_h(t->m->pool, 0, 1, N, W->rows, W->cols, x, t->use_h ? xh : NULL, W->cols, W->data,
+                     wh_of(t, W), W->cols, y, W->rows, acc, t->prec));
 }
 
 /* dx += dy W (when dx), dW += dy^T x. In exact precision the float32
    loops add, for each row of dx and of dW, the terms in order of the
    output (resp. token) index. */
-static void linear_bwd(aria_trainer *t, const kern_mat *W, float *dW, const float *x, const float *dy, float *dx,
-                       int N) {
+static void linear_bwd(aria_trainer *t, const kern_mat *W, float *dW, const float *x, const uint16_t *xh,
+                       const float *dy, float *dx, int N) {
     aria_pool *p = t->m->pool;
     double t0 = t->profile ? pr_now() : 0;
-    if (dx) kern_gemm(p, 0, 0, N, W->cols, W->rows, dy, W->rows, W->data, W->cols, dx, W->cols, 1, t->prec);
-    kern_gemm(p, 1, 0, W->rows, W->cols, N, dy, W->rows, x, W->cols, dW, W->cols, 1, t->prec);
+    const uint16_t *dyh = NULL;
+    if (t->use_h) {
+        kern_to_bf16_pool(p, dy, t->dyh, (size_t)N, (size_t)W->rows);
+        dyh = t->dyh;
+    } else {
+        xh = NULL;
+    }
+    if (dx)
+        kern_gemm_h(p, 0, 0, N, W->cols, W->rows, dy, dyh, W->rows, W->data, wh_of(t, W), W->cols, dx, W->cols, 1,
+                    t->prec);
+    kern_gemm_h(p, 1, 0, W->rows, W->cols, N, dy, dyh, W->rows, x, xh, W->cols, dW, W->cols, 1, t->prec);
     if (t->profile) t->prof[PR_GEMM] += pr_now() - t0;
+}
+
+/* bfloat16 copy of a product's input, when the copies are kept */
+static void keep_h(aria_trainer *t, const float *x, uint16_t *xh, size_t rows, size_t cols) {
+    if (t->use_h) PROF(t, PR_GEMM, kern_to_bf16_pool(t->m->pool, x, xh, rows, cols));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -576,8 +645,8 @@ static void att_fwd_fast_task(void *ctx, size_t i) {
     float scale = 1.0f / sqrtf((float)hd);
     const float *q = j->qkv + (size_t)b * T * d3 + h * hd, *k = q + j->d, *v = q + 2 * j->d;
     float *o = j->out + (size_t)b * T * j->d + h * hd;
-    float *s = malloc((size_t)QB * T * sizeof *s);
-    if (!s) abort();
+    float *s = kern_scratch_take((size_t)QB * T * sizeof *s);
+    if (!s) abort(); /* 64 rows of scores; nothing sensible to fall back to */
     for (int t0 = 0; t0 < T; t0 += QB) {
         int nq = T - t0 < QB ? T - t0 : QB, nk = t0 + nq;
         kern_sgemm_st(0, 1, nq, nk, hd, scale, q + (size_t)t0 * d3, d3, k, d3, 0.0f, s, nk);
@@ -591,7 +660,7 @@ static void att_fwd_fast_task(void *ctx, size_t i) {
         }
         kern_sgemm_st(0, 0, nq, hd, nk, 1.0f, s, nk, v, d3, 0.0f, o + (size_t)t0 * j->d, j->d);
     }
-    free(s);
+    kern_scratch_give(s);
 }
 
 static void att_bwd_fast_task(void *ctx, size_t i) {
@@ -602,7 +671,7 @@ static void att_bwd_fast_task(void *ctx, size_t i) {
     const float *q = j->qkv + base, *k = q + j->d, *v = q + 2 * j->d;
     const float *o = j->att + obase, *dO = j->datt + obase;
     float *dq = j->dqkv + base, *dk = dq + j->d, *dv = dq + 2 * j->d;
-    float *pr = malloc((size_t)2 * QB * T * sizeof *pr);
+    float *pr = kern_scratch_take((size_t)2 * QB * T * sizeof *pr);
     if (!pr) abort();
     float *dp = pr + (size_t)QB * T;
     for (int t0 = 0; t0 < T; t0 += QB) {
@@ -621,7 +690,7 @@ static void att_bwd_fast_task(void *ctx, size_t i) {
             float D = 0;
             for (int e = 0; e < hd; e++) D += dorow[e] * orow[e];
             /* dS = P (dP - D) scale, in dp */
-            for (int u = 0; u < n; u++) g[u] = p[u] * (g[u] - D) * scale;
+            kern_softmax_bwd(p, g, (size_t)n, D, scale);
             memset(g + n, 0, (size_t)(nk - n) * sizeof *g);
         }
         /* dq = dS k; dk += dS^T q; dv += P^T dO */
@@ -629,7 +698,7 @@ static void att_bwd_fast_task(void *ctx, size_t i) {
         kern_sgemm_st(1, 0, nk, hd, nq, 1.0f, dp, nk, q + (size_t)t0 * d3, d3, 1.0f, dk, d3);
         kern_sgemm_st(1, 0, nk, hd, nq, 1.0f, pr, nk, dO + (size_t)t0 * j->d, j->d, 1.0f, dv, d3);
     }
-    free(pr);
+    kern_scratch_give(pr);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -643,32 +712,43 @@ static void forward(aria_trainer *t, const int32_t *ids) {
     int d = c->d_model, H = c->n_heads, hd = d / H, ff = c->ff_mult * d, T = t->T, B = t->B;
     int N = B * T;
     for (int r = 0; r < N; r++) kern_row_f32(&m->tok_emb, ids[r], t->acts[0].x + (size_t)r * d);
+    if (t->use_h) { /* the weights may have changed since the last pass */
+        size_t n = t->n_params, rows = n / 4096;
+        PROF(t, PR_GEMM, kern_to_bf16_pool(p, t->params, t->wh, rows, 4096));
+        kern_to_bf16(t->params + rows * 4096, t->wh + rows * 4096, n - rows * 4096);
+    }
     for (int l = 0; l < c->n_layers; l++) {
         layer_w *L = &m->layers[l];
         layer_act *a = &t->acts[l];
         float *next = l + 1 < c->n_layers ? t->acts[l + 1].x : t->xL;
-        PROF(t, PR_LN, ln_fwd(p, a->x, L->n1w, L->n1b, a->ln1, a->ln1_m, a->ln1_r, (size_t)N, d));
-        linear_fwd(t, a->ln1, &L->qkv, a->qkv, N, 0);
+        PROF(t, PR_LN, ln_fwd(p, t->ln_vec, a->x, L->n1w, L->n1b, a->ln1, a->ln1_m, a->ln1_r, (size_t)N, d));
+        keep_h(t, a->ln1, a->ln1h, (size_t)N, (size_t)d);
+        linear_fwd(t, a->ln1, a->ln1h, &L->qkv, a->qkv, N, 0);
         for (int b = 0; b < B; b++) {
             float *q = a->qkv + (size_t)b * T * 3 * d;
             kern_rope_pool(p, q, T, H, hd, 3 * d, m->rope, 0);
             kern_rope_pool(p, q + d, T, H, hd, 3 * d, m->rope, 0);
         }
-        att_job aj = {.qkv = a->qkv, .out = a->att, .lse = a->lse, .B = B, .T = T, .H = H, .hd = hd, .d = d};
+        att_job aj = {.qkv = a->qkv, .out = a->att, .lse = a->lse, .B = B, .T = T,
+                      .H = H, .hd = hd, .d = d};
         PROF(t, PR_ATT, aria_pool_run(p, t->exact ? att_fwd_task : att_fwd_fast_task, &aj, (size_t)B * H));
         memcpy(a->xmid, a->x, (size_t)N * d * sizeof(float));
-        linear_fwd(t, a->att, &L->proj, a->xmid, N, 1);
-        PROF(t, PR_LN, ln_fwd(p, a->xmid, L->n2w, L->n2b, a->ln2, a->ln2_m, a->ln2_r, (size_t)N, d));
-        linear_fwd(t, a->ln2, &L->gate, a->gate, N, 0);
-        linear_fwd(t, a->ln2, &L->up, a->up, N, 0);
+        keep_h(t, a->att, a->atth, (size_t)N, (size_t)d);
+        linear_fwd(t, a->att, a->atth, &L->proj, a->xmid, N, 1);
+        PROF(t, PR_LN, ln_fwd(p, t->ln_vec, a->xmid, L->n2w, L->n2b, a->ln2, a->ln2_m, a->ln2_r, (size_t)N, d));
+        keep_h(t, a->ln2, a->ln2h, (size_t)N, (size_t)d);
+        linear_fwd(t, a->ln2, a->ln2h, &L->gate, a->gate, N, 0);
+        linear_fwd(t, a->ln2, a->ln2h, &L->up, a->up, N, 0);
         size_t nf = (size_t)N * ff;
         sw_job sj = {.g = a->gate, .u = a->up, .act = a->act, .n = nf, .exact = t->exact};
         PROF(t, PR_SWIGLU, aria_pool_run(p, swiglu_fwd_task, &sj, n_blocks(nf, EB)));
         memcpy(next, a->xmid, (size_t)N * d * sizeof(float));
-        linear_fwd(t, a->act, &L->down, next, N, 1);
+        keep_h(t, a->act, a->acth, (size_t)N, (size_t)ff);
+        linear_fwd(t, a->act, a->acth, &L->down, next, N, 1);
     }
-    PROF(t, PR_LN, ln_fwd(p, t->xL, m->out_w, m->out_b, t->lnf, t->lnf_m, t->lnf_r, (size_t)N, d));
-    linear_fwd(t, t->lnf, &m->lm_head, t->logits, N, 0);
+    PROF(t, PR_LN, ln_fwd(p, t->ln_vec, t->xL, m->out_w, m->out_b, t->lnf, t->lnf_m, t->lnf_r, (size_t)N, d));
+    keep_h(t, t->lnf, t->lnfh, (size_t)N, (size_t)d);
+    linear_fwd(t, t->lnf, t->lnfh, &m->lm_head, t->logits, N, 0);
 }
 
 static int target_of(const aria_trainer *t, const int32_t *ids, int r) {
@@ -742,34 +822,34 @@ static void backward(aria_trainer *t, const int32_t *ids) {
     int N = B * T;
     size_t Nd = (size_t)N * d, Nf = (size_t)N * ff;
     memset(t->dln, 0, Nd * sizeof(float));
-    linear_bwd(t, &m->lm_head, grad_of(t, m->lm_head.data), t->lnf, t->logits, t->dln, N);
+    linear_bwd(t, &m->lm_head, grad_of(t, m->lm_head.data), t->lnf, t->lnfh, t->logits, t->dln, N);
     memset(t->dx, 0, Nd * sizeof(float));
-    PROF(t, PR_LN, ln_bwd(p, t->xL, t->lnf_m, t->lnf_r, m->out_w, t->dln, t->dx, grad_of(t, m->out_w), grad_of(t, m->out_b),
+    PROF(t, PR_LN, ln_bwd(p, t->ln_vec, t->xL, t->lnf_m, t->lnf_r, m->out_w, t->dln, t->dx, grad_of(t, m->out_w), grad_of(t, m->out_b),
            (size_t)N, d));
     for (int l = c->n_layers - 1; l >= 0; l--) {
         layer_w *L = &m->layers[l];
         layer_act *a = &t->acts[l];
         /* feed-forward: x_next = xmid + down(silu(gate) * up) */
         memset(t->dgate, 0, Nf * sizeof(float));
-        linear_bwd(t, &L->down, grad_of(t, L->down.data), a->act, t->dx, t->dgate, N);
+        linear_bwd(t, &L->down, grad_of(t, L->down.data), a->act, a->acth, t->dx, t->dgate, N);
         sw_job sj = {.g = a->gate, .u = a->up, .dg = t->dgate, .du = t->dup, .n = Nf, .exact = t->exact};
         PROF(t, PR_SWIGLU, aria_pool_run(p, swiglu_bwd_task, &sj, n_blocks(Nf, EB)));
         memset(t->dln, 0, Nd * sizeof(float));
-        linear_bwd(t, &L->gate, grad_of(t, L->gate.data), a->ln2, t->dgate, t->dln, N);
-        linear_bwd(t, &L->up, grad_of(t, L->up.data), a->ln2, t->dup, t->dln, N);
-        PROF(t, PR_LN, ln_bwd(p, a->xmid, a->ln2_m, a->ln2_r, L->n2w, t->dln, t->dx, grad_of(t, L->n2w), grad_of(t, L->n2b),
+        linear_bwd(t, &L->gate, grad_of(t, L->gate.data), a->ln2, a->ln2h, t->dgate, t->dln, N);
+        linear_bwd(t, &L->up, grad_of(t, L->up.data), a->ln2, a->ln2h, t->dup, t->dln, N);
+        PROF(t, PR_LN, ln_bwd(p, t->ln_vec, a->xmid, a->ln2_m, a->ln2_r, L->n2w, t->dln, t->dx, grad_of(t, L->n2w), grad_of(t, L->n2b),
                (size_t)N, d));
         /* attention: xmid = x + proj(attn(rope(qkv(LN1(x))))) */
         memset(t->datt, 0, Nd * sizeof(float));
-        linear_bwd(t, &L->proj, grad_of(t, L->proj.data), a->att, t->dx, t->datt, N);
+        linear_bwd(t, &L->proj, grad_of(t, L->proj.data), a->att, a->atth, t->dx, t->datt, N);
         memset(t->dqkv, 0, 3 * Nd * sizeof(float));
         att_job aj = {.qkv = a->qkv, .att = a->att, .datt = t->datt, .lse_in = a->lse, .dqkv = t->dqkv,
                       .B = B, .T = T, .H = H, .hd = hd, .d = d};
         PROF(t, PR_ATT, aria_pool_run(p, t->exact ? att_bwd_task : att_bwd_fast_task, &aj, (size_t)B * H));
         rope_all(p, t->dqkv, m->rope, B, T, H, hd, d, 1);
         memset(t->dln, 0, Nd * sizeof(float));
-        linear_bwd(t, &L->qkv, grad_of(t, L->qkv.data), a->ln1, t->dqkv, t->dln, N);
-        PROF(t, PR_LN, ln_bwd(p, a->x, a->ln1_m, a->ln1_r, L->n1w, t->dln, t->dx, grad_of(t, L->n1w), grad_of(t, L->n1b),
+        linear_bwd(t, &L->qkv, grad_of(t, L->qkv.data), a->ln1, a->ln1h, t->dqkv, t->dln, N);
+        PROF(t, PR_LN, ln_bwd(p, t->ln_vec, a->x, a->ln1_m, a->ln1_r, L->n1w, t->dln, t->dx, grad_of(t, L->n1w), grad_of(t, L->n1b),
                (size_t)N, d));
     }
     float *gE = grad_of(t, m->tok_emb.data);
@@ -815,14 +895,45 @@ int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale,
 /* Clipping and AdamW                                                     */
 /* ---------------------------------------------------------------------- */
 
+/* Sums of squares by blocks of AB elements on the pool (each block in
+   order, then the blocks in order: the same bits on any thread count). */
+#define AB 65536
+typedef struct {
+    aria_trainer *t;
+    double *part;
+    float coef;
+} clip_job;
+
+static void sumsq_task(void *ctx, size_t blk) {
+    const clip_job *j = ctx;
+    size_t a = blk * AB, b = a + AB < j->t->n_params ? a + AB : j->t->n_params;
+    double ss = 0;
+    for (size_t i = a; i < b; i++) ss += (double)j->t->grads[i] * j->t->grads[i];
+    j->part[blk] = ss;
+}
+
+static void scale_task(void *ctx, size_t blk) {
+    const clip_job *j = ctx;
+    size_t a = blk * AB, b = a + AB < j->t->n_params ? a + AB : j->t->n_params;
+    for (size_t i = a; i < b; i++) j->t->grads[i] *= j->coef;
+}
+
 float aria_trainer_clip(aria_trainer *t, float max_norm) {
     double t0 = t->profile ? pr_now() : 0;
-    double ss = 0;
-    for (size_t i = 0; i < t->n_params; i++) ss += (double)t->grads[i] * t->grads[i];
+    size_t nb = n_blocks(t->n_params, AB);
+    double *part = malloc((nb ? nb : 1) * sizeof *part), ss = 0;
+    clip_job j = {t, part, 1.0f};
+    if (part) {
+        aria_pool_run(t->m->pool, sumsq_task, &j, nb);
+        for (size_t k = 0; k < nb; k++) ss += part[k];
+        free(part);
+    } else {
+        for (size_t i = 0; i < t->n_params; i++) ss += (double)t->grads[i] * t->grads[i];
+    }
     float norm = (float)sqrt(ss);
     if (max_norm > 0 && norm > max_norm) {
-        float coef = max_norm / (norm + 1e-6f);
-        for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= coef;
+        j.coef = max_norm / (norm + 1e-6f);
+        aria_pool_run(t->m->pool, scale_task, &j, nb);
     }
     if (t->profile) t->prof[PR_OPT] += pr_now() - t0;
     return norm;
@@ -836,7 +947,6 @@ typedef struct {
     float decay, fb1, fb2, c1, c2, sbc2, step, eps;
 } adamw_job;
 
-#define AB 65536
 static void adamw_task(void *ctx, size_t blk) {
     const adamw_job *j = ctx;
     aria_trainer *t = j->t;

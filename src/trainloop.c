@@ -86,10 +86,11 @@ static int write_run_json(const aria_train_opts *o, const aria_model_config *c, 
     int n = snprintf(buf, sizeof buf,
                      "{\"data\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"lr\": %.9g, \"warmup\": %d, "
                      "\"constant_lr\": %d, \"clip\": %.9g, \"steps\": %ld, \"epochs\": %d, \"augment\": %d, "
-                     "\"val_every\": %d, \"save_every\": %d, \"seed\": %llu, \"precision\": \"%s\", "
+                     "\"val_every\": %d, \"val_batches\": %d, \"save_every\": %d, \"seed\": %llu, "
+                     "\"precision\": \"%s\", "
                      "\"config\": %s}\n",
                      o->data_dir, o->batch, o->grad_accum, o->lr, o->warmup, o->constant_lr, o->clip, o->steps,
-                     o->epochs, o->augment, o->val_every, o->save_every, (unsigned long long)o->seed,
+                     o->epochs, o->augment, o->val_every, o->val_batches, o->save_every, (unsigned long long)o->seed,
                      o->exact == 1 ? "exact" : "fast", cfg);
     path_in(p, sizeof p, o->out_dir, "run.json");
     return aria_write_file_atomic(p, buf, (size_t)n, err);
@@ -120,6 +121,7 @@ static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_er
     o->epochs = (int)json_int(json_get(r, "epochs"));
     o->augment = (int)json_int(json_get(r, "augment"));
     o->val_every = (int)json_int(json_get(r, "val_every"));
+    o->val_batches = (int)json_int(json_get(r, "val_batches")); /* absent: 0, all */
     o->save_every = (int)json_int(json_get(r, "save_every"));
     o->seed = (uint64_t)json_int(json_get(r, "seed"));
     const char *prec = json_string(json_get(r, "precision"), &l);
@@ -360,14 +362,15 @@ static int fetch_slice(data_order *order, const aria_tokenizer *tk, const aria_t
    every process calls it at the same step. *ok is 0 when there is no full
    batch or a sequence could not be read (then no line is logged, as the
    run goes on without validation). */
-static float validate(aria_trainer *t, aria_dataset *val, const dist_world *w, int B, int Bl, int T, int *ok) {
+static float validate(aria_trainer *t, aria_dataset *val, const dist_world *w, int B, int Bl, int T, int max_batches,
+                      int *ok) {
     aria_error err = {{0}};
     int32_t *ids = malloc((size_t)Bl * T * sizeof *ids);
     int rc = dist_agree(w, ids ? ARIA_OK : ARIA_ERR_NOMEM, &err);
     size_t n = aria_dataset_size(val, 0);
     double sum = 0;
     int batches = 0;
-    for (size_t i = 0; !rc && i + (size_t)B <= n; i += (size_t)B) {
+    for (size_t i = 0; !rc && i + (size_t)B <= n && (max_batches <= 0 || batches < max_batches); i += (size_t)B) {
         for (int b = 0; b < Bl && !rc; b++)
             rc = aria_dataset_get(val, 0, i + (size_t)w->rank * Bl + (size_t)b, ids + (size_t)b * T, &err);
         float loss = 0;
@@ -527,10 +530,16 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     if ((rc = dist_agree(&w, rc, err))) goto out;
 
     const aria_model_config *c = aria_model_get_config(m);
-    double params_n = 0;
+    /* Model flops per token, as the products are done: 6 per weight of the
+       matrices that multiply (the layers' and the lm_head; the embedding
+       is a lookup), forward and backward, plus causal attention: q.k and
+       p.v over (T + 1) / 2 keys on average, 2 flops each, times 3 for the
+       backward, 6 L d (T + 1). bench/bench_train.c counts the same. */
+    double flops_per_token;
     {
         double d = c->d_model, ff = (double)c->ff_mult * d;
-        params_n = c->n_layers * (4 * d * d + 3 * d * ff) + 2.0 * c->vocab_size * d;
+        flops_per_token = 6 * (c->n_layers * (4 * d * d + 3 * d * ff) + (double)c->vocab_size * d) +
+                          6.0 * c->n_layers * d * (T + 1);
     }
     aria_adamw_opts ad = aria_adamw_defaults();
     for (; st.step < total; st.step++) {
@@ -583,9 +592,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         double dt = now_s() - t0;
         double tokens = (double)seqs_per_step * T;
         double tps = tokens / dt;
-        /* 6 N flops per token for the products, 12 L T d for attention;
-           the peak is per process */
-        double flops = tokens * (6 * params_n + 12.0 * c->n_layers * T * c->d_model);
+        /* the peak is per process */
+        double flops = tokens * flops_per_token;
         double mfu = flops / dt / ((o.peak_flops > 0 ? o.peak_flops : 1e12) * w.size);
         char line[512];
         if (lead) {
@@ -602,7 +610,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         }
         if (val && ((o.val_every > 0 && done % o.val_every == 0) || done == total)) {
             int ok;
-            float vl = validate(t, val, &w, o.batch, Bl, T, &ok);
+            float vl = validate(t, val, &w, o.batch, Bl, T, o.val_batches, &ok);
             if (ok && lead && !rc) {
                 snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f}\n", done, vl);
                 rc = append_log(o.out_dir, line, err);

@@ -454,6 +454,20 @@ Test(dataset_cli, build_without_filters) {
     int64_t train_files = summary_int(m, "train_files"), val_files = summary_int(m, "val_files");
     cr_expect_eq(train_files + val_files, n_files);
     cr_expect_eq(val_files, 1, "5%% of 19 files rounds to 1");
+    {   /* val-files.txt names the held-out file, an input that exists */
+        char vp[600], line[600];
+        snprintf(vp, sizeof vp, "%s/val-files.txt", out);
+        FILE *vf = fopen(vp, "r");
+        cr_assert(vf, "no %s", vp);
+        int lines = 0;
+        while (fgets(line, sizeof line, vf)) {
+            line[strcspn(line, "\n")] = 0;
+            cr_expect_eq(access(line, R_OK), 0, "val-files.txt lists %s", line);
+            lines++;
+        }
+        fclose(vf);
+        cr_expect_eq(lines, val_files);
+    }
     check_shard_headers(out, m, "train");
     check_shard_headers(out, m, "val");
 

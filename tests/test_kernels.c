@@ -448,6 +448,16 @@ Test(kernels, softmax_and_swiglu_pieces) {
         sum += y[i];
     }
     cr_expect(fabs(sum - 0.5) <= 1e-4, "softmax sums to %.8g", sum);
+    /* softmax backward of a row: p (g - D) scale */
+    float *gs = malloc(n * sizeof *gs), *g0 = malloc(n * sizeof *g0);
+    for (size_t i = 0; i < n; i++) g0[i] = gs[i] = frand();
+    kern_softmax_bwd(y, gs, n - 3, 0.25f, 0.125f);
+    for (size_t i = 0; i < n; i++) {
+        double want = i < n - 3 ? (double)y[i] * ((double)g0[i] - 0.25) * 0.125 : g0[i];
+        cr_expect(fabs(gs[i] - want) <= 1e-6 * fabs(want) + 1e-12, "softmax_bwd[%zu] %.8g vs %.8g", i, gs[i], want);
+    }
+    free(gs);
+    free(g0);
     /* SwiGLU backward against the derivative in double */
     float *u = malloc(n * sizeof *u), *dg = malloc(n * sizeof *dg), *du = malloc(n * sizeof *du);
     for (size_t i = 0; i < n; i++) {
