@@ -100,12 +100,12 @@ $(BUILD)/bench_tokenize: bench/bench_tokenize.c $(LIB)
 
 # The model benchmark (bench/run_model.sh runs it beside PyTorch).
 bench-model: $(BUILD)/bench_model
-$(BUILD)/bench_model: bench/bench_model.c $(LIB) src/kernels.h
+$(BUILD)/bench_model: bench/bench_model.c bench/bench_common.h $(LIB) src/kernels.h
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_model.c $(LIB) -o $@ $(LDLIBS)
 
 # The training benchmark (bench/run_train.sh runs it beside PyTorch).
 bench-train: $(BUILD)/bench_train
-$(BUILD)/bench_train: bench/bench_train.c $(LIB)
+$(BUILD)/bench_train: bench/bench_train.c bench/bench_common.h $(LIB)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_train.c $(LIB) -o $@ $(LDLIBS)
 
 clean:

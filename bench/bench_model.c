@@ -56,10 +56,10 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "aria.h"
+#include "bench_common.h"
 #include "kernels.h"
 
 #ifdef HAVE_DNNL
@@ -68,22 +68,8 @@
 #endif
 
 /* ---------------------------------------------------------------------- */
-/* helpers                                                                */
+/* helpers (the shared ones in bench_common.h)                            */
 /* ---------------------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of this process (all threads) */
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec * 1e-6;
-}
 
 static void *xmalloc(size_t n) {
     void *p = aligned_alloc(64, (n + 63) / 64 * 64);
@@ -94,40 +80,6 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct {
-    double med, min, max;
-    int n;
-} stats;
-
-static stats stats_of(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    stats s = {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v[0], v[n - 1], n};
-    return s;
-}
-
-static void result(const char *metric, stats s, const char *unit) {
-    printf("RESULT %s %.6g %s min=%.6g max=%.6g n=%d\n", metric, s.med, unit, s.min, s.max, s.n);
-    fflush(stdout);
-}
-
-static void result1(const char *metric, double v, const char *unit) {
-    printf("RESULT %s %.6g %s\n", metric, v, unit);
-    fflush(stdout);
-}
-
-/* xorshift64*: fast, good enough for random weights */
-static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
-static inline uint64_t rnd(void) {
-    rnd_state ^= rnd_state >> 12;
-    rnd_state ^= rnd_state << 25;
-    rnd_state ^= rnd_state >> 27;
-    return rnd_state * 2685821657736338717ull;
-}
 /* uniform on [-a, a] */
 static inline float rnd_uniform(float a) { return (float)((double)(rnd() >> 11) * 0x1p-53 * 2.0 - 1.0) * a; }
 
@@ -306,16 +258,6 @@ typedef struct {
     double peak_kb;
     int hwm_reset_ok;
 } probe;
-
-static double vm_hwm_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
-    if (f) fclose(f);
-    return kb;
-}
 
 static double probe_read(probe *p) {
     double hwm = vm_hwm_kb();

@@ -186,6 +186,13 @@ def result1(metric, v, unit):
     print("RESULT %s %.6g %s" % (metric, v, unit), flush=True)
 
 
+def results(rows):
+    """RESULT lines of (metric, value, unit) rows in order: a list of
+    repetitions as result (median, min, max), a number as result1"""
+    for metric, v, unit in rows:
+        (result if isinstance(v, list) else result1)(metric, v, unit)
+
+
 def check_reference():
     path = os.path.join(VEC, "tiny_lm_f32.safetensors")
     if not os.path.exists(path):

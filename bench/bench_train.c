@@ -57,11 +57,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "aria.h"
+#include "bench_common.h"
 
 /* The precision switch is new in aria.h; while src/train.c is being
    rewritten it may not be defined yet. Weak references let this program
@@ -71,70 +70,8 @@
 #pragma weak aria_trainer_is_exact
 
 /* ---------------------------------------------------------------------- */
-/* helpers (as bench_model.c)                                             */
+/* helpers (the shared ones in bench_common.h)                            */
 /* ---------------------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of this process (all threads) */
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec * 1e-6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct {
-    double med, min, max;
-    int n;
-} stats;
-
-/* sorts a copy */
-static stats stats_of(const double *v, int n) {
-    double s[1024];
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_d);
-    stats r = {n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]), s[0], s[n - 1], n};
-    return r;
-}
-
-static void result(const char *metric, stats s, const char *unit) {
-    printf("RESULT %s %.6g %s min=%.6g max=%.6g n=%d\n", metric, s.med, unit, s.min, s.max, s.n);
-    fflush(stdout);
-}
-
-static void result1(const char *metric, double v, const char *unit) {
-    printf("RESULT %s %.6g %s\n", metric, v, unit);
-    fflush(stdout);
-}
-
-static double vm_hwm_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
-    if (f) fclose(f);
-    return kb;
-}
-
-/* xorshift64*: the token ids */
-static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
-static inline uint64_t rnd(void) {
-    rnd_state ^= rnd_state >> 12;
-    rnd_state ^= rnd_state << 25;
-    rnd_state ^= rnd_state >> 27;
-    return rnd_state * 2685821657736338717ull;
-}
 
 static void fill_ids(int32_t *ids, size_t n, int vocab, int pad) {
     for (size_t i = 0; i < n; i++) {
@@ -205,7 +142,7 @@ int main(int argc, char **argv) {
     }
     int exact = !strcmp(precision, "exact");
     if (!exact && strcmp(precision, "fast")) usage();
-    if (reps < 1 || reps > 1024 || seq < 2) {
+    if (reps < 1 || reps > BENCH_MAX_REPS || seq < 2) {
         fprintf(stderr, "bench_train: --reps 1..1024, --seq >= 2\n");
         return 2;
     }

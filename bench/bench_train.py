@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_model import AriaLM, result, result1  # noqa: E402
+from bench_model import AriaLM, results  # noqa: E402
 
 SHAPES = {
     "tiny": dict(d_model=64, n_heads=4, n_layers=2, ff_mult=4, vocab_size=17727, max_seq_len=512),
@@ -168,27 +168,15 @@ def main():
 
     fl = flops_per_token(c, T)
     tps = [B * T / s for s in st]
-    result1("threads", torch.get_num_threads(), "threads")
-    result1("batch", B, "seqs")
-    result1("seq", T, "tokens")
-    result1("params", n_params, "floats")
-    result1("setup_s", setup, "s")
-    result1("first_step_s", first, "s")
-    result("train_step_s", st, "s")
-    result("train_tok_s", tps, "tok/s")
-    result1("flops_per_token", fl, "FLOP")
-    result("train_gflops", [x * fl / 1e9 for x in tps], "GFLOP/s")
-    if a.peak_gflops > 0:
-        result1("peak_gflops", a.peak_gflops, "GFLOP/s")
-        result("train_mfu", [100.0 * x * fl / 1e9 / a.peak_gflops for x in tps], "%")
-    result("zero_grad_s", zs, "s")
-    result("fwdbwd_s", fb, "s")
-    result("clip_s", cl, "s")
-    result("adamw_s", ad, "s")
-    result("cpu_pct", cpu, "%")
-    result1("loss_first", loss_first, "nats")
-    result1("loss_last", loss_last, "nats")
-    result1("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "MB")
+    mfu = [100.0 * x * fl / 1e9 / a.peak_gflops for x in tps] if a.peak_gflops > 0 else None
+    results([("threads", torch.get_num_threads(), "threads"), ("batch", B, "seqs"), ("seq", T, "tokens"),
+             ("params", n_params, "floats"), ("setup_s", setup, "s"), ("first_step_s", first, "s"),
+             ("train_step_s", st, "s"), ("train_tok_s", tps, "tok/s"), ("flops_per_token", fl, "FLOP"),
+             ("train_gflops", [x * fl / 1e9 for x in tps], "GFLOP/s")]
+            + ([("peak_gflops", a.peak_gflops, "GFLOP/s"), ("train_mfu", mfu, "%")] if mfu is not None else [])
+            + [("zero_grad_s", zs, "s"), ("fwdbwd_s", fb, "s"), ("clip_s", cl, "s"), ("adamw_s", ad, "s"),
+               ("cpu_pct", cpu, "%"), ("loss_first", loss_first, "nats"), ("loss_last", loss_last, "nats"),
+               ("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "MB")])
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@
 #   PYTHON [/usr/bin/python3]  Debian's python3 with python3-torch
 #   OPT [-O2]         passed to make
 #
-# Steps: builds (make all bench-model), records the machine, runs
-# build/bench_model --micro (memory bandwidth, oneDNN's GEMM peak, the decode
-# kernel alone), then for each dtype the C model benchmark and the PyTorch
+# Steps (the shared ones in bench/common.sh): builds (make all bench-model),
+# records the machine, runs build/bench_model --micro (memory bandwidth,
+# oneDNN's GEMM peak, the decode kernel alone), then for each dtype the C model benchmark and the PyTorch
 # peer back to back on the same weights file (bench_model writes
 # /tmp/aria-bench-medium-<dtype>.safetensors on first use, the peer reads
 # it), then prints the table with ratios and bounds.
@@ -44,77 +44,35 @@ OPT=${OPT:--O2}
 LOG_DIR=${LOG_DIR:-$(mktemp -d /tmp/aria-bench-model.XXXXXX)}
 OPENBLAS_DIR=${OPENBLAS_DIR:-/tmp/openblas/root/usr/lib/x86_64-linux-gnu/openblas-pthread}
 mkdir -p "$LOG_DIR"
-want() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+. bench/common.sh
+want() { has "$1" "$ONLY"; }
 
-echo "== build (OPT=$OPT)"
-make -s OPT="$OPT" all bench-model
-cp build/bench_model "$LOG_DIR/bench_model" # a snapshot: others rebuild while this runs
+bench_build bench_model
 
-machine() {
-    echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "uname:     $(uname -srm)"
-    echo "cpu:       $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) online CPUs," \
-         "family $(lscpu | sed -n 's/^CPU family:[[:space:]]*//p') model $(lscpu | sed -n 's/^Model:[[:space:]]*//p')"
-    echo "           $(lscpu | grep -E '^(L2|L3) cache' | tr -s ' ' | paste -sd ';')"
-    echo "flags:     $(grep -o -w -E 'avx512f|avx512bw|avx512_bf16|amx_bf16|amx_tile|amx_int8' /proc/cpuinfo | sort -u | paste -sd ' ')" \
-         "$(grep -q -w amx_bf16 /proc/cpuinfo || echo '(no AMX)')"
-    echo "memory:    $(free -g | awk '/^Mem:/{print $2" GiB"}')"
-    echo "compiler:  $(${CC:-cc} --version | head -1), OPT=$OPT"
-    echo "oneDNN:    $(dpkg-query -W -f '${Package} ${Version}' libdnnl-dev 2>/dev/null || echo 'libdnnl-dev not installed')"
-    echo "python:    $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)' 2>/dev/null || echo 'no torch')"
-    echo "peer BLAS: $([ -f "$OPENBLAS_DIR/libblas.so.3" ] && echo "OpenBLAS from $OPENBLAS_DIR" || echo 'system default (see update-alternatives libblas.so.3)')"
-    local rev dirty
-    rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=$(git status --porcelain 2>/dev/null | wc -l)
-    if [ "$dirty" -gt 0 ]; then
-        echo "git:       $rev + dirty tree ($dirty paths modified/untracked; figures are of the working tree)"
-    else
-        echo "git:       $rev (clean)"
-    fi
-    echo "settings:  REPS=$REPS PEER_REPS=$PEER_REPS PROMPT=$PROMPT STEPS=$STEPS THREADS=$THREADS"
-}
-
-load() { # noise record: the machine is shared
-    echo "load [$1]: $(cut -d' ' -f1-3 /proc/loadavg); busiest: $(ps -eo pcpu=,comm= --sort=-pcpu | head -3 | tr -s ' ' | paste -sd ',')"
-}
-
-machine | tee "$LOG_DIR/machine.txt"
+machine "REPS=$REPS PEER_REPS=$PEER_REPS PROMPT=$PROMPT STEPS=$STEPS THREADS=$THREADS" | tee "$LOG_DIR/machine.txt"
 
 if want micro; then
-    echo
-    echo "== C: bench_model --micro --reps $REPS --threads $THREADS"
-    load before-micro | tee -a "$LOG_DIR/machine.txt"
-    "$LOG_DIR/bench_model" --micro --reps "$REPS" --threads "$THREADS" | tee "$LOG_DIR/micro.txt"
+    run_step "C: bench_model --micro --reps $REPS --threads $THREADS" micro "$LOG_DIR/micro.txt" \
+        "$LOG_DIR/bench_model" --micro --reps "$REPS" --threads "$THREADS"
 fi
 
-peer_env=()
-[ -f "$OPENBLAS_DIR/libblas.so.3" ] && peer_env=(env "LD_LIBRARY_PATH=$OPENBLAS_DIR" "OPENBLAS_NUM_THREADS=$THREADS")
-
+set_peer_env
 for dt in $DTYPES; do
     if want c; then
-        echo
-        echo "== C: bench_model --dtype $dt --reps $REPS --prompt $PROMPT --steps $STEPS --threads $THREADS"
-        load "before-c-$dt" | tee -a "$LOG_DIR/machine.txt"
-        "$LOG_DIR/bench_model" --dtype "$dt" --reps "$REPS" --prompt "$PROMPT" --steps "$STEPS" \
-            --threads "$THREADS" | tee "$LOG_DIR/c_$dt.txt"
+        run_step "C: bench_model --dtype $dt --reps $REPS --prompt $PROMPT --steps $STEPS --threads $THREADS" \
+            "c-$dt" "$LOG_DIR/c_$dt.txt" "$LOG_DIR/bench_model" --dtype "$dt" --reps "$REPS" --prompt "$PROMPT" \
+            --steps "$STEPS" --threads "$THREADS"
     fi
     if want peer; then
-        echo
-        echo "== peer: ${peer_env[*]} $PYTHON bench/bench_model.py --dtype $dt --reps $PEER_REPS --prompt $PROMPT --steps $STEPS --threads $THREADS"
-        load "before-peer-$dt" | tee -a "$LOG_DIR/machine.txt"
-        "${peer_env[@]}" "$PYTHON" bench/bench_model.py --dtype "$dt" --reps "$PEER_REPS" --prompt "$PROMPT" \
-            --steps "$STEPS" --threads "$THREADS" | tee "$LOG_DIR/peer_$dt.txt"
+        run_step "peer: ${peer_env[*]} $PYTHON bench/bench_model.py --dtype $dt --reps $PEER_REPS --prompt $PROMPT --steps $STEPS --threads $THREADS" \
+            "peer-$dt" "$LOG_DIR/peer_$dt.txt" "${peer_env[@]}" "$PYTHON" bench/bench_model.py --dtype "$dt" \
+            --reps "$PEER_REPS" --prompt "$PROMPT" --steps "$STEPS" --threads "$THREADS"
     fi
 done
 load after | tee -a "$LOG_DIR/machine.txt"
 
 # ---- the table --------------------------------------------------------------
-get() { [ -f "$1" ] && awk -v k="$2" '$1=="RESULT" && $2==k {print $3; exit}' "$1" || true; }
 range() { [ -f "$1" ] && awk -v k="$2" '$1=="RESULT" && $2==k {sub("min=","",$5); sub("max=","",$6); printf "%.3g–%.3g\n", $5, $6; exit}' "$1" || true; }
-num() { [ -n "$1" ] && echo "$1" || echo "nan"; }
-fmt() { awk -v x="$(num "$1")" 'BEGIN{ if (x=="nan") print "–"; else if (x>=100) printf "%.0f", x; else if (x>=10) printf "%.1f", x; else printf "%.2f", x }'; }
-ratio() { awk -v a="$(num "$1")" -v b="$(num "$2")" 'BEGIN{ if (a=="nan"||b=="nan"||b==0) print "–"; else printf "%.1f×", a/b }'; }
-pct() { awk -v a="$(num "$1")" -v b="$(num "$2")" 'BEGIN{ if (a=="nan"||b=="nan"||b==0) print "–"; else printf "%.0f %%", 100*a/b }'; }
 
 M="$LOG_DIR/micro.txt"
 bw=$(get "$M" mem_read)
@@ -122,7 +80,6 @@ peak_dnnl=$(get "$M" dnnl_gemm_bf16_peak)
 peak_kern=$(get "$M" kern_gemm_bf16_fast)
 peak32_dnnl=$(get "$M" dnnl_gemm_f32_peak)
 peak32_kern=$(get "$M" kern_gemm_f32_fast)
-maxof() { awk -v a="$(num "$1")" -v b="$(num "$2")" 'BEGIN{ if (a=="nan") print b; else if (b=="nan" || a>=b) print a; else print b }'; }
 {
     echo "| weights | measure | C (aria.c) | C min–max | PyTorch 1.13 | C / PyTorch | bound (same run) | C % of bound |"
     echo "|---|---|---|---|---|---|---|---|"

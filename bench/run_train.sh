@@ -42,10 +42,10 @@
 #   PYTHON [/usr/bin/python3]  Debian's python3 with python3-torch
 #   OPT [-O2]         passed to make
 #
-# Steps: builds (make all bench-train, and bench-model unless PEAK_GFLOPS
-# is given), snapshots the binaries (others rebuild while this runs),
-# records the machine and its load, measures the GEMM peak, then for each
-# shape runs the C and PyTorch
+# Steps (the shared ones in bench/common.sh): builds (make all
+# bench-train, and bench-model unless PEAK_GFLOPS is given), snapshots the
+# binaries (others rebuild while this runs), records the machine and its
+# load, measures the GEMM peak, then for each shape runs the C and PyTorch
 # benchmarks back to back, one process each (so each peak RSS is its own),
 # and writes summary.md: tokens/s, GFLOP/s, MFU, peak RSS, and the ratio
 # of C fast to the better PyTorch run.
@@ -69,59 +69,25 @@ MEDIUM_MODEL=${MEDIUM_MODEL:-}
 LOG_DIR=${LOG_DIR:-$(mktemp -d /tmp/aria-bench-train.XXXXXX)}
 OPENBLAS_DIR=${OPENBLAS_DIR:-/tmp/openblas/root/usr/lib/x86_64-linux-gnu/openblas-pthread}
 mkdir -p "$LOG_DIR"
-has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+. bench/common.sh
 
-echo "== build (OPT=$OPT)"
-make -s OPT="$OPT" all bench-train
-cp build/bench_train "$LOG_DIR/bench_train"
+bench_build bench_train
 if [ -z "${PEAK_GFLOPS:-}" ]; then # bench_model measures the peak
     make -s OPT="$OPT" bench-model || {
         echo "run_train.sh: build/bench_model does not build; give the bf16 GEMM peak as PEAK_GFLOPS=..." >&2
         exit 2
     }
-    cp build/bench_model "$LOG_DIR/bench_model"
+    snapshot bench_model
 fi
 
-machine() {
-    echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "uname:     $(uname -srm)"
-    echo "cpu:       $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) online CPUs," \
-         "family $(lscpu | sed -n 's/^CPU family:[[:space:]]*//p') model $(lscpu | sed -n 's/^Model:[[:space:]]*//p')"
-    echo "           $(lscpu | grep -E '^(L2|L3) cache' | tr -s ' ' | paste -sd ';')"
-    echo "flags:     $(grep -o -w -E 'avx512f|avx512bw|avx512_bf16|amx_bf16|amx_tile|amx_int8' /proc/cpuinfo | sort -u | paste -sd ' ')" \
-         "$(grep -q -w amx_bf16 /proc/cpuinfo || echo '(no AMX)')"
-    echo "memory:    $(free -g | awk '/^Mem:/{print $2" GiB total, "$7" GiB available"}')"
-    echo "compiler:  $(${CC:-cc} --version | head -1), OPT=$OPT"
-    echo "oneDNN:    $(dpkg-query -W -f '${Package} ${Version}' libdnnl-dev 2>/dev/null || echo 'libdnnl-dev not installed')"
-    echo "python:    $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)' 2>/dev/null || echo 'no torch')"
-    echo "peer BLAS: $([ -f "$OPENBLAS_DIR/libblas.so.3" ] && echo "OpenBLAS from $OPENBLAS_DIR" || echo 'system default (see update-alternatives libblas.so.3)')"
-    local rev dirty
-    rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=$(git status --porcelain 2>/dev/null | wc -l || true)
-    if [ "$dirty" -gt 0 ]; then
-        echo "git:       $rev + dirty tree ($dirty paths modified/untracked; figures are of the working tree)"
-    else
-        echo "git:       $rev (clean)"
-    fi
-    echo "settings:  SHAPES='$SHAPES' SEQ=$SEQ batches tiny/small/medium=$TINY_BATCH/$SMALL_BATCH/$MEDIUM_BATCH" \
-         "REPS=$REPS PEER_REPS=$PEER_REPS THREADS=$THREADS RUNS='$RUNS' EXACT_SHAPES='$EXACT_SHAPES'"
-}
-
-load() { # noise record: the machine is shared
-    echo "load [$1]: $(cut -d' ' -f1-3 /proc/loadavg); busiest: $(ps -eo pcpu=,comm= --sort=-pcpu | head -3 | tr -s ' ' | paste -sd ',')"
-}
-
-machine | tee "$LOG_DIR/machine.txt"
-
-get() { [ -f "$1" ] && awk -v k="$2" '$1=="RESULT" && $2==k {print $3; exit}' "$1" || true; }
+machine "SHAPES='$SHAPES' SEQ=$SEQ batches tiny/small/medium=$TINY_BATCH/$SMALL_BATCH/$MEDIUM_BATCH REPS=$REPS PEER_REPS=$PEER_REPS THREADS=$THREADS RUNS='$RUNS' EXACT_SHAPES='$EXACT_SHAPES'" \
+    available | tee "$LOG_DIR/machine.txt"
 
 # ---- the bf16 GEMM peak -------------------------------------------------------
 peak_src="PEAK_GFLOPS from the environment"
 if [ -z "${PEAK_GFLOPS:-}" ]; then
-    echo
-    echo "== GEMM peak: bench_model --micro --reps $PEAK_REPS --threads $THREADS"
-    load before-micro | tee -a "$LOG_DIR/machine.txt"
-    "$LOG_DIR/bench_model" --micro --reps "$PEAK_REPS" --threads "$THREADS" | tee "$LOG_DIR/micro.txt"
+    run_step "GEMM peak: bench_model --micro --reps $PEAK_REPS --threads $THREADS" micro "$LOG_DIR/micro.txt" \
+        "$LOG_DIR/bench_model" --micro --reps "$PEAK_REPS" --threads "$THREADS"
     PEAK_GFLOPS=$(get "$LOG_DIR/micro.txt" dnnl_gemm_bf16_peak)
     peak_src="oneDNN's bf16 matmul 512×1536×6144 alone, $THREADS threads, median of $PEAK_REPS (bench_model --micro, this run)"
     if [ -z "$PEAK_GFLOPS" ]; then # a build without oneDNN: the kernels' own bf16 product
@@ -133,8 +99,7 @@ PEAK_GFLOPS=${PEAK_GFLOPS:-0}
 echo "peak:      $PEAK_GFLOPS GFLOP/s bf16 ($peak_src)" | tee -a "$LOG_DIR/machine.txt"
 
 # ---- the runs -----------------------------------------------------------------
-peer_env=()
-[ -f "$OPENBLAS_DIR/libblas.so.3" ] && peer_env=(env "LD_LIBRARY_PATH=$OPENBLAS_DIR" "OPENBLAS_NUM_THREADS=$THREADS")
+set_peer_env
 
 batch_of() { case $1 in tiny) echo "$TINY_BATCH" ;; small) echo "$SMALL_BATCH" ;; medium) echo "$MEDIUM_BATCH" ;; esac; }
 shape_args() { case $1 in tiny) echo "--config configs/tiny.json" ;; medium) echo "--config configs/medium.json" ;; *) echo "--shape $1" ;; esac; }
@@ -152,18 +117,14 @@ for shape in $SHAPES; do
             if [ "$prec" = exact ] && ! has "$shape" "$EXACT_SHAPES"; then continue; fi
             extra=()
             [ "$shape" = medium ] && [ -n "$MEDIUM_MODEL" ] && extra=(--model "$MEDIUM_MODEL")
-            echo
-            echo "== $shape, C $prec: bench_train ${common[*]} --reps $REPS --precision $prec ${extra[*]}"
-            load "before-$shape-$run" | tee -a "$LOG_DIR/machine.txt"
-            "$LOG_DIR/bench_train" "${common[@]}" --reps "$REPS" --precision "$prec" "${extra[@]}" | tee "$out"
+            run_step "$shape, C $prec: bench_train ${common[*]} --reps $REPS --precision $prec ${extra[*]}" "$shape-$run" "$out" \
+                "$LOG_DIR/bench_train" "${common[@]}" --reps "$REPS" --precision "$prec" "${extra[@]}"
             ;;
         torch-f32 | torch-bf16)
             prec=${run#torch-}
-            echo
-            echo "== $shape, PyTorch $prec: ${peer_env[*]} $PYTHON bench/bench_train.py ${common[*]} --reps $PEER_REPS --precision $prec"
-            load "before-$shape-$run" | tee -a "$LOG_DIR/machine.txt"
-            "${peer_env[@]}" "$PYTHON" bench/bench_train.py "${common[@]}" --shape "$shape" --reps "$PEER_REPS" \
-                --precision "$prec" | tee "$out"
+            run_step "$shape, PyTorch $prec: ${peer_env[*]} $PYTHON bench/bench_train.py ${common[*]} --reps $PEER_REPS --precision $prec" \
+                "$shape-$run" "$out" "${peer_env[@]}" "$PYTHON" bench/bench_train.py "${common[@]}" --shape "$shape" \
+                --reps "$PEER_REPS" --precision "$prec"
             ;;
         *) echo "unknown run $run" >&2; exit 2 ;;
         esac
@@ -174,10 +135,6 @@ load after | tee -a "$LOG_DIR/machine.txt"
 # ---- the table ----------------------------------------------------------------
 range() { [ -f "$1" ] && awk -v k="$2" 'function f(x) { return x >= 100 ? sprintf("%.0f", x) : x >= 10 ? sprintf("%.1f", x) : sprintf("%.2f", x) }
     $1=="RESULT" && $2==k {sub("min=","",$5); sub("max=","",$6); printf "%s–%s\n", f($5), f($6); exit}' "$1" || true; }
-num() { [ -n "$1" ] && echo "$1" || echo "nan"; }
-fmt() { awk -v x="$(num "$1")" 'BEGIN{ if (x=="nan") print "–"; else if (x>=100) printf "%.0f", x; else if (x>=10) printf "%.1f", x; else printf "%.2f", x }'; }
-ratio() { awk -v a="$(num "$1")" -v b="$(num "$2")" 'BEGIN{ if (a=="nan"||b=="nan"||b==0) print "–"; else printf "%.2f×", a/b }'; }
-maxof() { awk -v a="$(num "$1")" -v b="$(num "$2")" 'BEGIN{ if (a=="nan") print b; else if (b=="nan" || a>=b) print a; else print b }'; }
 label() { case $1 in c-fast) echo "C fast (bf16 products)" ;; c-exact) echo "C exact (float32)" ;;
     torch-f32) echo "PyTorch f32 (OpenBLAS)" ;; torch-bf16) echo "PyTorch bf16 autocast" ;; esac; }
 {
@@ -194,7 +151,7 @@ label() { case $1 in c-fast) echo "C fast (bf16 products)" ;; c-exact) echo "C e
             F="$LOG_DIR/${shape}_$run.txt"
             [ -f "$F" ] || continue
             r=""
-            [ "$run" = c-fast ] && r=$(ratio "$cf" "$best")
+            [ "$run" = c-fast ] && r=$(ratio "$cf" "$best" 2)
             echo "| $shape | $B | $(label "$run") | $(fmt "$(get "$F" train_tok_s)") | $(range "$F" train_tok_s) |" \
                  "$(fmt "$(get "$F" train_step_s)") | $(fmt "$(get "$F" fwdbwd_s)") / $(fmt "$(get "$F" clip_s)") / $(fmt "$(get "$F" adamw_s)") |" \
                  "$(fmt "$(get "$F" train_gflops)") | $(fmt "$(get "$F" train_mfu)") % |" \

@@ -213,6 +213,20 @@ Test(dist_, two_processes_follow_one) {
     remove_dir(dir);
 }
 
+/* One process, then two under mpirun, on the same dataset in dir with
+   the same extra options; their logs must agree within tol. */
+static void one_vs_two(const char *mpirun, const char *dir, const char *extra, int want_lines, double tol) {
+    char cmd[4096], a[700], b[700];
+    snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/one " RUN_ARGS " %s", aria_bin(), dir, dir, extra);
+    run_ok(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s train --data %s/data --out %s/two " RUN_ARGS " %s", mpirun, aria_bin(), dir, dir,
+             extra);
+    run_ok(cmd);
+    snprintf(a, sizeof a, "%s/one/log.jsonl", dir);
+    snprintf(b, sizeof b, "%s/two/log.jsonl", dir);
+    expect_same_logs(a, b, want_lines, tol);
+}
+
 /* The same in the fast precision: losses within bfloat16's rounding. */
 Test(dist_, two_processes_follow_one_fast) {
     char mpirun[256];
@@ -220,16 +234,7 @@ Test(dist_, two_processes_follow_one_fast) {
     char dir[] = "/tmp/aria_dist_XXXXXX";
     cr_assert(mkdtemp(dir));
     make_dataset(dir);
-    char cmd[4096], a[700], b[700];
-    snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/one --batch 2 " RUN_ARGS " --precision fast",
-             aria_bin(), dir, dir);
-    run_ok(cmd);
-    snprintf(cmd, sizeof cmd, "%s %s train --data %s/data --out %s/two --batch 2 " RUN_ARGS " --precision fast",
-             mpirun, aria_bin(), dir, dir);
-    run_ok(cmd);
-    snprintf(a, sizeof a, "%s/one/log.jsonl", dir);
-    snprintf(b, sizeof b, "%s/two/log.jsonl", dir);
-    expect_same_logs(a, b, 6, 2e-3);
+    one_vs_two(mpirun, dir, "--batch 2 --precision fast", 6, 2e-3);
     remove_dir(dir);
 }
 
@@ -241,17 +246,7 @@ Test(dist_, accumulation_matches) {
     char dir[] = "/tmp/aria_dist_XXXXXX";
     cr_assert(mkdtemp(dir));
     make_dataset(dir);
-    char cmd[4096], a[700], b[700];
-    snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/one --batch 4 --grad-accum 2 " RUN_ARGS " --steps 2",
-             aria_bin(), dir, dir);
-    run_ok(cmd);
-    snprintf(cmd, sizeof cmd,
-             "%s %s train --data %s/data --out %s/two --batch 4 --grad-accum 2 " RUN_ARGS " --steps 2", mpirun,
-             aria_bin(), dir, dir);
-    run_ok(cmd);
-    snprintf(a, sizeof a, "%s/one/log.jsonl", dir);
-    snprintf(b, sizeof b, "%s/two/log.jsonl", dir);
-    expect_same_logs(a, b, 3, 1e-5);
+    one_vs_two(mpirun, dir, "--batch 4 --grad-accum 2 --steps 2", 3, 1e-5);
     remove_dir(dir);
 }
 

@@ -295,15 +295,22 @@ static void step_fields(const char *log, char *out, size_t cap) {
     fclose(f);
 }
 
+/* DIR/data: a dataset of 64-id sequences from four reference files (the
+   third one given) with extra options. */
+static void make_data(const char *dir, const char *third, const char *extra) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s dataset --out %s/data --seq-len 64 --filters none %s tests/data/vectors/basic "
+             "tests/data/vectors/waltz %s tests/data/vectors/yesterday 2>/dev/null",
+             aria_bin(), dir, extra, third);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
 Test(train_cli, killed_run_resumes_to_the_same_losses) {
     char dir[] = "/tmp/aria_train_XXXXXX";
     cr_assert(mkdtemp(dir));
     char cmd[4096];
-    snprintf(cmd, sizeof cmd,
-             "%s dataset --out %s/data --seq-len 64 --filters none tests/data/vectors/basic "
-             "tests/data/vectors/waltz tests/data/vectors/synth_tie_order tests/data/vectors/yesterday 2>/dev/null",
-             aria_bin(), dir);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    make_data(dir, "tests/data/vectors/synth_tie_order", "");
     const char *args = "--config tiny --batch 2 --steps 10 --save-every 2 --warmup 3 --seed 9";
     snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/a %s 2>/dev/null", aria_bin(), dir, dir, args);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
@@ -359,5 +366,51 @@ Test(train_cli, bad_usage_and_input) {
     st = system(cmd);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     snprintf(cmd, sizeof cmd, "rm -rf /tmp/aria_train_bad");
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* --val-batches K validates on the first K batches only: with one batch of
+   a multi-batch val split the loss differs from the full one, and the
+   option is kept in run.json for --resume. */
+static double last_val_loss(const char *log) {
+    FILE *f = fopen(log, "r");
+    cr_assert(f, "%s", log);
+    char line[512];
+    double v = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"val_loss\": ");
+        if (p) v = atof(p + 12);
+    }
+    fclose(f);
+    return v;
+}
+
+Test(train_cli, val_batches_limits_validation) {
+    char dir[] = "/tmp/aria_train_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char cmd[4096], log[600];
+    make_data(dir, "tests/data/vectors/nocturne", "--val-fraction 0.5");
+    const char *args = "--config tiny --batch 1 --steps 1 --val-every 1 --seed 3";
+    snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/all %s 2>/dev/null", aria_bin(), dir, dir, args);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/one %s --val-batches 1 2>/dev/null", aria_bin(), dir,
+             dir, args);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(log, sizeof log, "%s/all/log.jsonl", dir);
+    double all = last_val_loss(log);
+    snprintf(log, sizeof log, "%s/one/log.jsonl", dir);
+    double one = last_val_loss(log);
+    cr_expect(all > 0 && one > 0, "val_loss logged: all %.6f, one batch %.6f", all, one);
+    cr_expect_neq(all, one, "one batch of several gave the full split's loss %.6f", all);
+    snprintf(log, sizeof log, "%s/one/run.json", dir);
+    FILE *f = fopen(log, "r");
+    cr_assert(f);
+    char buf[4096] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    cr_expect(strstr(buf, "\"val_batches\": 1,") != NULL, "run.json: %s", buf);
+    cr_expect(strstr(buf, "\"precision\": \"fast\"") || strstr(buf, "\"precision\": \"exact\""), "run.json: %s", buf);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }
