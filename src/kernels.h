@@ -138,6 +138,12 @@ void kern_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float
 float kern_logsumexp(const float *x, size_t n);
 /* x[i] = exp(x[i] - shift) * scale */
 void kern_exp_scale(float *x, size_t n, float shift, float scale);
+/* x[i] *= s */
+void kern_scale(float *x, size_t n, float s);
+/* kern_dnnl_gemm_bf16_st where oneDNN is built in: 0 when it did the
+   product, else nonzero and nothing written (the caller falls back). */
+int kern_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                      float *C, int ldc, int acc);
 /* Softmax backward of one row: g[i] = p[i] (g[i] - D) scale. */
 void kern_softmax_bwd(const float *p, float *g, size_t n, float D, float scale);
 /* SwiGLU backward: given g, u and da = dLoss/d(silu(g) u) in dg,
@@ -200,6 +206,7 @@ void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n);
 
 float kern_avx512_logsumexp(const float *x, size_t n);
 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale);
+void kern_avx512_scale(float *x, size_t n, float s);
 void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
 void kern_avx512_softmax_bwd(const float *p, float *g, size_t n, float D, float scale);
 void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
@@ -221,6 +228,9 @@ void kern_gemm_f32_block(int ta, int tb, int m0, int m1, int N, int K, const flo
                          int ldb, float *C, int ldc, int acc);
 int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                        int ldb, float beta, float *C, int ldc);
+/* bfloat16 C (+)= op(A) op(B) on this thread, primitives cached per thread. */
+int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
+                           int ldb, float *C, int ldc, int acc);
 /* kern_dnnl_init: 0 when oneDNN is usable; its version in buf. */
 int kern_dnnl_init(char *buf, size_t cap);
 int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc);

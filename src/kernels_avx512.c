@@ -217,6 +217,14 @@ AVX512 float kern_avx512_logsumexp(const float *x, size_t n) {
     return mx + logf(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
 }
 
+AVX512 void kern_avx512_scale(float *x, size_t n, float s) {
+    const __m512 sv = _mm512_set1_ps(s);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), sv));
+    }
+}
+
 AVX512 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale) {
     const __m512 sh = _mm512_set1_ps(shift), sc = _mm512_set1_ps(scale);
     for (size_t i = 0; i < n; i += 16) {

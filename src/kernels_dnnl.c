@@ -38,6 +38,7 @@
 #ifdef HAVE_DNNL
 #include <dnnl.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #define CHUNK 256
@@ -472,6 +473,114 @@ int kern_dnnl_gemm_bf16(aria_pool *p, int ta, int tb, int M, int N, int K, const
     return 0;
 }
 
+/* Small bfloat16 products on the calling thread (training attention: many
+   products of a few MFLOP each), where creating a primitive (~5 us even
+   from oneDNN's cache), memory objects and a stream per call would cost as
+   much as the product. Each thread keeps its stream and its last ST_CACHE
+   primitives, with their memory objects and scratchpads; a call only sets
+   the data pointers. Freed when the thread ends. */
+#define ST_CACHE 64
+typedef struct {
+    int key[10];
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem[4]; /* src, weights, dst, scratchpad */
+    void *sp;
+} st_entry;
+typedef struct {
+    dnnl_stream_t stream;
+    st_entry e[ST_CACHE];
+    int n, next;
+} st_cache;
+
+static pthread_key_t st_key;
+static pthread_once_t st_once = PTHREAD_ONCE_INIT;
+static int st_key_ok;
+
+static void st_entry_free(st_entry *e) {
+    for (int i = 0; i < 4; i++)
+        if (e->mem[i]) dnnl_memory_destroy(e->mem[i]);
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    free(e->sp);
+    memset(e, 0, sizeof *e);
+}
+
+static void st_cache_free(void *p) {
+    st_cache *c = p;
+    for (int i = 0; i < c->n; i++) st_entry_free(&c->e[i]);
+    if (c->stream) dnnl_stream_destroy(c->stream);
+    free(c);
+}
+
+static void st_init(void) { st_key_ok = pthread_key_create(&st_key, st_cache_free) == 0; }
+
+static st_cache *st_get(void) {
+    pthread_once(&st_once, st_init);
+    if (!st_key_ok) return NULL;
+    st_cache *c = pthread_getspecific(st_key);
+    if (c) return c;
+    c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    if (dnnl_stream_create(&c->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
+        pthread_setspecific(st_key, c) != 0) {
+        st_cache_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static st_entry *st_find(st_cache *c, const int key[10]) {
+    for (int i = 0; i < c->n; i++)
+        if (!memcmp(c->e[i].key, key, sizeof c->e[i].key)) return &c->e[i];
+    st_entry *e;
+    if (c->n < ST_CACHE) {
+        e = &c->e[c->n++];
+    } else {
+        e = &c->e[c->next];
+        c->next = (c->next + 1) % ST_CACHE;
+        st_entry_free(e);
+    }
+    memcpy(e->key, key, sizeof e->key);
+    gemm_job j = {.ta = key[0], .tb = key[1], .M = key[2], .N = key[3], .K = key[4], .lda = key[5], .ldb = key[6],
+                  .ldc = key[7], .acc = key[8]};
+    size_t scratch = 0;
+    dnnl_memory_desc_t md[3];
+    int rc = gemm_prim(&j, key[2], &e->prim, &scratch, md);
+    for (int i = 0; i < 3 && !rc; i++)
+        rc = dnnl_memory_create(&e->mem[i], &md[i], engine, DNNL_MEMORY_NONE) != dnnl_success;
+    if (!rc && scratch) {
+        const_dnnl_primitive_desc_t pd;
+        e->sp = aligned_alloc(64, (scratch + 63) / 64 * 64);
+        rc = !e->sp || dnnl_primitive_get_primitive_desc(e->prim, &pd) != dnnl_success ||
+             dnnl_memory_create(&e->mem[3], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), engine,
+                                e->sp) != dnnl_success;
+    }
+    if (rc) {
+        st_entry_free(e);
+        return NULL; /* the slot stays empty (its key is zeroed) */
+    }
+    return e;
+}
+
+int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
+                           int ldb, float *C, int ldc, int acc) {
+    int saved = omp_one(), rc = -1;
+    st_cache *c = st_get();
+    int key[10] = {ta, tb, M, N, K, lda, ldb, ldc, acc, 1};
+    st_entry *e = c ? st_find(c, key) : NULL;
+    if (e && dnnl_memory_set_data_handle(e->mem[0], (void *)A) == dnnl_success &&
+        dnnl_memory_set_data_handle(e->mem[1], (void *)B) == dnnl_success &&
+        dnnl_memory_set_data_handle(e->mem[2], C) == dnnl_success) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->mem[0]},
+                                   {DNNL_ARG_WEIGHTS, e->mem[1]},
+                                   {DNNL_ARG_DST, e->mem[2]},
+                                   {DNNL_ARG_SCRATCHPAD, e->mem[3]}};
+        rc = dnnl_primitive_execute(e->prim, c->stream, e->mem[3] ? 4 : 3, args) != dnnl_success ||
+             dnnl_stream_wait(c->stream) != dnnl_success;
+    }
+    omp_restore(saved);
+    return rc ? -1 : 0;
+}
+
 int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                        int ldb, float beta, float *C, int ldc) {
     int saved = omp_one();
@@ -497,6 +606,12 @@ int kern_dnnl_gemm_bf16(aria_pool *p, int ta, int tb, int M, int N, int K, const
     (void)A32, (void)lda32, (void)B32, (void)ldb32;
     (void)p, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C;
     (void)ldc, (void)acc;
+    return -1;
+}
+int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
+                           int ldb, float *C, int ldc, int acc) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
+    (void)acc;
     return -1;
 }
 int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -243,6 +243,20 @@ void kern_exp_scale(float *x, size_t n, float shift, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = expf(x[i] - shift) * scale;
 }
 
+void kern_scale(float *x, size_t n, float s) {
+    if (kern_has_avx512()) {
+        kern_avx512_scale(x, n, s);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+int kern_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                      float *C, int ldc, int acc) {
+    if (!kern_has_dnnl()) return -1;
+    return kern_dnnl_gemm_bf16_st(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
 void kern_softmax_bwd(const float *p, float *g, size_t n, float D, float scale) {
     if (kern_has_avx512()) {
         kern_avx512_softmax_bwd(p, g, n, D, scale);

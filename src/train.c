@@ -82,7 +82,7 @@ struct aria_trainer {
        every product that reads them (weights: refreshed each forward) */
     int use_h;
     int ln_vec;          /* LayerNorm on AVX-512 (fast precision, d % 16 == 0) */
-    uint16_t *wh, *lnfh, *dyh, *h_buf;
+    uint16_t *wh, *lnfh, *dyh, *qkvh, *datth, *h_buf;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -318,7 +318,7 @@ static int alloc_h(aria_trainer *t) {
     size_t N = (size_t)t->B * t->T, d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d, V = (size_t)c->vocab_size;
     size_t L = (size_t)c->n_layers, dy = V > 3 * d ? V : 3 * d;
     dy = dy > ff ? dy : ff;
-    size_t total = t->n_params + L * N * (3 * d + ff) + N * d + N * dy;
+    size_t total = t->n_params + L * N * (3 * d + ff) + N * d + N * dy + N * 3 * d + N * d;
     t->h_buf = malloc(total * sizeof *t->h_buf);
     if (!t->h_buf) return -1;
     uint16_t *p = t->h_buf;
@@ -331,6 +331,8 @@ static int alloc_h(aria_trainer *t) {
         a->acth = p, p += N * ff;
     }
     t->lnfh = p, p += N * d;
+    t->qkvh = p, p += N * 3 * d;
+    t->datth = p, p += N * d;
     t->dyh = p;
     return 0;
 }
@@ -565,6 +567,7 @@ static void keep_h(aria_trainer *t, const float *x, uint16_t *xh, size_t rows, s
 
 typedef struct {
     const float *qkv, *att, *datt, *lse_in;
+    const uint16_t *qkvh, *datth; /* bfloat16 copies (fast, oneDNN), or NULL */
     float *out, *lse, *dqkv;
     int B, T, H, hd, d;
 } att_job;
@@ -633,23 +636,39 @@ static void att_bwd_task(void *ctx, size_t i) {
     }
 }
 
-/* Fast precision: blocks of QB queries against the keys they can see,
-   as float32 matrix products (kern_sgemm_st) on this task's thread; the
-   probabilities of a block live in a QB x T scratch, never the whole
-   T x T matrix. */
+/* Fast precision: blocks of QB queries against the keys they can see, as
+   matrix products on this task's thread; the probabilities of a block
+   live in a QB x T scratch, never the whole T x T matrix. With oneDNN the
+   products take bfloat16 operands (q, k, v and dO converted once per
+   layer, P and dS per block) and accumulate in float32; softmax, the
+   log-sum-exp and dS are float32. Without it (or should a product fail)
+   they are float32 sgemm. */
 #define QB 64
+
+/* C (+)= op(A) op(B): bfloat16 when both copies are given, else float32 */
+static void att_mm(int ta, int tb, int M, int N, int K, const uint16_t *Ah, const float *A, int lda,
+                   const uint16_t *Bh, const float *B, int ldb, float *C, int ldc, int acc) {
+    if (Ah && Bh && kern_gemm_bf16_st(ta, tb, M, N, K, Ah, lda, Bh, ldb, C, ldc, acc) == 0) return;
+    kern_sgemm_st(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+}
 
 static void att_fwd_fast_task(void *ctx, size_t i) {
     const att_job *j = ctx;
     int b = (int)i / j->H, h = (int)i % j->H, d3 = 3 * j->d, hd = j->hd, T = j->T;
     float scale = 1.0f / sqrtf((float)hd);
-    const float *q = j->qkv + (size_t)b * T * d3 + h * hd, *k = q + j->d, *v = q + 2 * j->d;
+    size_t base = (size_t)b * T * d3 + h * hd;
+    const float *q = j->qkv + base, *k = q + j->d, *v = q + 2 * j->d;
+    const uint16_t *qh = j->qkvh ? j->qkvh + base : NULL, *kh = qh ? qh + j->d : NULL, *vh = qh ? qh + 2 * j->d : NULL;
     float *o = j->out + (size_t)b * T * j->d + h * hd;
-    float *s = kern_scratch_take((size_t)QB * T * sizeof *s);
+    /* scores (float32), then their bfloat16 copy */
+    float *s = kern_scratch_take((size_t)QB * T * (sizeof *s + sizeof(uint16_t)));
     if (!s) abort(); /* 64 rows of scores; nothing sensible to fall back to */
+    uint16_t *ph = (uint16_t *)(s + (size_t)QB * T);
     for (int t0 = 0; t0 < T; t0 += QB) {
         int nq = T - t0 < QB ? T - t0 : QB, nk = t0 + nq;
-        kern_sgemm_st(0, 1, nq, nk, hd, scale, q + (size_t)t0 * d3, d3, k, d3, 0.0f, s, nk);
+        size_t qo = (size_t)t0 * d3;
+        att_mm(0, 1, nq, nk, hd, qh ? qh + qo : NULL, q + qo, d3, kh, k, d3, s, nk, 0);
+        kern_scale(s, (size_t)nq * nk, scale);
         for (int r = 0; r < nq; r++) {
             float *sr = s + (size_t)r * nk;
             int n = t0 + r + 1; /* keys 0 .. t */
@@ -658,7 +677,8 @@ static void att_fwd_fast_task(void *ctx, size_t i) {
             memset(sr + n, 0, (size_t)(nk - n) * sizeof *sr);
             j->lse[((size_t)b * T + t0 + r) * j->H + h] = lse;
         }
-        kern_sgemm_st(0, 0, nq, hd, nk, 1.0f, s, nk, v, d3, 0.0f, o + (size_t)t0 * j->d, j->d);
+        if (qh) kern_to_bf16(s, ph, (size_t)nq * nk);
+        att_mm(0, 0, nq, hd, nk, qh ? ph : NULL, s, nk, vh, v, d3, o + (size_t)t0 * j->d, j->d, 0);
     }
     kern_scratch_give(s);
 }
@@ -670,16 +690,21 @@ static void att_bwd_fast_task(void *ctx, size_t i) {
     size_t base = (size_t)b * T * d3 + h * hd, obase = (size_t)b * T * j->d + h * hd;
     const float *q = j->qkv + base, *k = q + j->d, *v = q + 2 * j->d;
     const float *o = j->att + obase, *dO = j->datt + obase;
+    const uint16_t *qh = j->qkvh ? j->qkvh + base : NULL, *kh = qh ? qh + j->d : NULL, *vh = qh ? qh + 2 * j->d : NULL;
+    const uint16_t *doh = qh ? j->datth + obase : NULL;
     float *dq = j->dqkv + base, *dk = dq + j->d, *dv = dq + 2 * j->d;
-    float *pr = kern_scratch_take((size_t)2 * QB * T * sizeof *pr);
+    float *pr = kern_scratch_take((size_t)QB * T * 2 * (sizeof *pr + sizeof(uint16_t)));
     if (!pr) abort();
     float *dp = pr + (size_t)QB * T;
+    uint16_t *prh = (uint16_t *)(dp + (size_t)QB * T), *dsh = prh + (size_t)QB * T;
     for (int t0 = 0; t0 < T; t0 += QB) {
         int nq = T - t0 < QB ? T - t0 : QB, nk = t0 + nq;
+        size_t qo = (size_t)t0 * d3, oo = (size_t)t0 * j->d, nn = (size_t)nq * nk;
         /* P = exp(q k^T scale - lse), masked */
-        kern_sgemm_st(0, 1, nq, nk, hd, scale, q + (size_t)t0 * d3, d3, k, d3, 0.0f, pr, nk);
+        att_mm(0, 1, nq, nk, hd, qh ? qh + qo : NULL, q + qo, d3, kh, k, d3, pr, nk, 0);
+        kern_scale(pr, nn, scale);
         /* dP = dO v^T */
-        kern_sgemm_st(0, 1, nq, nk, hd, 1.0f, dO + (size_t)t0 * j->d, j->d, v, d3, 0.0f, dp, nk);
+        att_mm(0, 1, nq, nk, hd, doh ? doh + oo : NULL, dO + oo, j->d, vh, v, d3, dp, nk, 0);
         for (int r = 0; r < nq; r++) {
             float *p = pr + (size_t)r * nk, *g = dp + (size_t)r * nk;
             int n = t0 + r + 1;
@@ -693,10 +718,14 @@ static void att_bwd_fast_task(void *ctx, size_t i) {
             kern_softmax_bwd(p, g, (size_t)n, D, scale);
             memset(g + n, 0, (size_t)(nk - n) * sizeof *g);
         }
+        if (qh) {
+            kern_to_bf16(pr, prh, nn);
+            kern_to_bf16(dp, dsh, nn);
+        }
         /* dq = dS k; dk += dS^T q; dv += P^T dO */
-        kern_sgemm_st(0, 0, nq, hd, nk, 1.0f, dp, nk, k, d3, 1.0f, dq + (size_t)t0 * d3, d3);
-        kern_sgemm_st(1, 0, nk, hd, nq, 1.0f, dp, nk, q + (size_t)t0 * d3, d3, 1.0f, dk, d3);
-        kern_sgemm_st(1, 0, nk, hd, nq, 1.0f, pr, nk, dO + (size_t)t0 * j->d, j->d, 1.0f, dv, d3);
+        att_mm(0, 0, nq, hd, nk, qh ? dsh : NULL, dp, nk, kh, k, d3, dq + qo, d3, 1);
+        att_mm(1, 0, nk, hd, nq, qh ? dsh : NULL, dp, nk, qh ? qh + qo : NULL, q + qo, d3, dk, d3, 1);
+        att_mm(1, 0, nk, hd, nq, qh ? prh : NULL, pr, nk, doh ? doh + oo : NULL, dO + oo, j->d, dv, d3, 1);
     }
     kern_scratch_give(pr);
 }
@@ -729,8 +758,9 @@ static void forward(aria_trainer *t, const int32_t *ids) {
             kern_rope_pool(p, q, T, H, hd, 3 * d, m->rope, 0);
             kern_rope_pool(p, q + d, T, H, hd, 3 * d, m->rope, 0);
         }
-        att_job aj = {.qkv = a->qkv, .out = a->att, .lse = a->lse, .B = B, .T = T,
-                      .H = H, .hd = hd, .d = d};
+        keep_h(t, a->qkv, t->qkvh, (size_t)N, (size_t)3 * d);
+        att_job aj = {.qkv = a->qkv, .qkvh = t->use_h ? t->qkvh : NULL, .out = a->att, .lse = a->lse, .B = B,
+                      .T = T, .H = H, .hd = hd, .d = d};
         PROF(t, PR_ATT, aria_pool_run(p, t->exact ? att_fwd_task : att_fwd_fast_task, &aj, (size_t)B * H));
         memcpy(a->xmid, a->x, (size_t)N * d * sizeof(float));
         keep_h(t, a->att, a->atth, (size_t)N, (size_t)d);
@@ -843,8 +873,11 @@ static void backward(aria_trainer *t, const int32_t *ids) {
         memset(t->datt, 0, Nd * sizeof(float));
         linear_bwd(t, &L->proj, grad_of(t, L->proj.data), a->att, a->atth, t->dx, t->datt, N);
         memset(t->dqkv, 0, 3 * Nd * sizeof(float));
+        keep_h(t, a->qkv, t->qkvh, (size_t)N, (size_t)3 * d);
+        keep_h(t, t->datt, t->datth, (size_t)N, (size_t)d);
         att_job aj = {.qkv = a->qkv, .att = a->att, .datt = t->datt, .lse_in = a->lse, .dqkv = t->dqkv,
-                      .B = B, .T = T, .H = H, .hd = hd, .d = d};
+                      .qkvh = t->use_h ? t->qkvh : NULL, .datth = t->use_h ? t->datth : NULL, .B = B, .T = T,
+                      .H = H, .hd = hd, .d = d};
         PROF(t, PR_ATT, aria_pool_run(p, t->exact ? att_bwd_task : att_bwd_fast_task, &aj, (size_t)B * H));
         rope_all(p, t->dqkv, m->rope, B, T, H, hd, d, 1);
         memset(t->dln, 0, Nd * sizeof(float));
