@@ -480,3 +480,51 @@ Test(kernels, softmax_and_swiglu_pieces) {
     free(du);
     free(da);
 }
+
+/* The per-thread small bfloat16 product: every storage order, with and
+   without accumulation, each shape twice (the second call takes the
+   cached primitive), against a double product of the rounded operands. */
+Test(kernels, gemm_bf16_single_thread) {
+    if (!kern_has_dnnl()) {
+        uint16_t a = 0;
+        float c = 0;
+        cr_expect_neq(kern_gemm_bf16_st(0, 0, 1, 1, 1, &a, 1, &a, 1, &c, 1, 0), 0, "no oneDNN: must refuse");
+        cr_skip("built without oneDNN");
+    }
+    int M = 21, N = 35, K = 67;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++)
+                for (int rep = 0; rep < 2; rep++) {
+                    int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+                    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+                    float *A = malloc(na * 4), *B = malloc(nb * 4), *C = malloc(nc * 4), *C0 = malloc(nc * 4);
+                    uint16_t *Ah = malloc(na * 2), *Bh = malloc(nb * 2);
+                    for (size_t i = 0; i < na; i++) A[i] = frand();
+                    for (size_t i = 0; i < nb; i++) B[i] = frand();
+                    for (size_t i = 0; i < nc; i++) C[i] = C0[i] = frand();
+                    kern_to_bf16(A, Ah, na);
+                    kern_to_bf16(B, Bh, nb);
+                    cr_assert_eq(kern_gemm_bf16_st(ta, tb, M, N, K, Ah, lda, Bh, ldb, C, ldc, acc), 0);
+                    double worst = 0;
+                    for (int m = 0; m < M; m++)
+                        for (int n = 0; n < N; n++) {
+                            double s = acc ? C0[(size_t)m * ldc + n] : 0, mag = fabs(s) + 1e-30;
+                            for (int k = 0; k < K; k++) {
+                                uint16_t ua = ta ? Ah[(size_t)k * lda + m] : Ah[(size_t)m * lda + k];
+                                uint16_t ub = tb ? Bh[(size_t)n * ldb + k] : Bh[(size_t)k * ldb + n];
+                                uint32_t wa = (uint32_t)ua << 16, wb = (uint32_t)ub << 16;
+                                float fa, fb;
+                                memcpy(&fa, &wa, 4);
+                                memcpy(&fb, &wb, 4);
+                                s += (double)fa * fb;
+                                mag += fabs((double)fa * fb);
+                            }
+                            double e = fabs(C[(size_t)m * ldc + n] - s) / mag;
+                            worst = e > worst ? e : worst;
+                        }
+                    /* float32 accumulation of exact bfloat16 products */
+                    cr_expect(worst <= 1e-5, "bf16_st ta=%d tb=%d acc=%d rep=%d: error %.3g", ta, tb, acc, rep, worst);
+                    free(A), free(B), free(C), free(C0), free(Ah), free(Bh);
+                }
+}
