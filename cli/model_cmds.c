@@ -226,7 +226,15 @@ int cmd_generate(int argc, char **argv) {
         aria_rng r;
         aria_rng_seed(&r, 0);
         aria_token *toks;
-        int rc = aria_tok_prompt(tk, &s, (int64_t)(prompt_s * 1000.0 + 0.5), &r, &toks, &np, &err);
+        int64_t window = (int64_t)(prompt_s * 1000.0 + 0.5);
+        /* the window counts from the file's time 0, as the reference's
+           does: a file that starts late gives an empty prompt; say so */
+        if (s.n_notes && aria_score_tick_to_ms(&s, s.notes[0].start) > window)
+            fprintf(stderr,
+                    "aria: warning: %s: its first note starts at %.1f s, after the %.1f s prompt window "
+                    "(--prompt-seconds): the prompt has no notes\n",
+                    prompt, aria_score_tick_to_ms(&s, s.notes[0].start) / 1000.0, prompt_s);
+        int rc = aria_tok_prompt(tk, &s, window, &r, &toks, &np, &err);
         aria_score_free(&s);
         if (rc) {
             fail_file(prompt, err.msg);

@@ -284,6 +284,15 @@ Test(cli, model_commands_on_a_random_tiny_model) {
     run(&again, args);
     cr_expect_str_eq(first.out, again.out);
 
+    /* the waltz starts at 3.2 s: a 2 s window holds no notes, and says so */
+    snprintf(args, sizeof args,
+             "generate --model %s/lm.safetensors --prompt tests/data/vectors/waltz/waltz.mid --prompt-seconds 2 "
+             "--max-new 4 --seed 5 --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "first note starts at 3.2 s") && strstr(r.err, "(2 prompt tokens)"), "%s", r.err);
+    cr_expect(!strstr(first.err, "warning"), "a 5 s window has notes: %s", first.err);
+
     snprintf(args, sizeof args, "embed --model %s/emb.safetensors tests/data/vectors/waltz/waltz.mid", dir);
     run(&r, args);
     cr_assert_eq(r.status, 0, "%s", r.err);
