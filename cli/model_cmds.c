@@ -341,26 +341,47 @@ static void help_embed(void) {
          "  -h, --help       this help");
 }
 
-int cmd_embed(int argc, char **argv) {
-    const char *model_path = NULL, *cfg_arg = NULL, *out = NULL;
-    long long threads = 0;
+/* The options embed and logits share: --model, --config, -o/--output,
+   --threads, and --ids when `ids` is not NULL. Returns -1 to go on, else
+   the exit status (help printed, or a usage error). */
+typedef struct {
+    const char *model, *config, *output, *ids;
+    long long threads;
+} model_args;
+
+static int parse_model_args(int argc, char **argv, const char *cmd, int with_ids, void (*help)(void),
+                            model_args *a) {
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'c'},
-                                       {"output", required_argument, 0, 'o'}, {"threads", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+                                       {"ids", required_argument, 0, 'i'},   {"output", required_argument, 0, 'o'},
+                                       {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'c': cfg_arg = optarg; break;
-        case 'o': out = optarg; break;
-        case 't':
-            if (parse_long(optarg, 1, 256, &threads)) return usage_error("embed", "--threads wants 1..256");
+        case 'm': a->model = optarg; break;
+        case 'c': a->config = optarg; break;
+        case 'i':
+            if (!with_ids) return usage_error(cmd, "unknown option");
+            a->ids = optarg;
             break;
-        case 'h': help_embed(); return 0;
-        default: return usage_error("embed", "unknown option");
+        case 'o': a->output = optarg; break;
+        case 't':
+            if (parse_long(optarg, 1, 256, &a->threads)) return usage_error(cmd, "--threads wants 1..256");
+            break;
+        case 'h': help(); return 0;
+        default: return usage_error(cmd, "unknown option");
         }
     }
+    return -1;
+}
+
+int cmd_embed(int argc, char **argv) {
+    model_args a = {0};
+    int parsed = parse_model_args(argc, argv, "embed", 0, help_embed, &a);
+    if (parsed >= 0) return parsed;
+    const char *model_path = a.model, *cfg_arg = a.config, *out = a.output;
+    long long threads = a.threads;
     if (!model_path) return usage_error("embed", "--model is required");
     if (optind >= argc) return usage_error("embed", "no input file");
     aria_model *m = load_model(model_path, cfg_arg, (int)threads);
@@ -417,38 +438,24 @@ int cmd_embed(int argc, char **argv) {
 /* aria logits                                                            */
 /* ---------------------------------------------------------------------- */
 
+static void help_logits(void) {
+    puts("usage: aria logits --model M.safetensors --ids FILE [-o logits.bin]\n"
+         "\n"
+         "Runs the ids in FILE (whitespace-separated, or a JSON array) through the model and\n"
+         "writes the logits of every position: float32, row-major [T][vocab_size].\n"
+         "\n"
+         "options:\n"
+         "  --config CFG     config JSON or preset (default: metadata / config.json beside)\n"
+         "  -o, --output F   output file (default logits.bin)\n"
+         "  --threads N      CPU threads (default: all)");
+}
+
 int cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *cfg_arg = NULL, *ids_path = NULL, *out = "logits.bin";
-    long long threads = 0;
-    static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'c'},
-                                       {"ids", required_argument, 0, 'i'},   {"output", required_argument, 0, 'o'},
-                                       {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'c': cfg_arg = optarg; break;
-        case 'i': ids_path = optarg; break;
-        case 'o': out = optarg; break;
-        case 't':
-            if (parse_long(optarg, 1, 256, &threads)) return usage_error("logits", "--threads wants 1..256");
-            break;
-        case 'h':
-            puts("usage: aria logits --model M.safetensors --ids FILE [-o logits.bin]\n"
-                 "\n"
-                 "Runs the ids in FILE (whitespace-separated, or a JSON array) through the model and\n"
-                 "writes the logits of every position: float32, row-major [T][vocab_size].\n"
-                 "\n"
-                 "options:\n"
-                 "  --config CFG     config JSON or preset (default: metadata / config.json beside)\n"
-                 "  -o, --output F   output file (default logits.bin)\n"
-                 "  --threads N      CPU threads (default: all)");
-            return 0;
-        default: return usage_error("logits", "unknown option");
-        }
-    }
+    model_args a = {.output = "logits.bin"};
+    int parsed = parse_model_args(argc, argv, "logits", 1, help_logits, &a);
+    if (parsed >= 0) return parsed;
+    const char *model_path = a.model, *cfg_arg = a.config, *ids_path = a.ids, *out = a.output;
+    long long threads = a.threads;
     if (!model_path || !ids_path) return usage_error("logits", "--model and --ids are required");
     if (optind != argc) return usage_error("logits", "unexpected argument '%s'", argv[optind]);
     aria_model *m = load_model(model_path, cfg_arg, (int)threads);

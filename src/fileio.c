@@ -14,6 +14,7 @@
  * Messages never contain the path: callers put the file name in front.
  */
 #include "aria.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,19 +28,6 @@
 /* Pipes and devices are read up to this many bytes. */
 #define FILEIO_STREAM_MAX ((size_t)1 << 30)
 
-static int fileio_fail(aria_error *err, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fileio_fail(aria_error *err, int status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* strerror without the shared buffer of plain strerror(). */
 static const char *fileio_errstr(int e, char *buf, size_t cap)
@@ -73,18 +61,18 @@ static int fileio_read_all(int fd, uint8_t **buf, size_t *cap, size_t *len, size
     for (;;) {
         if (*len == *cap) {
             if (*cap >= limit)
-                return fileio_fail(err, ARIA_ERR_IO, "cannot read: input is larger than %zu bytes",
+                return aria_fail(err, ARIA_ERR_IO, "cannot read: input is larger than %zu bytes",
                                    limit);
             size_t ncap = *cap * 2 > limit ? limit : *cap * 2;
             uint8_t *nb = realloc(*buf, ncap);
-            if (!nb) return fileio_fail(err, ARIA_ERR_NOMEM, "out of memory reading %zu bytes", ncap);
+            if (!nb) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory reading %zu bytes", ncap);
             *buf = nb;
             *cap = ncap;
         }
         ssize_t got = read(fd, *buf + *len, *cap - *len);
         if (got < 0) {
             if (errno == EINTR) continue;
-            return fileio_fail(err, ARIA_ERR_IO, "cannot read: %s",
+            return aria_fail(err, ARIA_ERR_IO, "cannot read: %s",
                                fileio_errstr(errno, eb, sizeof eb));
         }
         if (got == 0) return ARIA_OK;
@@ -95,27 +83,27 @@ static int fileio_read_all(int fd, uint8_t **buf, size_t *cap, size_t *len, size
 int aria_read_file(const char *path, uint8_t **out, size_t *len, aria_error *err)
 {
     char eb[128];
-    if (!path || !out || !len) return fileio_fail(err, ARIA_ERR_ARG, "aria_read_file: NULL argument");
+    if (!path || !out || !len) return aria_fail(err, ARIA_ERR_ARG, "aria_read_file: NULL argument");
     *out = NULL;
     *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fileio_fail(err, ARIA_ERR_IO, "cannot open: %s", fileio_errstr(errno, eb, sizeof eb));
+        return aria_fail(err, ARIA_ERR_IO, "cannot open: %s", fileio_errstr(errno, eb, sizeof eb));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fileio_fail(err, ARIA_ERR_IO, "cannot stat: %s", fileio_errstr(e, eb, sizeof eb));
+        return aria_fail(err, ARIA_ERR_IO, "cannot stat: %s", fileio_errstr(e, eb, sizeof eb));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return fileio_fail(err, ARIA_ERR_IO, "cannot read: is a directory");
+        return aria_fail(err, ARIA_ERR_IO, "cannot read: is a directory");
     }
     size_t limit = FILEIO_STREAM_MAX, cap = 65536;
     if (S_ISREG(st.st_mode)) {
         if ((uint64_t)st.st_size >= SIZE_MAX / 2) {
             close(fd);
-            return fileio_fail(err, ARIA_ERR_NOMEM, "file of %lld bytes is too large",
+            return aria_fail(err, ARIA_ERR_NOMEM, "file of %lld bytes is too large",
                                (long long)st.st_size);
         }
         /* +1 so a file that did not change size is read in one call and
@@ -126,7 +114,7 @@ int aria_read_file(const char *path, uint8_t **out, size_t *len, aria_error *err
     uint8_t *buf = malloc(cap);
     if (!buf) {
         close(fd);
-        return fileio_fail(err, ARIA_ERR_NOMEM, "out of memory reading %zu bytes", cap);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory reading %zu bytes", cap);
     }
     size_t n = 0;
     int rc = fileio_read_all(fd, &buf, &cap, &n, limit, err);
@@ -247,18 +235,18 @@ int aria_write_file_atomic(const char *path, const void *buf, size_t len, aria_e
 {
     char eb[128];
     if (!path || (!buf && len))
-        return fileio_fail(err, ARIA_ERR_ARG, "aria_write_file_atomic: NULL argument");
+        return aria_fail(err, ARIA_ERR_ARG, "aria_write_file_atomic: NULL argument");
     size_t plen = strlen(path);
     if (plen == 0 || path[plen - 1] == '/')
-        return fileio_fail(err, ARIA_ERR_ARG, "cannot write: the output path names a directory");
+        return aria_fail(err, ARIA_ERR_ARG, "cannot write: the output path names a directory");
     char *tmp = fileio_temp_name(path);
-    if (!tmp) return fileio_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    if (!tmp) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     mode_t mode = fileio_target_mode(path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        return fileio_fail(err, ARIA_ERR_IO, "cannot create a temporary file beside the output: %s",
+        return aria_fail(err, ARIA_ERR_IO, "cannot create a temporary file beside the output: %s",
                            fileio_errstr(e, eb, sizeof eb));
     }
     const char *step = "write";
@@ -272,7 +260,7 @@ int aria_write_file_atomic(const char *path, const void *buf, size_t len, aria_e
     if (!ok) {
         unlink(tmp);
         free(tmp);
-        return fileio_fail(err, ARIA_ERR_IO, "cannot %s the output: %s", step,
+        return aria_fail(err, ARIA_ERR_IO, "cannot %s the output: %s", step,
                            fileio_errstr(e, eb, sizeof eb));
     }
     fileio_sync_dir(tmp);

@@ -28,6 +28,7 @@
  * (priv_ NULL) is treated as the second kind: malloc'd arrays per track.
  */
 #include "aria.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,21 +81,8 @@ enum { MIDI_NEXT = 0, MIDI_EOT = 1, MIDI_STOP = 2 };
 /* messages                                                               */
 /* ---------------------------------------------------------------------- */
 
-static int midi_fail(aria_error *err, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 static void midi_warn(aria_midi *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-static int midi_fail(aria_error *err, int status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* Keeps the first ARIA_MIDI_MAX_WARNINGS texts; counts them all. */
 static void midi_warn(aria_midi *m, const char *fmt, ...)
@@ -171,12 +159,12 @@ static int midi_unwrap_riff(const uint8_t *buf, size_t len, size_t *start, size_
                             aria_midi *m, aria_error *err)
 {
     if (len < 12)
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte 0: truncated RIFF header (%zu bytes; need 12)", len);
     if (memcmp(buf + 8, "RMID", 4) != 0) {
         char type[5];
         midi_chunk_name(buf + 8, type);
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte 8: RIFF file of type '%s', not a MIDI file (RMID)", type);
     }
     size_t pos = 12;
@@ -197,7 +185,7 @@ static int midi_unwrap_riff(const uint8_t *buf, size_t len, size_t *start, size_
         if (size > left || (size & 1u && size == left)) break;
         pos = body + size + (size & 1u);
     }
-    return midi_fail(err, ARIA_ERR_FORMAT, "byte 12: RIFF RMID file has no data chunk");
+    return aria_fail(err, ARIA_ERR_FORMAT, "byte 12: RIFF RMID file has no data chunk");
 }
 
 /* Division field: PPQ when the top bit is clear, else SMPTE frames/second
@@ -207,18 +195,18 @@ static int midi_read_division(aria_midi *m, const uint8_t *p, size_t off, aria_e
     unsigned div = midi_be16(p);
     if (!(div & 0x8000)) {
         if (div == 0)
-            return midi_fail(err, ARIA_ERR_FORMAT,
+            return aria_fail(err, ARIA_ERR_FORMAT,
                              "byte %zu: division is 0 ticks per quarter note", off);
         m->ppq = (int)div;
         return ARIA_OK;
     }
     int fps = -(int)(int8_t)(uint8_t)(div >> 8);
     if (fps != 24 && fps != 25 && fps != 29 && fps != 30)
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte %zu: SMPTE division 0x%04X has %d frames per second "
                          "(must be 24, 25, 29 or 30)", off, div, fps);
     if ((div & 0xFF) == 0)
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte %zu: SMPTE division with 0 ticks per frame", off + 1);
     m->smpte_fps = fps;
     m->smpte_tpf = (int)(div & 0xFF);
@@ -232,23 +220,23 @@ static int midi_read_header(aria_midi *m, const uint8_t *buf, size_t s, size_t e
     size_t avail = e - s;
     size_t cmp = avail < 4 ? avail : 4;
     if (avail == 0)
-        return midi_fail(err, ARIA_ERR_FORMAT, "byte %zu: no MIDI data (0 bytes)", s);
+        return aria_fail(err, ARIA_ERR_FORMAT, "byte %zu: no MIDI data (0 bytes)", s);
     if (memcmp(buf + s, "MThd", cmp) != 0)
-        return midi_fail(err, ARIA_ERR_FORMAT, "byte %zu: not a MIDI file (no MThd header)", s);
+        return aria_fail(err, ARIA_ERR_FORMAT, "byte %zu: not a MIDI file (no MThd header)", s);
     if (avail < 14)
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte %zu: truncated header (%zu bytes; a MIDI header needs 14)", s, avail);
     uint32_t hlen = midi_be32(buf + s + 4);
     if (hlen < 6)
-        return midi_fail(err, ARIA_ERR_FORMAT, "byte %zu: header length %u is less than 6",
+        return aria_fail(err, ARIA_ERR_FORMAT, "byte %zu: header length %u is less than 6",
                          s + 4, hlen);
     if (hlen > avail - 8)
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte %zu: header length %u runs past the end of the file "
                          "(%zu bytes left)", s + 4, hlen, avail - 8);
     unsigned format = midi_be16(buf + s + 8);
     if (format > 2)
-        return midi_fail(err, ARIA_ERR_FORMAT,
+        return aria_fail(err, ARIA_ERR_FORMAT,
                          "byte %zu: unknown file format %u (must be 0, 1 or 2)", s + 8, format);
     m->format = (int)format;
     m->ntracks_declared = (int)midi_be16(buf + s + 10);
@@ -291,7 +279,7 @@ static int midi_scan_chunks(aria_midi *m, const uint8_t *buf, size_t pos, size_t
             midi_chunk *nl = realloc(list, ncap * sizeof *nl);
             if (!nl) {
                 free(list);
-                return midi_fail(err, ARIA_ERR_NOMEM, "out of memory listing track chunks");
+                return aria_fail(err, ARIA_ERR_NOMEM, "out of memory listing track chunks");
             }
             list = nl;
             cap = ncap;
@@ -346,7 +334,7 @@ static int midi_overrun(midi_reader *r, const midi_track_state *t, const char *w
                   "partial event dropped", at, t->index);
         return MIDI_STOP;
     }
-    return midi_fail(r->err, ARIA_ERR_FORMAT,
+    return aria_fail(r->err, ARIA_ERR_FORMAT,
                      "byte %zu: %s runs past the end of track %zu (%zu bytes left)",
                      at, what, t->index, left);
 }
@@ -355,7 +343,7 @@ static int midi_vlq_error(midi_reader *r, const midi_track_state *t, int v,
                           const char *what, const uint8_t *from)
 {
     if (v == 0) return midi_overrun(r, t, what, from);
-    return midi_fail(r->err, ARIA_ERR_FORMAT,
+    return aria_fail(r->err, ARIA_ERR_FORMAT,
                      "byte %zu: %s is a variable-length number longer than 4 bytes in track %zu",
                      midi_offset(r, from), what, t->index);
 }
@@ -411,14 +399,14 @@ static int midi_read_syscommon(midi_reader *r, midi_track_state *t, unsigned st)
     const uint8_t *sp = t->p - 1;
     int n = midi_syscommon_size(st);
     if (n < 0)
-        return midi_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: undefined status byte 0x%02X "
+        return aria_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: undefined status byte 0x%02X "
                          "in track %zu", midi_offset(r, sp), st, t->index);
     if (t->end - t->p < n) return midi_overrun(r, t, "system message", t->p);
     uint8_t d[2] = { 0, 0 };
     for (int i = 0; i < n; i++) {
         d[i] = t->p[i];
         if (d[i] & 0x80)
-            return midi_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: status byte 0x%02X where a "
+            return aria_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: status byte 0x%02X where a "
                              "data byte of system message 0x%02X was expected in track %zu",
                              midi_offset(r, t->p + i), d[i], st, t->index);
     }
@@ -444,7 +432,7 @@ static int midi_read_system(midi_reader *r, midi_track_state *t, unsigned st)
 static int midi_bad_data_byte(midi_reader *r, const midi_track_state *t,
                               const uint8_t *p, unsigned st)
 {
-    return midi_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: status byte 0x%02X where a data byte "
+    return aria_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: status byte 0x%02X where a data byte "
                      "of message 0x%02X was expected in track %zu",
                      midi_offset(r, p), *p, st, t->index);
 }
@@ -499,7 +487,7 @@ static int midi_decode_events(midi_reader *r, midi_track_state *t)
         } else if (running) {
             st = running;
         } else {
-            rc = midi_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: data byte 0x%02X with no "
+            rc = aria_fail(r->err, ARIA_ERR_FORMAT, "byte %zu: data byte 0x%02X with no "
                            "running status in track %zu", midi_offset(r, p), st, t->index);
             break;
         }
@@ -556,15 +544,15 @@ static int midi_read_tracks(midi_reader *r, const midi_chunk *chunks, size_t n)
         n_data += chunks[i].len;
     }
     midi_priv *pv = calloc(1, sizeof *pv);
-    if (!pv) return midi_fail(r->err, ARIA_ERR_NOMEM, "out of memory");
+    if (!pv) return aria_fail(r->err, ARIA_ERR_NOMEM, "out of memory");
     m->priv_ = pv;
     if (n_ev > SIZE_MAX / sizeof(aria_midi_event))
-        return midi_fail(r->err, ARIA_ERR_NOMEM, "out of memory for %zu events", n_ev);
+        return aria_fail(r->err, ARIA_ERR_NOMEM, "out of memory for %zu events", n_ev);
     pv->arena = malloc(n_ev * sizeof(aria_midi_event));
     m->data = r->data = malloc(n_data);
     m->tracks = calloc(n ? n : 1, sizeof *m->tracks);
     if (!pv->arena || !r->data || !m->tracks)
-        return midi_fail(r->err, ARIA_ERR_NOMEM, "out of memory for %zu events", n_ev);
+        return aria_fail(r->err, ARIA_ERR_NOMEM, "out of memory for %zu events", n_ev);
     pv->tracks_cap = n;
     aria_midi_event *ev = pv->arena;
     for (size_t i = 0; i < n; i++) {
@@ -605,9 +593,9 @@ static void midi_shrink(midi_reader *r)
 
 static int midi_read_body(aria_midi *m, const uint8_t *bytes, size_t len, aria_error *err)
 {
-    if (len == 0) return midi_fail(err, ARIA_ERR_FORMAT, "byte 0: empty file (0 bytes)");
+    if (len == 0) return aria_fail(err, ARIA_ERR_FORMAT, "byte 0: empty file (0 bytes)");
     if (len > UINT32_MAX)
-        return midi_fail(err, ARIA_ERR_FORMAT, "byte 0: file of %zu bytes is too large "
+        return aria_fail(err, ARIA_ERR_FORMAT, "byte 0: file of %zu bytes is too large "
                          "for a MIDI file (4 GiB at most)", len);
     size_t s = 0, e = len, body = 0;
     int rc;
@@ -623,7 +611,7 @@ static int midi_read_body(aria_midi *m, const uint8_t *bytes, size_t len, aria_e
     if (rc) return rc;
     if (n == 0 && m->ntracks_declared > 0) {
         free(chunks);
-        return midi_fail(err, ARIA_ERR_FORMAT, "byte %zu: no MTrk chunk found (the header "
+        return aria_fail(err, ARIA_ERR_FORMAT, "byte %zu: no MTrk chunk found (the header "
                          "declares %d track%s)", body, m->ntracks_declared,
                          m->ntracks_declared == 1 ? "" : "s");
     }
@@ -642,9 +630,9 @@ static int midi_read_body(aria_midi *m, const uint8_t *bytes, size_t len, aria_e
 
 int aria_midi_read(aria_midi *m, const uint8_t *bytes, size_t len, aria_error *err)
 {
-    if (!m) return midi_fail(err, ARIA_ERR_ARG, "aria_midi_read: no output struct");
+    if (!m) return aria_fail(err, ARIA_ERR_ARG, "aria_midi_read: no output struct");
     memset(m, 0, sizeof *m);
-    if (!bytes && len) return midi_fail(err, ARIA_ERR_ARG, "aria_midi_read: NULL input");
+    if (!bytes && len) return aria_fail(err, ARIA_ERR_ARG, "aria_midi_read: NULL input");
     int rc = midi_read_body(m, bytes, len, err);
     if (rc) aria_midi_free(m); /* the arena owns every event read so far */
     return rc;
@@ -652,7 +640,7 @@ int aria_midi_read(aria_midi *m, const uint8_t *bytes, size_t len, aria_error *e
 
 int aria_midi_read_file(aria_midi *m, const char *path, aria_error *err)
 {
-    if (!m) return midi_fail(err, ARIA_ERR_ARG, "aria_midi_read_file: no output struct");
+    if (!m) return aria_fail(err, ARIA_ERR_ARG, "aria_midi_read_file: no output struct");
     memset(m, 0, sizeof *m);
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -803,37 +791,37 @@ static int midi_append_payload(aria_midi *m, const uint8_t *payload, uint32_t le
 int aria_midi_push(aria_midi *m, size_t track, const aria_midi_event *ev,
                    const uint8_t *payload, aria_error *err)
 {
-    if (!m || !ev) return midi_fail(err, ARIA_ERR_ARG, "aria_midi_push: NULL argument");
+    if (!m || !ev) return aria_fail(err, ARIA_ERR_ARG, "aria_midi_push: NULL argument");
     if (track >= m->n_tracks)
-        return midi_fail(err, ARIA_ERR_ARG, "aria_midi_push: track %zu does not exist "
+        return aria_fail(err, ARIA_ERR_ARG, "aria_midi_push: track %zu does not exist "
                          "(%zu tracks)", track, m->n_tracks);
     char why[96];
     if (!midi_check_event(ev, why, sizeof why))
-        return midi_fail(err, ARIA_ERR_ARG, "aria_midi_push: track %zu: %s", track, why);
+        return aria_fail(err, ARIA_ERR_ARG, "aria_midi_push: track %zu: %s", track, why);
     aria_midi_track *t = &m->tracks[track];
     if (t->n_events && ev->tick < t->events[t->n_events - 1].tick)
-        return midi_fail(err, ARIA_ERR_ARG, "aria_midi_push: track %zu: tick %llu is before "
+        return aria_fail(err, ARIA_ERR_ARG, "aria_midi_push: track %zu: tick %llu is before "
                          "the previous event's tick %llu", track,
                          (unsigned long long)ev->tick,
                          (unsigned long long)t->events[t->n_events - 1].tick);
     int has_payload = ev->kind == ARIA_MIDI_META || ev->kind == ARIA_MIDI_SYSEX ||
                       ev->kind == ARIA_MIDI_ESCAPE;
     if (has_payload && ev->len && !payload)
-        return midi_fail(err, ARIA_ERR_ARG, "aria_midi_push: %u payload bytes but no payload",
+        return aria_fail(err, ARIA_ERR_ARG, "aria_midi_push: %u payload bytes but no payload",
                          ev->len);
-    if (midi_make_growable(m)) return midi_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    if (midi_make_growable(m)) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     midi_priv *pv = m->priv_;
     if (t->n_events == pv->ev_cap[track]) {
         size_t ncap = pv->ev_cap[track] ? 2 * pv->ev_cap[track] : 64;
         aria_midi_event *e = realloc(t->events, ncap * sizeof *e);
-        if (!e) return midi_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        if (!e) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
         t->events = e;
         pv->ev_cap[track] = ncap;
     }
     aria_midi_event copy = *ev;
     if (has_payload) {
         if (midi_append_payload(m, payload, ev->len, &copy.off))
-            return midi_fail(err, ARIA_ERR_NOMEM, "out of memory");
+            return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
         if (ev->kind == ARIA_MIDI_SYSEX) copy.status = 0xF0;
         if (ev->kind == ARIA_MIDI_ESCAPE) copy.status = 0xF7;
     } else {
@@ -901,7 +889,7 @@ static int midi_write_division(const aria_midi *m, uint8_t *p, aria_error *err)
         p[1] = (uint8_t)m->smpte_tpf;
         return ARIA_OK;
     }
-    return midi_fail(err, ARIA_ERR_ARG, "cannot write division: ppq %d, SMPTE %d fps x %d "
+    return aria_fail(err, ARIA_ERR_ARG, "cannot write division: ppq %d, SMPTE %d fps x %d "
                      "(need ppq 1..32767, or ppq 0 with 24/25/29/30 fps and 1..255 ticks "
                      "per frame)", m->ppq, m->smpte_fps, m->smpte_tpf);
 }
@@ -954,19 +942,19 @@ static int midi_write_track(const aria_midi *m, size_t ti, uint8_t *out, size_t 
     for (size_t k = 0; k < t->n_events; k++) {
         const aria_midi_event *e = &t->events[k];
         if (!midi_check_event(e, why, sizeof why))
-            return midi_fail(err, ARIA_ERR_ARG, "track %zu event %zu: %s", ti, k, why);
+            return aria_fail(err, ARIA_ERR_ARG, "track %zu event %zu: %s", ti, k, why);
         if (k && e->tick < last)
-            return midi_fail(err, ARIA_ERR_ARG, "track %zu event %zu: tick %llu is before the "
+            return aria_fail(err, ARIA_ERR_ARG, "track %zu event %zu: tick %llu is before the "
                              "previous event's tick %llu", ti, k,
                              (unsigned long long)e->tick, (unsigned long long)last);
         last = e->tick;
         if (e->kind != ARIA_MIDI_CHANNEL && e->kind != ARIA_MIDI_SYSCOMMON &&
             (e->off > m->data_len || e->len > m->data_len - e->off))
-            return midi_fail(err, ARIA_ERR_ARG, "track %zu event %zu: payload %u+%u lies "
+            return aria_fail(err, ARIA_ERR_ARG, "track %zu event %zu: payload %u+%u lies "
                              "outside the %zu data bytes", ti, k, e->off, e->len, m->data_len);
         if (e->kind == ARIA_MIDI_META && e->status == 0x2F) continue;
         if (e->tick - prev > MIDI_VLQ_MAX)
-            return midi_fail(err, ARIA_ERR_ARG, "track %zu event %zu: delta of %llu ticks "
+            return aria_fail(err, ARIA_ERR_ARG, "track %zu event %zu: delta of %llu ticks "
                              "exceeds the MIDI maximum 0x0FFFFFFF", ti, k,
                              (unsigned long long)(e->tick - prev));
         p += midi_put_vlq(out + p, (uint32_t)(e->tick - prev));
@@ -974,7 +962,7 @@ static int midi_write_track(const aria_midi *m, size_t ti, uint8_t *out, size_t 
         prev = e->tick;
     }
     if (last - prev > MIDI_VLQ_MAX)
-        return midi_fail(err, ARIA_ERR_ARG, "track %zu: End-of-Track delta of %llu ticks "
+        return aria_fail(err, ARIA_ERR_ARG, "track %zu: End-of-Track delta of %llu ticks "
                          "exceeds the MIDI maximum", ti, (unsigned long long)(last - prev));
     p += midi_put_vlq(out + p, (uint32_t)(last - prev));
     out[p++] = 0xFF;
@@ -982,7 +970,7 @@ static int midi_write_track(const aria_midi *m, size_t ti, uint8_t *out, size_t 
     out[p++] = 0x00;
     size_t body = p - start - 8;
     if (body > UINT32_MAX)
-        return midi_fail(err, ARIA_ERR_ARG, "track %zu: %zu bytes do not fit a track chunk",
+        return aria_fail(err, ARIA_ERR_ARG, "track %zu: %zu bytes do not fit a track chunk",
                          ti, body);
     memcpy(out + start, "MTrk", 4);
     midi_put_be32(out + start + 4, (uint32_t)body);
@@ -992,26 +980,26 @@ static int midi_write_track(const aria_midi *m, size_t ti, uint8_t *out, size_t 
 
 int aria_midi_write(const aria_midi *m, uint8_t **out, size_t *out_len, aria_error *err)
 {
-    if (!m || !out || !out_len) return midi_fail(err, ARIA_ERR_ARG, "aria_midi_write: NULL argument");
+    if (!m || !out || !out_len) return aria_fail(err, ARIA_ERR_ARG, "aria_midi_write: NULL argument");
     *out = NULL;
     *out_len = 0;
     if (m->format < 0 || m->format > 2)
-        return midi_fail(err, ARIA_ERR_ARG, "cannot write format %d (must be 0, 1 or 2)",
+        return aria_fail(err, ARIA_ERR_ARG, "cannot write format %d (must be 0, 1 or 2)",
                          m->format);
     if (m->format == 0 && m->n_tracks != 1)
-        return midi_fail(err, ARIA_ERR_ARG, "format 0 needs exactly one track, not %zu",
+        return aria_fail(err, ARIA_ERR_ARG, "format 0 needs exactly one track, not %zu",
                          m->n_tracks);
     if (m->n_tracks > 65535)
-        return midi_fail(err, ARIA_ERR_ARG, "%zu tracks do not fit a MIDI header (65535 at most)",
+        return aria_fail(err, ARIA_ERR_ARG, "%zu tracks do not fit a MIDI header (65535 at most)",
                          m->n_tracks);
     if (m->n_tracks && !m->tracks)
-        return midi_fail(err, ARIA_ERR_ARG, "aria_midi_write: tracks missing");
+        return aria_fail(err, ARIA_ERR_ARG, "aria_midi_write: tracks missing");
     uint8_t div[2] = { 0, 0 };
     int rc = midi_write_division(m, div, err);
     if (rc) return rc;
     size_t cap = midi_write_bound(m);
     uint8_t *buf = cap ? malloc(cap) : NULL;
-    if (!buf) return midi_fail(err, ARIA_ERR_NOMEM, "out of memory for the output file");
+    if (!buf) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory for the output file");
     memcpy(buf, "MThd", 4);
     midi_put_be32(buf + 4, 6);
     buf[8] = 0;

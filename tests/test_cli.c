@@ -14,10 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bin(void) {
-    const char *b = getenv("ARIA_BIN");
-    return b && *b ? b : "./aria";
-}
+#include "cli_helpers.h"
+
 
 typedef struct {
     int status;
@@ -33,7 +31,7 @@ static void run(run_result *r, const char *args) {
     int fd = mkstemp(errf);
     cr_assert(fd >= 0);
     close(fd);
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s", bin(), args, errf);
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s", aria_bin(), args, errf);
     FILE *p = popen(cmd, "r");
     cr_assert(p);
     size_t n = 0, k;
@@ -203,7 +201,7 @@ Test(cli, detokenize_round_trip_and_no_partial_file) {
     run(&r, args);
     cr_expect_eq(r.status, 1, "empty input");
     cr_expect(!exists(out), "no file left after a failure");
-    snprintf(args, sizeof args, "tokenize --ids " BASIC " | %s detokenize -o %s -", bin(), out);
+    snprintf(args, sizeof args, "tokenize --ids " BASIC " | %s detokenize -o %s -", aria_bin(), out);
     run(&r, args);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(exists(out));

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "cli_helpers.h"
 #include "json.h"
 
 #define VOCAB 17727
@@ -282,10 +283,6 @@ Test(dataset_filters, content_hash) {
 /* `aria dataset` end to end                                              */
 /* ---------------------------------------------------------------------- */
 
-static const char *bin(void) {
-    const char *b = getenv("ARIA_BIN");
-    return b && *b ? b : "./aria";
-}
 
 typedef struct {
     int status;
@@ -303,7 +300,7 @@ static void run(run_result *r, const char *fmt, ...) {
     int fd = mkstemp(errf);
     cr_assert(fd >= 0);
     close(fd);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin(), args, errf);
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", aria_bin(), args, errf);
     int st = system(cmd);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     FILE *e = fopen(errf, "r");
@@ -613,11 +610,17 @@ static void write_text(const char *path, const char *text) {
     cr_assert_eq(aria_write_file_atomic(path, text, strlen(text), NULL), ARIA_OK);
 }
 
+/* A fresh output directory name in out (64 bytes) and, beside it, an ids
+   file (path in ids, 600 bytes) holding `text`. */
+static void out_with_ids(char *out, char *ids, const char *text) {
+    out_dir(out);
+    snprintf(ids, 600, "%s.ids", out);
+    write_text(ids, text);
+}
+
 Test(dataset_cli, ids_input_round_trip) {
     char out[64], ids[600];
-    out_dir(out);
-    snprintf(ids, sizeof ids, "%s.ids", out);
-    write_text(ids, "6 0 827 17227 16806 1\n\n6 0 17726 1\r\n7 6 0 39 17227 16727 4 40 17228 16728 1\n");
+    out_with_ids(out, ids, "6 0 827 17227 16806 1\n\n6 0 17726 1\r\n7 6 0 39 17227 16727 4 40 17228 16728 1\n");
     run_result r;
     run(&r, "dataset --out %s --seq-len 16 --sep-sequences --val-fraction 0 --ids %s", out, ids);
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -650,9 +653,7 @@ Test(dataset_cli, ids_input_round_trip) {
 
 Test(dataset_cli, bad_ids_name_file_and_line) {
     char out[64], ids[600];
-    out_dir(out);
-    snprintf(ids, sizeof ids, "%s.ids", out);
-    write_text(ids, "6 0 827 1\n6 0 17727 1\n");
+    out_with_ids(out, ids, "6 0 827 1\n6 0 17727 1\n");
     run_result r;
     run(&r, "dataset --out %s --ids %s", out, ids);
     cr_expect_eq(r.status, 1);
@@ -674,9 +675,7 @@ Test(dataset_cli, bad_ids_name_file_and_line) {
 
 Test(dataset_cli, refuses_to_overwrite_without_force) {
     char out[64], ids[600];
-    out_dir(out);
-    snprintf(ids, sizeof ids, "%s.ids", out);
-    write_text(ids, "6 0 827 17227 16806 1\n6 0 828 17227 16806 1\n");
+    out_with_ids(out, ids, "6 0 827 17227 16806 1\n6 0 828 17227 16806 1\n");
     run_result r;
     run(&r, "dataset --out %s/data --seq-len 8 --ids %s", out, ids);
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -722,37 +721,41 @@ static void poke(const char *path, long off, const void *bytes, size_t len) {
     fclose(f);
 }
 
-Test(dataset_reader, refuses_damaged_shards_with_a_clear_message) {
-    char out[64], ids[600], shard[700];
-    out_dir(out);
-    snprintf(ids, sizeof ids, "%s.ids", out);
-    write_text(ids, "6 0 827 17227 16806 1\n6 0 828 17227 16806 1\n6 0 829 17227 16806 1\n");
+/* A dataset of 8-id sequences built from the ids lines `text` (ids file
+   beside it, shard path of its first train shard). */
+static void build_from_ids(char out[64], char ids[600], char shard[700], const char *text) {
+    out_with_ids(out, ids, text);
     run_result r;
     run(&r, "dataset --out %s --seq-len 8 --val-fraction 0 --ids %s", out, ids);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    snprintf(shard, sizeof shard, "%s/train-e0-00000.bin", out);
+    snprintf(shard, 700, "%s/train-e0-00000.bin", out);
+}
+
+/* Writes `bad` at `off` of the shard, expects the reader to refuse it
+   with a message naming the shard and containing `want` (and `want2`
+   unless NULL), then writes `good` back. */
+static void expect_bad_field(const char *out, const char *shard, long off, const void *bad, const void *good,
+                             size_t len, const char *want, const char *want2) {
+    aria_dataset *ds = NULL;
+    aria_error err = {{0}};
+    poke(shard, off, bad, len);
+    cr_expect_eq(aria_dataset_open(&ds, out, "train", &err), ARIA_ERR_FORMAT);
+    cr_expect_null(ds);
+    cr_expect(strstr(err.msg, shard) && strstr(err.msg, want) && (!want2 || strstr(err.msg, want2)), "%s", err.msg);
+    poke(shard, off, good, len);
+}
+
+Test(dataset_reader, refuses_damaged_shards_with_a_clear_message) {
+    char out[64], ids[600], shard[700];
+    build_from_ids(out, ids, shard, "6 0 827 17227 16806 1\n6 0 828 17227 16806 1\n6 0 829 17227 16806 1\n");
     aria_dataset *ds = NULL;
     aria_error err = {{0}};
 
-    poke(shard, 0, "ARIASHRX", 8);
-    cr_expect_eq(aria_dataset_open(&ds, out, "train", &err), ARIA_ERR_FORMAT);
-    cr_expect_null(ds);
-    cr_expect(strstr(err.msg, shard) && strstr(err.msg, "magic") && strstr(err.msg, "aria dataset"), "%s", err.msg);
-    poke(shard, 0, "ARIASHRD", 8);
-
-    uint32_t v = 2;
-    poke(shard, 8, &v, 4);
-    cr_expect_eq(aria_dataset_open(&ds, out, "train", &err), ARIA_ERR_FORMAT);
-    cr_expect(strstr(err.msg, "version 2") != NULL, "%s", err.msg);
-    v = 1;
-    poke(shard, 8, &v, 4);
-
-    v = 16;
-    poke(shard, 12, &v, 4);
-    cr_expect_eq(aria_dataset_open(&ds, out, "train", &err), ARIA_ERR_FORMAT);
-    cr_expect(strstr(err.msg, "seq_len 16") != NULL, "%s", err.msg);
-    v = 8;
-    poke(shard, 12, &v, 4);
+    expect_bad_field(out, shard, 0, "ARIASHRX", "ARIASHRD", 8, "magic", "aria dataset");
+    uint32_t bad = 2, good = 1;
+    expect_bad_field(out, shard, 8, &bad, &good, 4, "version 2", NULL);
+    bad = 16, good = 8;
+    expect_bad_field(out, shard, 12, &bad, &good, 4, "seq_len 16", NULL);
 
     cr_assert_eq(aria_dataset_open(&ds, out, "train", &err), ARIA_OK, "%s", err.msg);
     aria_dataset_close(ds);
@@ -772,13 +775,7 @@ Test(dataset_reader, refuses_damaged_shards_with_a_clear_message) {
 
 Test(dataset_reader, flags_ids_outside_the_vocabulary) {
     char out[64], ids[600], shard[700];
-    out_dir(out);
-    snprintf(ids, sizeof ids, "%s.ids", out);
-    write_text(ids, "6 0 827 17227 16806 1\n");
-    run_result r;
-    run(&r, "dataset --out %s --seq-len 8 --val-fraction 0 --ids %s", out, ids);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    snprintf(shard, sizeof shard, "%s/train-e0-00000.bin", out);
+    build_from_ids(out, ids, shard, "6 0 827 17227 16806 1\n");
     uint16_t bad = 60000;
     poke(shard, 32 + 2 * 3, &bad, 2);
     aria_dataset *ds;

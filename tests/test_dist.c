@@ -29,11 +29,8 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "cli_helpers.h"
 
-static const char *aria_bin(void) {
-    const char *b = getenv("ARIA_BIN");
-    return b && *b ? b : "./aria";
-}
 
 static int count_in(const char *s, const char *what) {
     int n = 0;
@@ -173,6 +170,15 @@ static void remove_dir(const char *dir) {
     cr_expect_eq(system(cmd), 0);
 }
 
+/* mpirun for 2 processes (or skip), a fresh directory in dir (32 bytes)
+   with the dataset in dir/data. */
+static void dist_setup(char *mpirun, size_t cap, char *dir) {
+    mpirun_or_skip(mpirun, cap, 2, 1);
+    snprintf(dir, 32, "/tmp/aria_dist_XXXXXX");
+    cr_assert(mkdtemp(dir));
+    make_dataset(dir);
+}
+
 /* The learning rate is raised so that four steps move the weights well
    away from their start, and validation runs on steps 2 and 4. Exact
    precision: the comparison is of the data-parallel arithmetic, to float32
@@ -182,10 +188,8 @@ static void remove_dir(const char *dir) {
 
 Test(dist_, two_processes_follow_one) {
     char mpirun[256];
-    mpirun_or_skip(mpirun, sizeof mpirun, 2, 1);
-    char dir[] = "/tmp/aria_dist_XXXXXX";
-    cr_assert(mkdtemp(dir));
-    make_dataset(dir);
+    char dir[32];
+    dist_setup(mpirun, sizeof mpirun, dir);
     char cmd[4096], a[700], b[700];
     snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/one --batch 2 " RUN_ARGS, aria_bin(),
              dir, dir);
@@ -230,10 +234,8 @@ static void one_vs_two(const char *mpirun, const char *dir, const char *extra, i
 /* The same in the fast precision: losses within bfloat16's rounding. */
 Test(dist_, two_processes_follow_one_fast) {
     char mpirun[256];
-    mpirun_or_skip(mpirun, sizeof mpirun, 2, 1);
-    char dir[] = "/tmp/aria_dist_XXXXXX";
-    cr_assert(mkdtemp(dir));
-    make_dataset(dir);
+    char dir[32];
+    dist_setup(mpirun, sizeof mpirun, dir);
     one_vs_two(mpirun, dir, "--batch 2 --precision fast", 6, 2e-3);
     remove_dir(dir);
 }
@@ -242,10 +244,8 @@ Test(dist_, two_processes_follow_one_fast) {
    processes, 2 steps (the later --steps wins). */
 Test(dist_, accumulation_matches) {
     char mpirun[256];
-    mpirun_or_skip(mpirun, sizeof mpirun, 2, 1);
-    char dir[] = "/tmp/aria_dist_XXXXXX";
-    cr_assert(mkdtemp(dir));
-    make_dataset(dir);
+    char dir[32];
+    dist_setup(mpirun, sizeof mpirun, dir);
     one_vs_two(mpirun, dir, "--batch 4 --grad-accum 2 --steps 2", 3, 1e-5);
     remove_dir(dir);
 }
@@ -274,15 +274,6 @@ Test(dist_, errors_stop_every_process_and_print_once) {
     remove_dir("/tmp/aria_dist_bad");
 }
 
-static int count_step_lines(const char *log) {
-    FILE *f = fopen(log, "r");
-    if (!f) return 0;
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) n += strstr(line, "\"loss\"") != NULL;
-    fclose(f);
-    return n;
-}
 
 /* Sends `sig` to every child of `parent` (found in /proc); returns how
    many. */
@@ -312,10 +303,8 @@ static int kill_children(pid_t parent, int sig) {
    stopped midway resumes to the losses of one uninterrupted process. */
 Test(dist_, stopped_run_resumes) {
     char mpirun[256];
-    mpirun_or_skip(mpirun, sizeof mpirun, 2, 1);
-    char dir[] = "/tmp/aria_dist_XXXXXX";
-    cr_assert(mkdtemp(dir));
-    make_dataset(dir);
+    char dir[32];
+    dist_setup(mpirun, sizeof mpirun, dir);
     /* exact: one process and two are compared to float32 rounding */
     const char *args =
         "--config tiny --batch 2 --steps 8 --save-every 2 --lr 1e-3 --warmup 1 --seed 7 --threads 1 --precision exact";

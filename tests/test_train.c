@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "cli_helpers.h"
 #include "json.h"
 
 #define VEC "../shared/vectors/model"
@@ -264,20 +265,7 @@ Test(train, fast_precision_follows_exact) {
 #include <stdio.h>
 #include <sys/wait.h>
 
-static const char *aria_bin(void) {
-    const char *b = getenv("ARIA_BIN");
-    return b && *b ? b : "./aria";
-}
 
-static int count_step_lines(const char *log) {
-    FILE *f = fopen(log, "r");
-    if (!f) return 0;
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) n += strstr(line, "\"loss\"") != NULL;
-    fclose(f);
-    return n;
-}
 
 /* "step loss lr grad_norm" of each step line, without the timing fields */
 static void step_fields(const char *log, char *out, size_t cap) {
