@@ -12,7 +12,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lm -pthread
 
 # oneDNN (Debian: libdnnl-dev) gives large matrix products their fast path
-# (src/kernels_dnnl.c). Found by compiling and linking a probe; without it,
+# (src/kernels/kernels_dnnl.c). Found by compiling and linking a probe; without it,
 # or with DNNL=0, or in sanitizer builds, only the portable kernels are built.
 ifeq ($(SAN),)
 DNNL ?= $(shell printf '\043include <dnnl.h>\nint main(void){return dnnl_version()->major < 2;}\n' | \
@@ -24,7 +24,7 @@ LDLIBS   += -ldnnl -lgomp
 endif
 
 # MPI (Debian: libopenmpi-dev openmpi-bin) lets `aria train` run data
-# parallel under mpirun (src/dist.c). Flags from `mpicc --showme` (Open MPI)
+# parallel under mpirun (src/dist/dist.c). Flags from `mpicc --showme` (Open MPI)
 # or pkg-config's mpi, then a probe that compiles and links with $(CC);
 # without MPI, or with MPI=0, or in sanitizer builds, dist.c is its
 # one-process fallback. Another MPI: MPI=1 MPI_CFLAGS=... MPI_LIBS=...
@@ -42,7 +42,8 @@ CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS)
 LDLIBS   += $(MPI_LIBS)
 endif
 
-LIB_SRC  := $(wildcard src/*.c)
+LIB_SRC  := $(wildcard src/*/*.c)
+LIB_HDR  := include/aria.h $(wildcard src/*/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
@@ -54,18 +55,18 @@ BIN      := $(if $(filter build,$(BUILD)),aria,$(BUILD)/aria)
 .PHONY: all test test-asan fuzz bench bench-model bench-train clean
 all: $(BIN)
 
-$(BUILD)/src/%.o: src/%.c include/aria.h $(wildcard src/*.h)
+$(BUILD)/src/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
-$(BUILD)/cli/%.o: cli/%.c include/aria.h $(wildcard src/*.h)
+$(BUILD)/cli/%.o: cli/%.c $(LIB_HDR) cli/cli.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
-$(BUILD)/tests/%.o: tests/%.c include/aria.h $(wildcard src/*.h) $(wildcard tests/*.h)
+$(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 # dist.o is compiled again when MPI is found or lost
-$(BUILD)/src/dist.o: $(BUILD)/mpi-$(MPI).stamp
+$(BUILD)/src/dist/dist.o: $(BUILD)/mpi-$(MPI).stamp
 $(BUILD)/mpi-$(MPI).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi-*.stamp && touch $@
 
@@ -89,7 +90,7 @@ test-asan:
 
 FUZZ_SRC := $(wildcard fuzz/*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-build-fuzz/%: fuzz/%.c $(LIB_SRC) include/aria.h
+build-fuzz/%: fuzz/%.c $(LIB_SRC) $(LIB_HDR)
 	@mkdir -p build-fuzz
 	clang -Iinclude -Isrc -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) -o $@ -lm
 fuzz: $(FUZZ_BIN)
@@ -100,7 +101,7 @@ $(BUILD)/bench_tokenize: bench/bench_tokenize.c $(LIB)
 
 # The model benchmark (bench/run_model.sh runs it beside PyTorch).
 bench-model: $(BUILD)/bench_model
-$(BUILD)/bench_model: bench/bench_model.c bench/bench_common.h $(LIB) src/kernels.h
+$(BUILD)/bench_model: bench/bench_model.c bench/bench_common.h $(LIB) $(LIB_HDR)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_model.c $(LIB) -o $@ $(LDLIBS)
 
 # The training benchmark (bench/run_train.sh runs it beside PyTorch).

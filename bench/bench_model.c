@@ -60,7 +60,7 @@
 
 #include "aria.h"
 #include "bench_common.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #ifdef HAVE_DNNL
 #include <dnnl.h>

@@ -34,7 +34,7 @@
  * then --reps timed steps; each metric is the median, min and max over
  * them.
  *
- * FLOPs per token, the count of the trainer's own log (src/trainloop.c,
+ * FLOPs per token, the count of the trainer's own log (src/tasks/trainloop.c,
  * flops_per_token: the mfu of log.jsonl):
  *   6 (L (4 d^2 + 3 d ff) + V d) + 6 L d (T + 1)
  * the matrix weights of the layers and the lm_head, 6 per weight (forward
@@ -62,7 +62,7 @@
 #include "aria.h"
 #include "bench_common.h"
 
-/* The precision switch is new in aria.h; while src/train.c is being
+/* The precision switch is new in aria.h; while src/model/train.c is being
    rewritten it may not be defined yet. Weak references let this program
    link either way: without the functions, ARIA_PRECISION (read by the
    kernels at their first use) is the only switch, and the run says so. */
@@ -111,7 +111,7 @@ static int shape_config(aria_model_config *c, const char *shape) {
     return ARIA_ERR_ARG;
 }
 
-/* FLOPs per token, as src/trainloop.c counts them for log.jsonl's mfu:
+/* FLOPs per token, as src/tasks/trainloop.c counts them for log.jsonl's mfu:
    6 per matrix weight of the layers and of the lm_head (no embedding, a
    lookup), plus causal attention, 6 L d (T + 1) */
 static double flops_per_token(const aria_model_config *c, int T) {

@@ -34,7 +34,7 @@ bench/run_train.sh puts OpenBLAS on LD_LIBRARY_PATH, as run_model.sh does).
 gradients and AdamW state), backward outside it, as the PyTorch
 documentation prescribes.
 
-FLOPs per token, as bench_train.c and src/trainloop.c (the mfu of the C
+FLOPs per token, as bench_train.c and src/tasks/trainloop.c (the mfu of the C
 trainer's log.jsonl) count them: 6 (L (4 d^2 + 3 d ff) + V d) + 6 L d (T + 1),
 6 per matrix weight of the layers and the lm_head (the embedding is a
 lookup, not counted) plus causal attention (train_gflops, train_mfu).
@@ -64,7 +64,7 @@ KEYS = ("d_model", "n_heads", "n_layers", "ff_mult", "vocab_size", "max_seq_len"
 
 
 def flops_per_token(c, T):
-    """bench_train.c's and src/trainloop.c's count: the layers' and the
+    """bench_train.c's and src/tasks/trainloop.c's count: the layers' and the
     lm_head's matrix weights, 6 flops each, plus causal attention"""
     d, L, V = c["d_model"], c["n_layers"], c["vocab_size"]
     ff = c["ff_mult"] * d

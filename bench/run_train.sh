@@ -161,7 +161,7 @@ label() { case $1 in c-fast) echo "C fast (bf16 products)" ;; c-exact) echo "C e
     echo
     echo "tokens/s = batch × sequence / step time (median of the timed steps, after one warm-up step)." \
          "GFLOP/s and MFU count 6 (L (4 d² + 3 d ff) + V d) + 6 L d (T + 1) flops per token, as the mfu of the" \
-         "trainer's log.jsonl does (src/trainloop.c): the matrix weights of the layers and the lm_head (the embedding" \
+         "trainer's log.jsonl does (src/tasks/trainloop.c): the matrix weights of the layers and the lm_head (the embedding" \
          "is a lookup, not counted), plus causal attention." \
          "MFU is against the bf16 peak for every row, float32 runs included$(f32=$(get "$LOG_DIR/micro.txt" dnnl_gemm_f32_peak)
             [ -n "$f32" ] && echo " (oneDNN's f32 GEMM peak in this run: $(fmt "$f32") GFLOP/s)")." \

@@ -1,5 +1,5 @@
 /*
- * cli.h - helpers shared by the `aria` subcommands (cli/aria.c holds the
+ * cli.h - helpers shared by the `aria` subcommands (cli/main.c holds the
  * MIDI and tokenizer commands, cli/model_cmds.c the model commands).
  */
 #ifndef ARIA_CLI_H

@@ -1,7 +1,7 @@
 /*
  * dataset_cmd.c - `aria dataset`: folders of MIDI files -> token shards for
  * `aria train`. Parses the options, shows progress on a terminal, prints
- * the summary; the work is aria_dataset_build (src/dataset.c).
+ * the summary; the work is aria_dataset_build (src/tasks/dataset.c).
  *
  * Exit status: 0 built; 1 bad input (a directory that cannot be read, a
  * bad --ids line, nothing kept, a finished dataset in the way, a write

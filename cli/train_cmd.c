@@ -1,10 +1,10 @@
 /*
  * train_cmd.c - `aria train`: options, progress line, Ctrl-C. The run
  * itself (data order, schedule, checkpoints, resume) is aria_train_run in
- * src/trainloop.c.
+ * src/tasks/trainloop.c.
  *
  * Under mpirun every process runs this same command: MPI starts here
- * (src/dist.c) before the options are read, and only rank 0 prints (help,
+ * (src/dist/dist.c) before the options are read, and only rank 0 prints (help,
  * usage errors, progress, the run's error, which all processes agree on),
  * so a message appears once however many processes there are.
  */
@@ -16,7 +16,7 @@
 
 #include "aria.h"
 #include "cli.h"
-#include "dist.h"
+#include "dist/dist.h"
 
 /* ctx: non-NULL under mpirun, whose processes' stderr is a pipe to mpirun
    even when mpirun's is a terminal, so it prints regardless (rank 0 only:

@@ -1,5 +1,5 @@
 /*
- * fuzz_json.c - libFuzzer target for the JSON reader (src/json.c).
+ * fuzz_json.c - libFuzzer target for the JSON reader (src/base/json.c).
  *
  * Each input is parsed from an exact-size copy (so ASan sees any read past
  * len); on success the whole tree is walked through the public accessors,
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

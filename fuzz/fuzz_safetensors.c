@@ -1,6 +1,6 @@
 /*
  * fuzz_safetensors.c - libFuzzer target for the safetensors reader and
- * writer (src/safetensors.c).
+ * writer (src/model/safetensors.c).
  *
  * Each input is opened as a file image with aria_st_open_memory (which
  * copies it, so the input can be released at once). A rejected input must

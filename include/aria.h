@@ -605,7 +605,7 @@ void aria_trainer_set_step(aria_trainer *t, int step);
    (products may keep packed copies of the weights in between). */
 void aria_trainer_arena(aria_trainer *t, float **params, float **grads, size_t *n);
 
-/* A training run (aria train): see src/trainloop.c for the run directory.
+/* A training run (aria train): see src/tasks/trainloop.c for the run directory.
    When the caller has started MPI (as `aria train` does under mpirun),
    aria_train_run is collective: every process of MPI_COMM_WORLD calls it
    with the same options and they train one model data parallel, `batch`

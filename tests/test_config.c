@@ -1,5 +1,5 @@
 /*
- * test_config.c - Criterion tests of src/config.c: the presets, the files
+ * test_config.c - Criterion tests of src/model/config.c: the presets, the files
  * in configs/ (they must equal the presets), reading the reference
  * repository's config files and the Hugging Face config.json of the
  * released checkpoints (texts quoted below), every error class with the

@@ -24,7 +24,7 @@
 
 #include "aria.h"
 #include "cli_helpers.h"
-#include "json.h"
+#include "base/json.h"
 
 #define VOCAB 17727
 #define ID_BOS 0

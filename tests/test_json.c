@@ -1,5 +1,5 @@
 /*
- * test_json.c - tests of the internal JSON reader/writer (src/json.c):
+ * test_json.c - tests of the internal JSON reader/writer (src/base/json.c):
  * every value type, nesting, escapes, numbers, each error class with its
  * position, the object index, the string escaper (against Python's
  * json.dumps), and real vector files copied into tests/data/json.
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "base/json.h"
 
 #define DATA_DIR "tests/data/json/"
 

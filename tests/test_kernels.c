@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "aria.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 static uint64_t rs = 12345;
 static float frand(void) { /* uniform [-1, 1) */

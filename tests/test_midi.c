@@ -1,6 +1,6 @@
 /*
- * test_midi.c - Criterion tests of the MIDI layer (src/midi.c) and the file
- * helpers (src/fileio.c).
+ * test_midi.c - Criterion tests of the MIDI layer (src/midi/midi.c) and the file
+ * helpers (src/base/fileio.c).
  *
  * Every row of the decision table in docs/midi.md has a test here: the
  * fixture files under tests/data/midi (see its SOURCE.md) cover most rows,

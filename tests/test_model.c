@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "aria.h"
-#include "json.h"
+#include "base/json.h"
 
 #define VEC "../shared/vectors/model"
 

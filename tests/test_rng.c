@@ -1,5 +1,5 @@
 /*
- * test_rng.c - checks that src/rng.c draws exactly what CPython's `random`
+ * test_rng.c - checks that src/base/rng.c draws exactly what CPython's `random`
  * module draws for the same seed.
  *
  * Every expected list below was produced on the development machine with

@@ -1,5 +1,5 @@
 /*
- * test_safetensors.c - Criterion tests of src/safetensors.c: writing and
+ * test_safetensors.c - Criterion tests of src/model/safetensors.c: writing and
  * re-reading files of every dtype, the byte layout against the bytes the
  * safetensors library's own serializer tests expect, "_orig_mod." lookup,
  * every class of corrupt header (each must give ARIA_ERR_FORMAT with a

@@ -16,7 +16,7 @@
 
 #include "aria.h"
 #include "cli_helpers.h"
-#include "json.h"
+#include "base/json.h"
 
 #define VEC "../shared/vectors/model"
 

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "aria.h"
-#include "json.h"
+#include "base/json.h"
 
 int aria_tok_quantize(int what, int64_t x);
 

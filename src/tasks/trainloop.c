@@ -37,10 +37,10 @@
 #include <unistd.h>
 
 #include "aria.h"
-#include "kernels.h"
-#include "dist.h"
-#include "json.h"
-#include "util.h"
+#include "kernels/kernels.h"
+#include "dist/dist.h"
+#include "base/json.h"
+#include "base/util.h"
 
 #define STATE_MAGIC "ARIATRN1"
 

@@ -25,7 +25,7 @@
  * ms and the list of non-drum notes, so running all filters costs one
  * pass of tick->ms conversions.
  */
-#include "util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -50,8 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "util.h"
+#include "base/json.h"
+#include "base/util.h"
 
 /* The Rust reader's limit on the header; it also bounds our allocations. */
 #define ST_MAX_HEADER 100000000u

@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "aria.h"
-#include "tokenizer_internal.h"
-#include "util.h"
+#include "tokenizer/tokenizer_internal.h"
+#include "base/util.h"
 
 #define REF_MAX_CONTEXT 8096 /* aria generate caps prompt + new here */
 #define END_WINDOW 130       /* force_end acts in the last 130 positions */

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "tokenizer_internal.h"
-#include "util.h"
+#include "base/json.h"
+#include "tokenizer/tokenizer_internal.h"
+#include "base/util.h"
 
 static const char *const special_json[ARIA_N_SPECIAL] = {
     "<S>", "<E>", "<P>", "<U>", "<D>", "<T>", "<PED_ON>", "<PED_OFF>", "<X>"};

@@ -29,7 +29,7 @@
 #include <string.h>
 
 #include "aria.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char *const instrument_names[ARIA_N_INSTR] = {
     "piano", "chromatic", "organ", "guitar", "bass", "strings",

@@ -20,7 +20,7 @@
  * broadcast key elements (att_block_nv). exp is a Cephes-style polynomial
  * (about 1 ulp) scaled by 2^n with VSCALEFPS.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>

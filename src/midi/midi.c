@@ -28,7 +28,7 @@
  * (priv_ NULL) is treated as the second kind: malloc'd arrays per track.
  */
 #include "aria.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>

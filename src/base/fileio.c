@@ -14,7 +14,7 @@
  * Messages never contain the path: callers put the file name in front.
  */
 #include "aria.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

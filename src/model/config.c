@@ -33,8 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "util.h"
+#include "base/json.h"
+#include "base/util.h"
 
 /* The AbsTokenizer's vocabulary size: the default when a config has none. */
 #define CFG_VOCAB 17727

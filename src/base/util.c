@@ -6,7 +6,7 @@
  * merge sort over records whose first field is the int64 sort key (ticks).
  * Already-sorted input, the common case, costs one linear check.
  */
-#include "util.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>

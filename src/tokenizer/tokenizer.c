@@ -29,8 +29,8 @@
 #include <string.h>
 
 #include "aria.h"
-#include "tokenizer_internal.h"
-#include "util.h"
+#include "tokenizer/tokenizer_internal.h"
+#include "base/util.h"
 
 
 static const char *const composer_names[] = {"bach", "beethoven", "mozart", "chopin",

@@ -26,7 +26,7 @@
  *   - All memory belongs to one json_doc (arena blocks in a list); freeing
  *     the document frees everything.
  */
-#include "json.h"
+#include "base/json.h"
 
 #include <errno.h>
 #include <stdarg.h>

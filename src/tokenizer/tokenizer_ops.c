@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_internal.h"
-#include "util.h"
+#include "tokenizer/tokenizer_internal.h"
+#include "base/util.h"
 
 /* ---------------------------------------------------------------------- */
 /* detokenize                                                             */

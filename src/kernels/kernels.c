@@ -24,7 +24,7 @@
  * between them, and a futex wake-up per job would cost more than the
  * spinning.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <pthread.h>

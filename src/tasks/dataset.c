@@ -26,8 +26,8 @@
  * the manifest; a sequence is found by binary search over the shards'
  * cumulative counts.
  */
-#include "json.h"
-#include "util.h"
+#include "base/json.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

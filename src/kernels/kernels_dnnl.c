@@ -28,7 +28,7 @@
  * tasks may run the same primitive at once; each task has its own stream.
  * A task that fails leaves its columns to the portable kernel.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <stdint.h>
 #include <stdio.h>

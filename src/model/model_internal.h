@@ -6,7 +6,7 @@
 #define ARIA_MODEL_INTERNAL_H
 
 #include "aria.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 typedef struct {
     kern_mat qkv, proj, gate, up, down;

@@ -19,10 +19,10 @@
 #include <string.h>
 
 #include "aria.h"
-#include "json.h"
-#include "kernels.h"
-#include "model_internal.h"
-#include "util.h"
+#include "base/json.h"
+#include "kernels/kernels.h"
+#include "model/model_internal.h"
+#include "base/util.h"
 
 #define BLOCK 256
 #define NORM_EPS 1e-5f

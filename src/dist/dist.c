@@ -14,7 +14,7 @@
  * a second, and it fails in sandboxes without networking, which plain
  * `aria train` must not depend on.
  */
-#include "dist.h"
+#include "dist/dist.h"
 
 #include <limits.h>
 #include <sched.h>

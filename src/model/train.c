@@ -23,9 +23,9 @@
 #include <time.h>
 
 #include "aria.h"
-#include "kernels.h"
-#include "model_internal.h"
-#include "util.h"
+#include "kernels/kernels.h"
+#include "model/model_internal.h"
+#include "base/util.h"
 
 #define NORM_EPS 1e-5f
 
