@@ -83,8 +83,9 @@ $(BUILD)/test_aria: $(TEST_OBJ) $(LIB)
 test: $(BUILD)/test_aria $(BIN)
 	ARIA_BIN=./$(BIN) ./$(BUILD)/test_aria $(TEST_ARGS)
 
+ASAN_BUILD ?= build-asan
 test-asan:
-	$(MAKE) test BUILD=build-asan OPT=-O1 MPI=0 \
+	$(MAKE) test BUILD=$(ASAN_BUILD) OPT=-O1 MPI=0 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  TEST_ARGS="-j1 $(TEST_ARGS)"
 
