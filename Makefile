@@ -11,9 +11,19 @@ CPPFLAGS += -Iinclude -Isrc
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lm -pthread
 
+# PORTABLE=1 builds the plain C kernels only: no x86 intrinsics (the
+# AVX-512 backend compiles to nothing), no target_clones, no oneDNN, as
+# on a CPU other than x86-64. CI builds and tests it (.ci/run) so that
+# such a build keeps linking. Use its own BUILD folder.
+ifeq ($(PORTABLE),1)
+CPPFLAGS += -DARIA_PORTABLE
+DNNL := 0
+endif
+
 # oneDNN (Debian: libdnnl-dev) gives large matrix products their fast path
-# (src/kernels/kernels_dnnl.c). Found by compiling and linking a probe; without it,
-# or with DNNL=0, or in sanitizer builds, only the portable kernels are built.
+# (src/kernels/backend_onednn.c). Found by compiling and linking a probe;
+# without it, or with DNNL=0, PORTABLE=1 or in sanitizer builds, the
+# AVX-512 and portable backends are built.
 ifeq ($(SAN),)
 DNNL ?= $(shell printf '\043include <dnnl.h>\nint main(void){return dnnl_version()->major < 2;}\n' | \
           $(CC) -x c - -o /dev/null -ldnnl >/dev/null 2>&1 && echo 1 || echo 0)
@@ -65,6 +75,11 @@ $(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
+# everything is compiled again when PORTABLE changes
+$(LIB_OBJ) $(CLI_OBJ) $(TEST_OBJ): $(BUILD)/portable-$(PORTABLE).stamp
+$(BUILD)/portable-$(PORTABLE).stamp:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/portable-*.stamp && touch $@
+
 # dist.o is compiled again when MPI is found or lost
 $(BUILD)/src/dist/dist.o: $(BUILD)/mpi-$(MPI).stamp
 $(BUILD)/mpi-$(MPI).stamp:
@@ -111,4 +126,4 @@ $(BUILD)/bench_train: bench/bench_train.c bench/bench_common.h $(LIB)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_train.c $(LIB) -o $@ $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz aria
+	rm -rf build build-asan build-portable build-fuzz aria

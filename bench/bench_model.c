@@ -347,7 +347,7 @@ static stats onednn_peak(int M, int K, int N, int bf16, int threads, int reps) {
 
 /* GFLOP/s (T > 4) or GB/s of weights (T <= 4) of kern_matmul on a random
    matrix of rows x cols in dtype dt. */
-static stats bench_gemm(aria_pool *pool, int T, int rows, int cols, aria_dtype dt, kern_prec prec, int reps) {
+static stats bench_gemm(aria_ctx *ctx, int T, int rows, int cols, aria_dtype dt, int reps) {
     size_t n = (size_t)rows * cols, es = dt == ARIA_DT_F32 ? 4 : 2;
     uint8_t *w = xmalloc(n * es);
     for (size_t i = 0; i < n; i++) {
@@ -362,11 +362,11 @@ static stats bench_gemm(aria_pool *pool, int T, int rows, int cols, aria_dtype d
     float *x = xmalloc((size_t)T * cols * 4), *y = xmalloc((size_t)T * rows * 4);
     for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = rnd_uniform(1.0f);
     kern_mat W = {.dtype = dt, .data = w, .rows = rows, .cols = cols};
-    kern_matmul_prec(pool, x, T, &W, y, 0, prec); /* warm-up, packs */
+    kern_matmul(ctx, x, T, &W, y, 0); /* warm-up, packs */
     double v[64];
     for (int i = 0; i < reps; i++) {
         double t0 = now_s();
-        kern_matmul_prec(pool, x, T, &W, y, 0, prec);
+        kern_matmul(ctx, x, T, &W, y, 0);
         double t = now_s() - t0;
         v[i] = T > 4 ? 2.0 * T * (double)n / t / 1e9 : (double)(n * es) / t / 1e9;
     }
@@ -432,10 +432,18 @@ int main(int argc, char **argv) {
     aria_dtype dt = !strcmp(dtype, "f32") ? ARIA_DT_F32 : ARIA_DT_BF16;
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("bench_model: dtype %s, threads %d, reps %d, prompt %d, steps %d\n", dtype, threads, reps, prompt, steps);
-    printf("kernels: %s\n", kern_backend());
+    /* contexts for the kernel benchmarks: the run's precision, and each */
+    aria_ctx *ctx = NULL, *fast = NULL, *exact = NULL;
+    aria_ctx_opts co = {threads, precision && !strcmp(precision, "exact") ? ARIA_PREC_EXACT : ARIA_PREC_FAST, 0};
+    aria_error cerr;
+    if (aria_ctx_new(&ctx, &co, &cerr) || kern_ctx_derive(&fast, ctx, ARIA_PREC_FAST, &cerr) ||
+        kern_ctx_derive(&exact, ctx, ARIA_PREC_EXACT, &cerr)) {
+        fprintf(stderr, "bench_model: %s\n", cerr.msg);
+        return 1;
+    }
+    printf("kernels: %s\n", aria_ctx_describe(ctx));
     printf("RESULT threads %d threads\n", threads);
 
-    aria_pool *pool = aria_pool_new(threads);
     if (micro) {
         size_t len = (size_t)1 << 30;
         uint8_t *src = xmalloc(len), *dst = xmalloc(len);
@@ -467,20 +475,19 @@ int main(int argc, char **argv) {
         result("dnnl_gemm_bf16_peak_1t", onednn_peak(512, 1536, 6144, 1, 1, reps), "GFLOP/s");
         result("dnnl_gemm_f32_peak_1t", onednn_peak(512, 1536, 6144, 0, 1, reps), "GFLOP/s");
 #endif
-        result("kern_gemm_bf16_fast", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_BF16, KERN_PREC_FAST, reps),
-               "GFLOP/s");
-        result("kern_gemm_f32_fast", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_F32, KERN_PREC_FAST, reps), "GFLOP/s");
-        result("kern_gemm_bf16_exact", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_BF16, KERN_PREC_EXACT, reps),
-               "GFLOP/s");
-        result("kern_gemm_f32_exact", bench_gemm(pool, 512, 6144, 1536, ARIA_DT_F32, KERN_PREC_EXACT, reps),
-               "GFLOP/s");
+        result("kern_gemm_bf16_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_BF16, reps), "GFLOP/s");
+        result("kern_gemm_f32_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_F32, reps), "GFLOP/s");
+        result("kern_gemm_bf16_exact", bench_gemm(exact, 512, 6144, 1536, ARIA_DT_BF16, reps), "GFLOP/s");
+        result("kern_gemm_f32_exact", bench_gemm(exact, 512, 6144, 1536, ARIA_DT_F32, reps), "GFLOP/s");
         /* 1 GiB of weights, far beyond the caches */
-        result("matvec_bf16_b1", bench_gemm(pool, 1, 65536, 8192, ARIA_DT_BF16, KERN_PREC_DEFAULT, reps), "GB/s");
-        result("matvec_bf16_b4", bench_gemm(pool, 4, 65536, 8192, ARIA_DT_BF16, KERN_PREC_DEFAULT, reps), "GB/s");
-        result("matvec_f32_b1", bench_gemm(pool, 1, 32768, 8192, ARIA_DT_F32, KERN_PREC_DEFAULT, reps), "GB/s");
-        result("matvec_f32_b4", bench_gemm(pool, 4, 32768, 8192, ARIA_DT_F32, KERN_PREC_DEFAULT, reps), "GB/s");
+        result("matvec_bf16_b1", bench_gemm(ctx, 1, 65536, 8192, ARIA_DT_BF16, reps), "GB/s");
+        result("matvec_bf16_b4", bench_gemm(ctx, 4, 65536, 8192, ARIA_DT_BF16, reps), "GB/s");
+        result("matvec_f32_b1", bench_gemm(ctx, 1, 32768, 8192, ARIA_DT_F32, reps), "GB/s");
+        result("matvec_f32_b4", bench_gemm(ctx, 4, 32768, 8192, ARIA_DT_F32, reps), "GB/s");
     }
-    aria_pool_free(pool);
+    aria_ctx_free(exact);
+    aria_ctx_free(fast);
+    aria_ctx_free(ctx);
     if (micro) return 0;
 
     aria_model_config cfg;

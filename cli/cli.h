@@ -18,9 +18,13 @@ int parse_long(const char *s, long long lo, long long hi, long long *out);
 int parse_double(const char *s, double *out);
 int parse_variant(const char *s, aria_tok_variant *v);
 /* MIDI file -> score; prints the error and returns -1 on failure */
-int load_score(const char *path, int exact, aria_score *s, aria_midi *m_out);
+int load_score(const char *path, int exact, aria_score *s);
 /* --config: a preset name or a JSON file; prints the error, -1 on failure */
 int load_config_arg(const char *arg, aria_model_config *c);
+/* Kernel context options: `threads` (0: all CPUs) and what the environment
+   asks for (only the CLI reads it): ARIA_PRECISION=exact (else fast) and
+   ARIA_KERNELS=generic (the portable C kernels only). */
+aria_ctx_opts cli_ctx_opts(int threads);
 
 int cmd_generate(int argc, char **argv);
 int cmd_embed(int argc, char **argv);

@@ -1,13 +1,14 @@
 /*
- * aria.c - the `aria` command: argument parsing, output formatting, exit
- * codes and progress. All music and token logic lives in libaria.
+ * main.c - the `aria` command: argument parsing, output formatting, exit
+ * codes and progress, and the MIDI and tokenizer subcommands (the model
+ * commands are in model_cmds.c, dataset_cmd.c and train_cmd.c). All music
+ * and token logic lives in libaria.
  *
  * Exit status: 0 success; 1 bad input (one line `aria: FILE: problem` on
  * stderr, no output file left behind); 2 bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,163 +63,116 @@ int parse_variant(const char *s, aria_tok_variant *v) {
     return 0;
 }
 
-int load_score(const char *path, int exact, aria_score *s, aria_midi *m_out) {
+aria_ctx_opts cli_ctx_opts(int threads) {
+    const char *prec = getenv("ARIA_PRECISION"), *kernels = getenv("ARIA_KERNELS");
+    aria_ctx_opts o = {threads, prec && !strcmp(prec, "exact") ? ARIA_PREC_EXACT : ARIA_PREC_FAST,
+                       kernels && !strcmp(kernels, "generic")};
+    return o;
+}
+
+int load_score(const char *path, int exact, aria_score *s) {
     aria_midi m = {0};
     aria_error err = {{0}};
     int rc = aria_midi_read_file(&m, path, &err);
     if (rc == ARIA_OK) rc = aria_score_from_midi(s, &m, &err);
+    aria_midi_free(&m);
     if (rc != ARIA_OK) {
         fail_file(path, err.msg);
-        aria_midi_free(&m);
         return -1;
     }
     s->exact_timing = exact;
-    if (m_out)
-        *m_out = m;
-    else
-        aria_midi_free(&m);
     return 0;
-}
-
-/* A growable text buffer: each file's output is built in memory so that
-   parallel workers can hand it over whole. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} text;
-
-static void text_add(text *t, const char *s, size_t n) {
-    if (t->n + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap < t->n + n + 1) cap *= 2;
-        char *q = realloc(t->p, cap);
-        if (!q) {
-            fprintf(stderr, "aria: out of memory\n");
-            exit(EXIT_INPUT);
-        }
-        t->p = q;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->n, s, n);
-    t->n += n;
-    t->p[t->n] = 0;
-}
-
-static void text_printf(text *t, const char *fmt, ...) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (k > 0) text_add(t, buf, (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1);
-}
-
-static void append_tokens(text *out, const aria_tokenizer *tk, const aria_token *toks, size_t n,
-                          int as_ids) {
-    char buf[96];
-    if (!as_ids) text_add(out, "[", 1);
-    for (size_t i = 0; i < n; i++) {
-        int k = as_ids ? snprintf(buf, sizeof buf, "%s%d", i ? " " : "", aria_tok_id(tk, toks[i]))
-                       : aria_tok_to_json(tk, toks[i], buf, sizeof buf);
-        if (!as_ids && i) text_add(out, ",", 1);
-        text_add(out, buf, (size_t)k);
-    }
-    if (!as_ids) text_add(out, "]", 1);
-    text_add(out, "\n", 1);
 }
 
 /* ---------------------------------------------------------------------- */
 /* aria tokenize                                                          */
 /* ---------------------------------------------------------------------- */
 
+/* What the batch's callbacks need: the output directory and format, and
+   per file whether its output file failed (its message then names that
+   file rather than the MIDI file). */
 typedef struct {
     const aria_tokenizer *tk;
-    aria_tokenize_opts opts;
-    uint64_t seed;
-    int ids, exact;
-    double prompt_seconds; /* < 0: whole file */
-    int chunks;            /* embedding chunks, one line each */
-    const char *out_dir;
-} tok_job;
-
-typedef struct {
-    const tok_job *job;
     char **files;
-    size_t n_files;
-    text *outs;     /* per file */
-    int *ok;        /* per file */
-    size_t next;    /* next file to take */
-    size_t done;
-    pthread_mutex_t lock;
-    int progress;   /* print a progress line */
-} tok_pool;
+    const char *out_dir;
+    int ids;
+    int progress;            /* print a progress line */
+    unsigned char *write_failed;
+    char **texts;            /* per file: its lines for stdout */
+    size_t *lens;
+} tok_run;
 
 static const char *base_name(const char *p) {
     const char *s = strrchr(p, '/');
     return s ? s + 1 : p;
 }
 
-static int tokenize_one(const tok_job *job, const char *path, text *out) {
-    aria_score s;
-    if (load_score(path, job->exact, &s, NULL)) return -1;
-    aria_rng rng;
-    aria_rng_seed(&rng, job->seed);
-    aria_error err = {{0}};
-    aria_token *toks = NULL;
-    size_t n = 0;
-    int rc;
-    if (job->chunks) {
-        aria_tok_chunk *ch;
-        size_t nc;
-        rc = aria_tok_embedding_chunks(job->tk, &s, 300, 2048, &rng, &ch, &nc, &err);
-        if (rc == ARIA_OK) {
-            for (size_t i = 0; i < nc; i++) append_tokens(out, job->tk, ch[i].toks, ch[i].n, job->ids);
-            aria_tok_chunks_free(ch, nc);
+/* The file's sequences as text, one line each. */
+static int format_file(const tok_run *r, const aria_batch_file *f, char **text, size_t *len, aria_error *err) {
+    *text = NULL;
+    *len = 0;
+    for (size_t k = 0; k < f->n_seqs; k++) {
+        size_t from = k ? f->ends[k - 1] : 0, n;
+        char *line;
+        int rc = aria_tok_format_line(r->tk, f->toks + from, f->ends[k] - from, r->ids, &line, &n, err);
+        char *grown = rc == ARIA_OK ? realloc(*text, *len + n + 1) : NULL;
+        if (!grown) {
+            if (rc == ARIA_OK) {
+                free(line);
+                snprintf(err->msg, sizeof err->msg, "out of memory");
+                rc = ARIA_ERR_NOMEM;
+            }
+            free(*text);
+            *text = NULL;
+            return rc;
         }
-    } else {
-        if (job->prompt_seconds >= 0)
-            rc = aria_tok_prompt(job->tk, &s, (int64_t)(job->prompt_seconds * 1000.0 + 0.5), &rng,
-                                 &toks, &n, &err);
-        else
-            rc = aria_tokenize(job->tk, &s, &job->opts, &rng, &toks, &n, &err);
-        if (rc == ARIA_OK) append_tokens(out, job->tk, toks, n, job->ids);
+        memcpy(grown + *len, line, n + 1);
+        *text = grown;
+        *len += n;
+        free(line);
     }
-    free(toks);
-    aria_score_free(&s);
-    if (rc != ARIA_OK) {
-        fail_file(path, err.msg);
-        return -1;
-    }
-    if (job->out_dir) {
-        char dst[4096];
-        const char *b = base_name(path);
-        const char *dot = strrchr(b, '.');
-        int stem = dot && dot != b ? (int)(dot - b) : (int)strlen(b);
-        snprintf(dst, sizeof dst, "%s/%.*s.%s", job->out_dir, stem, b, job->ids ? "ids" : "json");
-        if (aria_write_file_atomic(dst, out->p, out->n, &err) != ARIA_OK) {
-            fail_file(dst, err.msg);
-            return -1;
-        }
-        out->n = 0;
-    }
-    return 0;
+    return ARIA_OK;
 }
 
-static void *tok_worker(void *arg) {
-    tok_pool *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        size_t i = p->next++;
-        pthread_mutex_unlock(&p->lock);
-        if (i >= p->n_files) break;
-        p->ok[i] = tokenize_one(p->job, p->files[i], &p->outs[i]) == 0;
-        pthread_mutex_lock(&p->lock);
-        p->done++;
-        if (p->progress && (p->done % 16 == 0 || p->done == p->n_files))
-            fprintf(stderr, "\rtokenized %zu/%zu files", p->done, p->n_files);
-        pthread_mutex_unlock(&p->lock);
+/* --out-dir: DIR/<name without extension>.json (or .ids) */
+static void out_path(const tok_run *r, size_t i, char *dst, size_t cap) {
+    const char *b = base_name(r->files[i]);
+    const char *dot = strrchr(b, '.');
+    int stem = dot && dot != b ? (int)(dot - b) : (int)strlen(b);
+    snprintf(dst, cap, "%s/%.*s.%s", r->out_dir, stem, b, r->ids ? "ids" : "json");
+}
+
+/* --out-dir: runs in the worker that tokenized file i, so files are
+   written in parallel and their tokens freed at once. */
+static void write_out_file(void *ctx, size_t i, aria_batch_file *f) {
+    tok_run *r = ctx;
+    if (f->status != ARIA_OK) return;
+    char dst[4096];
+    out_path(r, i, dst, sizeof dst);
+    char *text;
+    size_t len;
+    int rc = format_file(r, f, &text, &len, &f->err);
+    if (rc == ARIA_OK) rc = aria_write_file_atomic(dst, text, len, &f->err);
+    free(text);
+    aria_batch_file_free(f);
+    if (rc != ARIA_OK) {
+        r->write_failed[i] = 1;
+        f->status = rc;
     }
-    return NULL;
+}
+
+/* stdout: runs in the worker that tokenized file i; the text waits for
+   the files before it, the tokens are freed at once. */
+static void keep_text(void *ctx, size_t i, aria_batch_file *f) {
+    tok_run *r = ctx;
+    if (f->status != ARIA_OK) return;
+    f->status = format_file(r, f, &r->texts[i], &r->lens[i], &f->err);
+    aria_batch_file_free(f);
+}
+
+static void tok_progress(void *ctx, size_t done, size_t total) {
+    const tok_run *r = ctx;
+    if (r->progress && (done % 16 == 0 || done == total)) fprintf(stderr, "\rtokenized %zu/%zu files", done, total);
 }
 
 static void help_tokenize(void) {
@@ -248,10 +202,13 @@ static void help_tokenize(void) {
 }
 
 static int cmd_tokenize(int argc, char **argv) {
-    tok_job job = {.opts = {1, 0, 1}, .prompt_seconds = -1};
+    aria_batch_opts bo = aria_batch_defaults();
+    tok_run run = {0};
+    double prompt_seconds = -1; /* < 0: whole file */
     aria_tok_variant variant = ARIA_TOKCFG_DEFAULT;
     long long jobs = sysconf(_SC_NPROCESSORS_ONLN);
     if (jobs < 1) jobs = 1;
+    bo.tok = (aria_tokenize_opts){1, 0, 1}; /* no <D> unless --dim, unlike the library default */
     enum { O_IDS = 256, O_DIM, O_NOEOS, O_KEEP, O_SEED, O_PROMPT, O_CHUNKS, O_EXACT, O_TOK, O_OUT, O_JOBS };
     static const struct option lo[] = {
         {"ids", no_argument, 0, O_IDS},          {"dim", no_argument, 0, O_DIM},
@@ -261,29 +218,29 @@ static int cmd_tokenize(int argc, char **argv) {
         {"tokenizer", required_argument, 0, O_TOK}, {"out-dir", required_argument, 0, O_OUT},
         {"jobs", required_argument, 0, O_JOBS},  {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int c;
+    int c, chunks = 0;
     long long v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case O_IDS: job.ids = 1; break;
-        case O_DIM: job.opts.add_dim_tok = 1; break;
-        case O_NOEOS: job.opts.add_eos_tok = 0; break;
-        case O_KEEP: job.opts.remove_preceding_silence = 0; break;
+        case O_IDS: run.ids = 1; break;
+        case O_DIM: bo.tok.add_dim_tok = 1; break;
+        case O_NOEOS: bo.tok.add_eos_tok = 0; break;
+        case O_KEEP: bo.tok.remove_preceding_silence = 0; break;
         case O_SEED:
             if (parse_long(optarg, 0, (long long)(~0ull >> 1), &v)) return usage_error("tokenize", "--seed wants a non-negative integer, got '%s'", optarg);
-            job.seed = (uint64_t)v;
+            bo.seed = (uint64_t)v;
             break;
         case O_PROMPT:
-            if (parse_double(optarg, &job.prompt_seconds) || job.prompt_seconds < 0)
+            if (parse_double(optarg, &prompt_seconds) || prompt_seconds < 0)
                 return usage_error("tokenize", "--prompt-seconds wants a number >= 0, got '%s'", optarg);
             break;
-        case O_CHUNKS: job.chunks = 1; break;
-        case O_EXACT: job.exact = 1; break;
+        case O_CHUNKS: chunks = 1; break;
+        case O_EXACT: bo.exact_timing = 1; break;
         case O_TOK:
             if (parse_variant(optarg, &variant)) return usage_error("tokenize", "unknown tokenizer '%s'", optarg);
             break;
-        case O_OUT: job.out_dir = optarg; break;
+        case O_OUT: run.out_dir = optarg; break;
         case O_JOBS:
             if (parse_long(optarg, 1, 1024, &jobs)) return usage_error("tokenize", "--jobs wants 1..1024, got '%s'", optarg);
             break;
@@ -292,37 +249,47 @@ static int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (optind >= argc) return usage_error("tokenize", "no input file");
-    if (job.chunks && job.prompt_seconds >= 0)
+    if (chunks && prompt_seconds >= 0)
         return usage_error("tokenize", "--embedding-chunks and --prompt-seconds exclude each other");
+    bo.mode = chunks ? ARIA_BATCH_CHUNKS : prompt_seconds >= 0 ? ARIA_BATCH_PROMPT : ARIA_BATCH_TOKENIZE;
+    bo.prompt_ms = (int64_t)(prompt_seconds * 1000.0 + 0.5);
+    bo.jobs = (int)jobs;
 
     aria_tokenizer *tk = aria_tokenizer_new(variant);
     if (!tk) return EXIT_INPUT;
-    job.tk = tk;
     size_t nf = (size_t)(argc - optind);
-    tok_pool pool = {.job = &job, .files = argv + optind, .n_files = nf,
-                     .progress = nf > 16 && isatty(2)};
-    pool.outs = calloc(nf, sizeof *pool.outs);
-    pool.ok = calloc(nf, sizeof *pool.ok);
-    if (!pool.outs || !pool.ok) return EXIT_INPUT;
-    pthread_mutex_init(&pool.lock, NULL);
-    size_t nt = (size_t)jobs < nf ? (size_t)jobs : nf;
-    pthread_t th[1024];
-    size_t started = 0;
-    for (size_t i = 1; i < nt; i++)
-        if (pthread_create(&th[started], NULL, tok_worker, &pool) == 0) started++;
-    tok_worker(&pool);
-    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
-    if (pool.progress) fputc('\n', stderr);
-
-    int status = 0;
-    for (size_t i = 0; i < nf; i++) {
-        if (!pool.ok[i]) status = EXIT_INPUT;
-        else if (!job.out_dir) fwrite(pool.outs[i].p, 1, pool.outs[i].n, stdout);
-        free(pool.outs[i].p);
+    run.tk = tk;
+    run.files = argv + optind;
+    run.progress = nf > 16 && isatty(2);
+    aria_batch_file *res = calloc(nf, sizeof *res);
+    run.write_failed = calloc(nf, 1);
+    run.texts = calloc(nf, sizeof *run.texts);
+    run.lens = calloc(nf, sizeof *run.lens);
+    aria_error err = {{0}};
+    int status = res && run.write_failed && run.texts && run.lens ? 0 : EXIT_INPUT;
+    bo.on_file = run.out_dir ? write_out_file : keep_text;
+    bo.progress = tok_progress;
+    bo.ctx = &run;
+    if (!status && aria_batch_tokenize(tk, (const char *const *)run.files, nf, &bo, res, &err) != ARIA_OK) {
+        fprintf(stderr, "aria: %s\n", err.msg);
+        status = EXIT_INPUT;
     }
-    free(pool.outs);
-    free(pool.ok);
-    pthread_mutex_destroy(&pool.lock);
+    if (run.progress) fputc('\n', stderr);
+    for (size_t i = 0; res && i < nf; i++) /* the failures first, as they were found */
+        if (res[i].status != ARIA_OK) {
+            char dst[4096];
+            if (run.write_failed[i]) out_path(&run, i, dst, sizeof dst);
+            fail_file(run.write_failed[i] ? dst : run.files[i], res[i].err.msg);
+            status = EXIT_INPUT;
+        }
+    for (size_t i = 0; run.texts && i < nf; i++) {
+        if (run.texts[i]) fwrite(run.texts[i], 1, run.lens[i], stdout);
+        free(run.texts[i]);
+    }
+    free(res);
+    free(run.write_failed);
+    free(run.texts);
+    free(run.lens);
     aria_tokenizer_free(tk);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "aria: writing output: %s\n", strerror(errno));
@@ -334,48 +301,6 @@ static int cmd_tokenize(int argc, char **argv) {
 /* ---------------------------------------------------------------------- */
 /* aria detokenize                                                        */
 /* ---------------------------------------------------------------------- */
-
-/* A line of ids: integers separated by spaces, commas or newlines. */
-static int parse_ids(const aria_tokenizer *tk, const char *p, size_t len, aria_token **out,
-                     size_t *n, char *msg, size_t cap) {
-    size_t cnt = 0, alloc = 0;
-    aria_token *toks = NULL;
-    size_t i = 0;
-    while (i < len) {
-        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r' || p[i] == ',') {
-            i++;
-            continue;
-        }
-        long long v = 0;
-        size_t st = i;
-        while (i < len && p[i] >= '0' && p[i] <= '9' && v < 1000000000) v = v * 10 + (p[i++] - '0');
-        if (i == st || (i < len && !strchr(" \t\r\n,", p[i]))) {
-            snprintf(msg, cap, "expected a token id at byte %zu", st);
-            free(toks);
-            return -1;
-        }
-        if (v >= aria_tok_vocab_size(tk)) {
-            snprintf(msg, cap, "token id %lld at byte %zu is outside the vocabulary (%d ids)", v, st,
-                     aria_tok_vocab_size(tk));
-            free(toks);
-            return -1;
-        }
-        if (cnt == alloc) {
-            alloc = alloc ? alloc * 2 : 1024;
-            aria_token *q = realloc(toks, alloc * sizeof *toks);
-            if (!q) {
-                free(toks);
-                snprintf(msg, cap, "out of memory");
-                return -1;
-            }
-            toks = q;
-        }
-        toks[cnt++] = aria_tok_token(tk, (int)v);
-    }
-    *out = toks;
-    *n = cnt;
-    return 0;
-}
 
 static int read_input(const char *path, uint8_t **buf, size_t *len, aria_error *err) {
     if (strcmp(path, "-") != 0) return aria_read_file(path, buf, len, err);
@@ -457,34 +382,16 @@ static int cmd_detokenize(int argc, char **argv) {
     }
     aria_tokenizer *tk = aria_tokenizer_new(variant);
     aria_token *toks = NULL;
-    size_t n = 0;
-    size_t i = 0;
-    while (i < len && strchr(" \t\r\n", buf[i])) i++;
-    int rc;
-    if (i < len && buf[i] == '[') {
-        rc = aria_tok_parse_json(tk, (const char *)buf, len, &toks, &n, &err);
-    } else {
-        rc = parse_ids(tk, (const char *)buf, len, &toks, &n, err.msg, sizeof err.msg) ? ARIA_ERR_FORMAT : ARIA_OK;
-    }
+    size_t n = 0, skipped = 0;
+    int rc = aria_tok_parse_text(tk, (const char *)buf, len, &toks, &n, &err);
+    if (rc == ARIA_OK) rc = aria_tokens_write_midi(tk, toks, n, out_path, &skipped, &err);
     free(buf);
-    if (rc == ARIA_OK && n == 0) {
-        snprintf(err.msg, sizeof err.msg, "no tokens");
-        rc = ARIA_ERR_FORMAT;
-    }
-    aria_score s = {0};
-    aria_midi m = {0};
-    size_t skipped = 0;
-    if (rc == ARIA_OK) rc = aria_detokenize(tk, toks, n, &s, &skipped, &err);
-    if (rc == ARIA_OK) rc = aria_score_to_midi(&s, &m, &err);
-    if (rc == ARIA_OK) rc = aria_midi_write_file(&m, out_path, &err);
     if (rc != ARIA_OK) {
         fail_file(rc == ARIA_ERR_IO ? out_path : in, err.msg);
     } else if (skipped) {
         fprintf(stderr, "aria: %s: skipped %zu malformed token%s\n", in, skipped, skipped == 1 ? "" : "s");
     }
     free(toks);
-    aria_score_free(&s);
-    aria_midi_free(&m);
     aria_tokenizer_free(tk);
     return rc == ARIA_OK ? 0 : EXIT_INPUT;
 }
@@ -518,15 +425,12 @@ static int cmd_notes(int argc, char **argv) {
     }
     if (optind != argc - 1) return usage_error("notes", "expected one FILE.mid");
     aria_score s;
-    if (load_score(argv[optind], exact, &s, NULL)) return EXIT_INPUT;
-    text out = {0};
+    if (load_score(argv[optind], exact, &s)) return EXIT_INPUT;
     for (size_t i = 0; i < s.n_notes; i++) {
         const aria_note *n = &s.notes[i];
-        text_printf(&out, "%lld\t%lld\t%d\t%d\t%d\n", (long long)aria_score_tick_to_ms(&s, n->start),
-                    (long long)aria_score_tick_to_ms(&s, n->end), n->pitch, n->velocity, n->channel);
+        printf("%lld\t%lld\t%d\t%d\t%d\n", (long long)aria_score_tick_to_ms(&s, n->start),
+               (long long)aria_score_tick_to_ms(&s, n->end), n->pitch, n->velocity, n->channel);
     }
-    if (out.n) fwrite(out.p, 1, out.n, stdout);
-    free(out.p);
     aria_score_free(&s);
     return fflush(stdout) == 0 ? 0 : EXIT_INPUT;
 }
@@ -541,44 +445,37 @@ static int cmd_info(int argc, char **argv) {
     }
     if (argc != 2 || argv[1][0] == '-') return usage_error("info", "expected one FILE.mid");
     const char *path = argv[1];
-    aria_midi m;
-    aria_score s;
-    if (load_score(path, 0, &s, &m)) return EXIT_INPUT;
+    aria_file_stats st;
+    aria_error err = {{0}};
+    if (aria_file_stats_read(&st, path, &err) != ARIA_OK) {
+        fail_file(path, err.msg);
+        return EXIT_INPUT;
+    }
     printf("file\t%s\n", path);
-    printf("format\t%d\n", m.format);
-    if (m.ppq > 0)
-        printf("division\t%d ticks per quarter note\n", m.ppq);
+    printf("format\t%d\n", st.format);
+    if (st.ppq > 0)
+        printf("division\t%d ticks per quarter note\n", st.ppq);
     else
-        printf("division\tSMPTE %s fps, %d ticks per frame\n", m.smpte_fps == 29 ? "29.97" : m.smpte_fps == 24 ? "24" : m.smpte_fps == 25 ? "25" : "30", m.smpte_tpf);
-    size_t events = 0;
-    for (size_t t = 0; t < m.n_tracks; t++) events += m.tracks[t].n_events;
-    printf("tracks\t%zu (header says %d)\n", m.n_tracks, m.ntracks_declared);
-    printf("events\t%zu\n", events);
-    int64_t last = 0;
-    for (size_t i = 0; i < s.n_notes; i++)
-        if (s.notes[i].end > last) last = s.notes[i].end;
-    int64_t ms = aria_score_tick_to_ms(&s, last);
-    printf("duration\t%lld.%03lld s (end of the last note)\n", (long long)(ms / 1000), (long long)(ms % 1000));
-    printf("notes\t%zu\n", s.n_notes);
+        printf("division\tSMPTE %s fps, %d ticks per frame\n", st.smpte_fps == 29 ? "29.97" : st.smpte_fps == 24 ? "24" : st.smpte_fps == 25 ? "25" : "30", st.smpte_tpf);
+    printf("tracks\t%zu (header says %d)\n", st.n_tracks, st.ntracks_declared);
+    printf("events\t%zu\n", st.n_events);
+    printf("duration\t%lld.%03lld s (end of the last note)\n", (long long)(st.duration_ms / 1000),
+           (long long)(st.duration_ms % 1000));
+    printf("notes\t%zu\n", st.n_notes);
     printf("programs\t");
-    if (!s.n_programs) printf("none");
-    for (size_t i = 0; i < s.n_programs; i++)
-        printf("%sch%d:%d(%s)", i ? " " : "", s.programs[i].channel + 1, s.programs[i].program,
-               aria_instrument_name(aria_program_class(s.programs[i].program)));
+    if (!st.n_programs) printf("none");
+    for (size_t i = 0; i < st.n_programs; i++)
+        printf("%sch%d:%d(%s)", i ? " " : "", st.programs[i].channel + 1, st.programs[i].program,
+               aria_instrument_name(aria_program_class(st.programs[i].program)));
     printf("\n");
-    int drums = 0;
-    for (size_t i = 0; i < s.n_notes; i++) drums += s.notes[i].channel == 9;
-    printf("drum notes\t%d\n", drums);
-    printf("tempo changes\t%zu", s.n_tempos);
-    if (s.n_tempos) printf(" (first %.2f bpm)", 60e6 / (s.tempos[0].tempo ? s.tempos[0].tempo : 1));
+    printf("drum notes\t%zu\n", st.n_drum_notes);
+    printf("tempo changes\t%zu", st.n_tempos);
+    if (st.n_tempos) printf(" (first %.2f bpm)", 60e6 / (st.first_tempo ? st.first_tempo : 1));
     printf("\n");
-    size_t on = 0;
-    for (size_t i = 0; i < s.n_pedals; i++) on += s.pedals[i].on;
-    printf("sustain pedal\t%zu messages (%zu down)\n", s.n_pedals, on);
-    printf("warnings\t%d\n", m.n_warnings);
-    for (int i = 0; i < m.n_warnings && i < ARIA_MIDI_MAX_WARNINGS; i++) printf("warning\t%s\n", m.warnings[i]);
-    aria_midi_free(&m);
-    aria_score_free(&s);
+    printf("sustain pedal\t%zu messages (%zu down)\n", st.n_pedals, st.n_pedals_down);
+    printf("warnings\t%d\n", st.n_warnings);
+    for (int i = 0; i < st.n_warnings && i < ARIA_MIDI_MAX_WARNINGS; i++) printf("warning\t%s\n", st.warnings[i]);
+    aria_file_stats_free(&st);
     return fflush(stdout) == 0 ? 0 : EXIT_INPUT;
 }
 

@@ -33,64 +33,44 @@ int load_config_arg(const char *arg, aria_model_config *c) {
 }
 
 /* The weights at `path`, shaped by --config when given (else by the file's
-   metadata or a config.json beside it); errors are printed. */
-static aria_model *load_model(const char *path, const char *cfg_arg, int threads) {
+   metadata or a config.json beside it), running on a kernel context of
+   --threads and the environment (*ctx, to free after the model); errors
+   are printed. */
+static aria_model *load_model(const char *path, const char *cfg_arg, int threads, aria_ctx **ctx) {
     aria_model_config cfg;
+    *ctx = NULL;
     if (cfg_arg && load_config_arg(cfg_arg, &cfg)) return NULL;
     aria_model *m = NULL;
     aria_error err = {{0}};
-    if (aria_model_load(&m, path, cfg_arg ? &cfg : NULL, &err) != ARIA_OK) {
-        fail_file(path, err.msg);
+    aria_ctx_opts co = cli_ctx_opts(threads);
+    if (aria_ctx_new(ctx, &co, &err) != ARIA_OK) {
+        fprintf(stderr, "aria: %s\n", err.msg);
         return NULL;
     }
-    if (threads > 0) aria_model_set_threads(m, threads);
+    if (aria_model_load(&m, path, cfg_arg ? &cfg : NULL, &err) != ARIA_OK) {
+        fail_file(path, err.msg);
+        aria_ctx_free(*ctx);
+        *ctx = NULL;
+        return NULL;
+    }
+    aria_model_set_ctx(m, *ctx);
     return m;
 }
 
-/* Whitespace-, comma- or bracket-separated integers (a line of ids or a
-   JSON array of ids). */
+/* A file of token ids (the list rule of aria_ids_parse); errors are
+   printed. An empty list is an error here: a model needs a token. */
 static int read_ids(const char *path, int vocab, int32_t **out, size_t *n) {
-    uint8_t *buf;
-    size_t len;
     aria_error err = {{0}};
-    if (aria_read_file(path, &buf, &len, &err) != ARIA_OK) {
+    if (aria_ids_read_file(path, vocab, out, n, &err) != ARIA_OK) {
         fail_file(path, err.msg);
         return -1;
     }
-    int32_t *ids = malloc((len / 2 + 1) * sizeof *ids);
-    size_t cnt = 0;
-    for (size_t i = 0; i < len && ids;) {
-        if (strchr(" \t\r\n,[]", buf[i])) {
-            i++;
-            continue;
-        }
-        size_t st = i;
-        long v = 0;
-        while (i < len && buf[i] >= '0' && buf[i] <= '9' && v < 100000000) v = v * 10 + (buf[i++] - '0');
-        if (i == st || (i < len && !strchr(" \t\r\n,[]", buf[i]))) {
-            snprintf(err.msg, sizeof err.msg, "byte %zu: expected a token id", st);
-            fail_file(path, err.msg);
-            free(ids);
-            free(buf);
-            return -1;
-        }
-        if (v >= vocab) {
-            snprintf(err.msg, sizeof err.msg, "byte %zu: id %ld is outside the vocabulary (%d ids)", st, v, vocab);
-            fail_file(path, err.msg);
-            free(ids);
-            free(buf);
-            return -1;
-        }
-        ids[cnt++] = (int32_t)v;
-    }
-    free(buf);
-    if (!ids || cnt == 0) {
-        fail_file(path, ids ? "no token ids" : "out of memory");
-        free(ids);
+    if (*n == 0) {
+        fail_file(path, "no token ids");
+        free(*out);
+        *out = NULL;
         return -1;
     }
-    *out = ids;
-    *n = cnt;
     return 0;
 }
 
@@ -207,13 +187,11 @@ int cmd_generate(int argc, char **argv) {
         fail_file(out_dir, "not a directory");
         return EXIT_INPUT;
     }
-    aria_model *m = load_model(model_path, cfg_arg, (int)threads);
+    aria_ctx *ctx;
+    aria_model *m = load_model(model_path, cfg_arg, (int)threads, &ctx);
     if (!m) return EXIT_INPUT;
     const aria_model_config *mc = aria_model_get_config(m);
-    aria_tok_variant variant = mc->vocab_size == 17729 ? ARIA_TOKCFG_DEMO_17729
-                               : mc->vocab_size == 2675 ? ARIA_TOKCFG_DEMO_2675
-                                                        : ARIA_TOKCFG_DEFAULT;
-    aria_tokenizer *tk = aria_tokenizer_new(variant);
+    aria_tokenizer *tk = aria_tokenizer_for_model(m);
     int status = EXIT_INPUT;
     int32_t *pids = NULL;
     size_t np = 0;
@@ -221,28 +199,17 @@ int cmd_generate(int argc, char **argv) {
     if (prompt_ids) {
         if (read_ids(prompt_ids, mc->vocab_size, &pids, &np)) goto out;
     } else {
-        aria_score s;
-        if (load_score(prompt, 0, &s, NULL)) goto out;
-        aria_rng r;
-        aria_rng_seed(&r, 0);
-        aria_token *toks;
-        int64_t window = (int64_t)(prompt_s * 1000.0 + 0.5);
-        /* the window counts from the file's time 0, as the reference's
-           does: a file that starts late gives an empty prompt; say so */
-        if (s.n_notes && aria_score_tick_to_ms(&s, s.notes[0].start) > window)
+        aria_prompt_info info;
+        int rc = aria_prompt_from_file(tk, prompt, (int64_t)(prompt_s * 1000.0 + 0.5), &pids, &np, &info, &err);
+        if (info.window_before_first_note)
             fprintf(stderr,
                     "aria: warning: %s: its first note starts at %.1f s, after the %.1f s prompt window "
                     "(--prompt-seconds): the prompt has no notes\n",
-                    prompt, aria_score_tick_to_ms(&s, s.notes[0].start) / 1000.0, prompt_s);
-        int rc = aria_tok_prompt(tk, &s, window, &r, &toks, &np, &err);
-        aria_score_free(&s);
+                    prompt, info.first_note_ms / 1000.0, prompt_s);
         if (rc) {
             fail_file(prompt, err.msg);
             goto out;
         }
-        pids = malloc((np ? np : 1) * sizeof *pids);
-        aria_tok_encode(tk, toks, np, pids);
-        free(toks);
     }
     if (seed < 0) {
         seed = (long long)(time(NULL) ^ ((long long)getpid() << 16)) & 0x7fffffff;
@@ -267,26 +234,18 @@ int cmd_generate(int argc, char **argv) {
     status = 0;
     for (long long v = 0; v < variations; v++) {
         new_tokens += lens[v] - np;
-        if (print_ids) {
-            for (size_t i = 0; i < lens[v]; i++) printf("%s%d", i ? " " : "", seqs[v][i]);
-            printf("\n");
+        char *line;
+        size_t len;
+        if (print_ids && aria_ids_format(seqs[v], lens[v], &line, &len, &err) == ARIA_OK) {
+            fwrite(line, 1, len, stdout);
+            free(line);
         }
-        aria_token *toks = malloc(lens[v] * sizeof *toks);
-        aria_tok_decode(tk, seqs[v], lens[v], toks);
-        aria_score d;
-        aria_midi mid = {0};
         char path[4096];
         snprintf(path, sizeof path, "%s/res_%lld.mid", out_dir, v + 1);
-        rc = aria_detokenize(tk, toks, lens[v], &d, NULL, &err);
-        if (!rc) rc = aria_score_to_midi(&d, &mid, &err);
-        if (!rc) rc = aria_midi_write_file(&mid, path, &err);
-        if (rc) {
+        if (aria_ids_write_midi(tk, seqs[v], lens[v], path, NULL, &err) != ARIA_OK) {
             fail_file(path, err.msg);
             status = EXIT_INPUT;
         }
-        aria_midi_free(&mid);
-        aria_score_free(&d);
-        free(toks);
         free(seqs[v]);
     }
     fprintf(stderr, "aria: %zu tokens in %.2f s (%zu prompt tokens): %.2f tokens/s\n", new_tokens, dt, np,
@@ -297,34 +256,13 @@ out:
     free(pids);
     aria_tokenizer_free(tk);
     aria_model_free(m);
+    aria_ctx_free(ctx);
     return status;
 }
 
 /* ---------------------------------------------------------------------- */
 /* aria embed                                                             */
 /* ---------------------------------------------------------------------- */
-
-/* NumPy .npy, version 1.0: float32 little-endian, C order, [rows][cols]. */
-static int write_npy(const char *path, const float *x, size_t rows, size_t cols, aria_error *err) {
-    char hdr[128];
-    int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
-    size_t total = 10 + (size_t)n + 1;
-    size_t pad = (64 - total % 64) % 64;
-    size_t hlen = (size_t)n + pad + 1;
-    size_t size = 10 + hlen + rows * cols * 4;
-    uint8_t *buf = malloc(size);
-    if (!buf) return ARIA_ERR_NOMEM;
-    memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (uint8_t)(hlen & 255);
-    buf[9] = (uint8_t)(hlen >> 8);
-    memcpy(buf + 10, hdr, (size_t)n);
-    memset(buf + 10 + n, ' ', pad);
-    buf[10 + hlen - 1] = '\n';
-    memcpy(buf + 10 + hlen, x, rows * cols * 4);
-    int rc = aria_write_file_atomic(path, buf, size, err);
-    free(buf);
-    return rc;
-}
 
 static void help_embed(void) {
     puts("usage: aria embed --model EMB.safetensors [-o OUT.npy] FILE.mid...\n"
@@ -384,12 +322,14 @@ int cmd_embed(int argc, char **argv) {
     long long threads = a.threads;
     if (!model_path) return usage_error("embed", "--model is required");
     if (optind >= argc) return usage_error("embed", "no input file");
-    aria_model *m = load_model(model_path, cfg_arg, (int)threads);
+    aria_ctx *ctx;
+    aria_model *m = load_model(model_path, cfg_arg, (int)threads, &ctx);
     if (!m) return EXIT_INPUT;
     int E = aria_output_dim(m, ARIA_OUT_EMB);
     if (E <= 0) {
         fail_file(model_path, "not an embedding model (no emb_head.weight)");
         aria_model_free(m);
+        aria_ctx_free(ctx);
         return EXIT_INPUT;
     }
     aria_tokenizer *tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
@@ -400,7 +340,7 @@ int cmd_embed(int argc, char **argv) {
         const char *f = argv[optind + (int)i];
         aria_score s;
         aria_error err = {{0}};
-        if (load_score(f, 0, &s, NULL)) {
+        if (load_score(f, 0, &s)) {
             status = EXIT_INPUT;
             continue;
         }
@@ -421,7 +361,7 @@ int cmd_embed(int argc, char **argv) {
     if (isatty(2) && nf > 1) fputc('\n', stderr);
     if (out && status == 0) {
         aria_error err = {{0}};
-        if (write_npy(out, rows, nf, (size_t)E, &err) != ARIA_OK) {
+        if (aria_npy_write_f32(out, rows, nf, (size_t)E, &err) != ARIA_OK) {
             fail_file(out, err.msg);
             status = EXIT_INPUT;
         }
@@ -431,6 +371,7 @@ int cmd_embed(int argc, char **argv) {
     free(rows);
     aria_tokenizer_free(tk);
     aria_model_free(m);
+    aria_ctx_free(ctx);
     return status;
 }
 
@@ -458,7 +399,8 @@ int cmd_logits(int argc, char **argv) {
     long long threads = a.threads;
     if (!model_path || !ids_path) return usage_error("logits", "--model and --ids are required");
     if (optind != argc) return usage_error("logits", "unexpected argument '%s'", argv[optind]);
-    aria_model *m = load_model(model_path, cfg_arg, (int)threads);
+    aria_ctx *ctx;
+    aria_model *m = load_model(model_path, cfg_arg, (int)threads, &ctx);
     if (!m) return EXIT_INPUT;
     int V = aria_output_dim(m, ARIA_OUT_LOGITS), status = EXIT_INPUT;
     int32_t *ids = NULL;
@@ -490,6 +432,7 @@ done:
     free(ids);
     aria_session_free(s);
     aria_model_free(m);
+    aria_ctx_free(ctx);
     return status;
 }
 

@@ -4,9 +4,10 @@
  * src/tasks/trainloop.c.
  *
  * Under mpirun every process runs this same command: MPI starts here
- * (src/dist/dist.c) before the options are read, and only rank 0 prints (help,
- * usage errors, progress, the run's error, which all processes agree on),
- * so a message appears once however many processes there are.
+ * (aria_dist_start, told by the launcher's environment variables, which
+ * only the CLI reads) before the options are read, and only rank 0 prints
+ * (help, usage errors, progress, the run's error, which all processes
+ * agree on), so a message appears once however many processes there are.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -16,7 +17,6 @@
 
 #include "aria.h"
 #include "cli.h"
-#include "dist/dist.h"
 
 /* ctx: non-NULL under mpirun, whose processes' stderr is a pipe to mpirun
    even when mpirun's is a terminal, so it prints regardless (rank 0 only:
@@ -25,6 +25,19 @@ static void train_progress(void *ctx, long step, long total, float loss, double 
     if (!ctx && !isatty(2)) return;
     fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tokens/s   ", step, total, loss, tps);
     if (step == total) fputc('\n', stderr);
+}
+
+/* ARIA_TRAIN_PROFILE: the trainer's time per kind of work, when it ends. */
+static void print_profile(void *ctx, const aria_trainer *t) {
+    const char *names[16];
+    double secs[16], tot = 0;
+    int n = aria_trainer_profile(t, names, secs, 16);
+    if (n > 16) n = 16;
+    for (int k = 0; k < n; k++) tot += secs[k];
+    fprintf(stderr, "trainer profile (%s):", aria_trainer_is_exact(t) ? "exact" : "fast");
+    for (int k = 0; k < n; k++)
+        fprintf(stderr, " %s %.3f s (%.1f%%)", names[k], secs[k], tot > 0 ? 100 * secs[k] / tot : 0);
+    fprintf(stderr, "\n");
 }
 
 static void help_train(void) {
@@ -80,7 +93,7 @@ static void help_train(void) {
          "its share of the CPUs it may run on (Open MPI binds each of 1-2 processes to one core:\n"
          "add --bind-to none). As root add --allow-run-as-root; more processes than CPUs need\n"
          "--oversubscribe. See docs/training.md.\n");
-    puts(dist_built_with_mpi() ? "This aria is built with MPI."
+    puts(aria_dist_built_with_mpi() ? "This aria is built with MPI."
                                : "This aria is built without MPI (install libopenmpi-dev and rebuild); it refuses\n"
                                  "to start as one of several processes under mpirun.");
 }
@@ -88,7 +101,7 @@ static void help_train(void) {
 /* The command on one process; `quiet` on all ranks but 0, which exit with
    the same status as rank 0 without a word. */
 #define USAGE(...) (quiet ? EXIT_USAGE : usage_error("train", __VA_ARGS__))
-static int train_main(int argc, char **argv, int quiet) {
+static int train_main(int argc, char **argv, const aria_launch *launch, int quiet) {
     aria_train_opts o = aria_train_defaults();
     const char *cfg_arg = NULL;
     long long v;
@@ -203,11 +216,24 @@ static int train_main(int argc, char **argv, int quiet) {
         }
         o.has_config = 1;
     }
-    dist_world w = dist_get();
+    static int under_mpi = 1; /* only its address matters: "print even without a terminal" */
     o.progress = train_progress;
-    o.progress_ctx = w.size > 1 ? (void *)&w : NULL;
+    o.progress_ctx = aria_dist_size() > 1 ? &under_mpi : NULL;
+    o.launched_size = launch->size;
+    const char *prof = getenv("ARIA_TRAIN_PROFILE");
+    o.profile = prof && *prof && strcmp(prof, "0") != 0;
+    o.trainer_done = o.profile ? print_profile : NULL;
+    /* precision and kernels from the environment; --precision, when
+       given, still decides the trainer's products (o.exact) */
+    aria_ctx_opts co = cli_ctx_opts(o.threads);
     aria_error err = {{0}};
-    if (aria_train_run(&o, &err) != ARIA_OK) {
+    if (aria_ctx_new(&o.ctx, &co, &err) != ARIA_OK) {
+        if (!quiet) fprintf(stderr, "aria: %s\n", err.msg);
+        return EXIT_INPUT;
+    }
+    int rc = aria_train_run(&o, &err);
+    aria_ctx_free(o.ctx);
+    if (rc != ARIA_OK) {
         if (!quiet) fail_file(o.out_dir, err.msg);
         return EXIT_INPUT;
     }
@@ -215,8 +241,9 @@ static int train_main(int argc, char **argv, int quiet) {
 }
 
 int cmd_train(int argc, char **argv) {
-    dist_init();
-    int rc = train_main(argc, argv, dist_get().rank != 0);
-    dist_finalize();
+    aria_launch launch = aria_dist_launch_info(getenv);
+    aria_dist_start(&launch);
+    int rc = train_main(argc, argv, &launch, aria_dist_rank() != 0);
+    aria_dist_stop();
     return rc;
 }

@@ -428,6 +428,35 @@ float aria_f16_to_f32(uint16_t h);
 
 
 /* ====================================================================== */
+/* kernel context: threads, precision, backends, scratch memory           */
+/* ====================================================================== */
+
+/* What the numeric kernels run on, made by the caller and passed in:
+   the thread pool, the precision, which backends may be used, and the
+   scratch memory the kernels reuse. The library reads no environment
+   variables; a program that wants ARIA_PRECISION or ARIA_KERNELS maps them
+   to these options itself (the CLI does). */
+typedef struct aria_ctx aria_ctx;
+
+typedef enum {
+    ARIA_PREC_FAST = 0,  /* large products on bfloat16 activations (oneDNN), vector exp and sums */
+    ARIA_PREC_EXACT = 1  /* float32 arithmetic in the reference's order */
+} aria_precision;
+
+typedef struct {
+    int threads;              /* <= 0: one per online CPU */
+    aria_precision precision;
+    int portable;             /* 1: the plain C kernels only (no AVX-512, no oneDNN) */
+} aria_ctx_opts;
+
+/* opts NULL: the defaults (all CPUs, fast, every backend this CPU has). */
+int aria_ctx_new(aria_ctx **out, const aria_ctx_opts *opts, aria_error *err);
+void aria_ctx_free(aria_ctx *c);
+/* What the context runs on, e.g. "avx512 + oneDNN 2.7.3 (avx512_core_bf16),
+   precision fast, 2 threads". */
+const char *aria_ctx_describe(const aria_ctx *c);
+
+/* ====================================================================== */
 /* model: weights and inference                                           */
 /* ====================================================================== */
 
@@ -459,8 +488,19 @@ int aria_model_save(const aria_model *m, const char *path, aria_dtype dtype, ari
 void aria_model_free(aria_model *m);
 const aria_model_config *aria_model_get_config(const aria_model *m);
 int aria_model_heads(const aria_model *m);
-/* Threads used by this model's kernels (default: all CPUs). */
+/* The kernel context the model runs on (its sessions and trainers too).
+   A model starts with its own (all CPUs, fast precision, every backend);
+   aria_model_set_ctx lends it the caller's, which must outlive the model's
+   use of it and is not freed with the model (NULL: back to its own).
+   Change it only while the model has no trainer and no session is
+   running a forward pass. */
+void aria_model_set_ctx(aria_model *m, aria_ctx *ctx);
+/* Threads used by this model's kernels: a new context of the model's own
+   with n_threads (<= 0: all CPUs), keeping the current precision and
+   backends. */
 void aria_model_set_threads(aria_model *m, int n_threads);
+/* The precision of the model's context (a trainer's default). */
+aria_precision aria_model_precision(const aria_model *m);
 
 typedef enum {
     ARIA_OUT_LOGITS = 0, /* [vocab_size] (needs lm_head) */
@@ -548,6 +588,149 @@ int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *p
 int aria_embed_score(const aria_model *m, const aria_tokenizer *t, const aria_score *s, float *out,
                      size_t *n_chunks, aria_error *err);
 
+/* ====================================================================== */
+/* tasks: files in and out (what the `aria` commands do with files)      */
+/* ====================================================================== */
+
+/* Lists of token ids as text. One rule for every reader of ids (aria
+   detokenize, generate --prompt-ids, logits --ids, and each line of an
+   `aria dataset --ids` file):
+     - an id is a run of decimal digits (no sign, no exponent, no
+       fraction) whose value is below `vocab`;
+     - ids are separated by any run of spaces, tabs, CR, LF and commas,
+       which may also lead and trail;
+     - the whole list may be wrapped in one pair of square brackets, so a
+       JSON array of integers ("[6, 0, 1016]") is a list too;
+     - nothing but separators (or "[]") is a valid empty list: n = 0.
+   Errors are ARIA_ERR_FORMAT and say the byte offset (from the start of
+   `text`) of what was found, quoting it:
+     "byte 4: expected a token id, got 'x7'"
+     "byte 4: token id 99999 is outside the vocabulary (0..17726)"
+     "byte 0: '[' without a closing ']'", "byte 9: ']' without an opening '['"
+   *out is malloc'd (also when n is 0); the caller frees it. */
+int aria_ids_parse(const char *text, size_t len, int vocab, int32_t **out, size_t *n, aria_error *err);
+/* The same for a whole file (errors: the reading's, or those above). */
+int aria_ids_read_file(const char *path, int vocab, int32_t **out, size_t *n, aria_error *err);
+/* Tokens from text that is either a JSON array of tokens (what `aria
+   tokenize` prints; its first element is a string or an array:
+   aria_tok_parse_json) or a list of ids (the rule above, the tokenizer's
+   vocabulary), as `aria detokenize` reads its input. *out is malloc'd. */
+int aria_tok_parse_text(const aria_tokenizer *t, const char *text, size_t len, aria_token **out, size_t *n,
+                        aria_error *err);
+/* The text of a list in that format: ids separated by one space, then
+   "\n" (what `aria tokenize --ids` prints). *out is malloc'd,
+   NUL-terminated, *len bytes without the NUL. */
+int aria_ids_format(const int32_t *ids, size_t n, char **out, size_t *len, aria_error *err);
+/* One line for a token sequence, as `aria tokenize` prints it: the ids
+   (as_ids, the format above) or a JSON array of the tokens
+   (aria_tok_to_json), then "\n". *out as above. */
+int aria_tok_format_line(const aria_tokenizer *t, const aria_token *toks, size_t n, int as_ids, char **out,
+                         size_t *len, aria_error *err);
+
+/* Tokenizing many MIDI files on several threads (aria tokenize FILE...,
+   and aria dataset's passes). Each file is read, made a score and
+   tokenized with an RNG of its own, so results do not depend on threads
+   or timing; each has its own status, so a bad file is one failed slot
+   and the others go on. */
+typedef enum {
+    ARIA_BATCH_TOKENIZE = 0, /* aria_tokenize with `tok`: one sequence per file */
+    ARIA_BATCH_PROMPT = 1,   /* aria_tok_prompt of the first prompt_ms: one sequence */
+    ARIA_BATCH_CHUNKS = 2    /* aria_tok_embedding_chunks (300 notes, at most 2048
+                                tokens): one sequence per chunk */
+} aria_batch_mode;
+
+typedef struct {
+    int status;        /* ARIA_OK, or why this file failed (message in err) */
+    aria_error err;    /* the message, without the file's name */
+    aria_token *toks;  /* the sequences one after another (malloc'd) */
+    size_t n_toks;
+    size_t *ends;      /* sequence k is toks[k ? ends[k-1] : 0 .. ends[k]) */
+    size_t n_seqs;     /* 1, or the chunks; 0 for a failed file or a NULL path */
+} aria_batch_file;
+
+typedef struct {
+    aria_batch_mode mode;
+    aria_tokenize_opts tok; /* ARIA_BATCH_TOKENIZE (aria_tokenize_defaults()) */
+    int64_t prompt_ms;      /* ARIA_BATCH_PROMPT */
+    int exact_timing;       /* scores integrate the tempo map exactly */
+    uint64_t seed;          /* each file's RNG is seeded with seeds[i] when */
+    const uint64_t *seeds;  /* seeds is not NULL, else with seed (0) */
+    int jobs;               /* threads, the caller's included; 0: one per CPU */
+    /* Both may be NULL. on_file runs in the worker thread that finished
+       file i, concurrently with other workers, right after its slot is
+       filled: it may use and free the tokens (aria_batch_file_free), e.g.
+       to write them out, or change the slot's status. progress runs
+       after it, one call at a time, with the number of files done. */
+    void (*on_file)(void *ctx, size_t i, aria_batch_file *f);
+    void (*progress)(void *ctx, size_t done, size_t total);
+    void *ctx;
+} aria_batch_opts;
+
+aria_batch_opts aria_batch_defaults(void);
+/* Fills out[0..n) (caller's array) for paths[0..n). A NULL path gives an
+   empty ARIA_OK slot, so a caller can keep items of its own in the same
+   order. Returns ARIA_OK when the batch ran, whatever the files' fates
+   (look at each out[i].status), or ARIA_ERR_ARG. */
+int aria_batch_tokenize(const aria_tokenizer *t, const char *const *paths, size_t n, const aria_batch_opts *opts,
+                        aria_batch_file *out, aria_error *err);
+void aria_batch_file_free(aria_batch_file *f);
+
+/* The tokenizer configuration of a model's vocabulary size: 17729 and
+   2675 are the demo configurations, anything else the default (17727).
+   aria_tokenizer_for_model makes that tokenizer (NULL: out of memory). */
+aria_tok_variant aria_tok_variant_for_vocab(int vocab_size);
+aria_tokenizer *aria_tokenizer_for_model(const aria_model *m);
+
+/* The generation prompt of a MIDI file (aria generate --prompt): the
+   ids of aria_tok_prompt over its first prompt_ms, prefix order drawn
+   with seed 0. The window counts from the file's time 0, as the
+   reference's does, so a file whose first note starts later gives a
+   prompt without notes: not an error, but flagged in *info (may be NULL;
+   filled as soon as the file is read, also when tokenizing then fails)
+   for the caller to warn about. *ids is malloc'd. */
+typedef struct {
+    int window_before_first_note; /* the first note starts after prompt_ms */
+    int64_t first_note_ms;        /* its onset (0 when the file has no notes) */
+} aria_prompt_info;
+int aria_prompt_from_file(const aria_tokenizer *t, const char *path, int64_t prompt_ms, int32_t **ids, size_t *n,
+                          aria_prompt_info *info, aria_error *err);
+
+/* A token sequence as a MIDI file (aria detokenize, aria generate):
+   detokenized (type 0, 500 ticks per beat, 1 tick = 1 ms) and written
+   atomically, so on any failure nothing is left at `path`. ARIA_ERR_IO
+   means the output file could not be written; any other status is about
+   the tokens (ARIA_ERR_EMPTY "no tokens" when n is 0). *n_skipped (may
+   be NULL) counts malformed tokens left out. */
+int aria_tokens_write_midi(const aria_tokenizer *t, const aria_token *toks, size_t n, const char *path,
+                           size_t *n_skipped, aria_error *err);
+int aria_ids_write_midi(const aria_tokenizer *t, const int32_t *ids, size_t n, const char *path, size_t *n_skipped,
+                        aria_error *err);
+
+/* A float32 matrix [rows][cols] as a NumPy .npy file (format 1.0, '<f4',
+   C order), written atomically (aria embed -o). */
+int aria_npy_write_f32(const char *path, const float *x, size_t rows, size_t cols, aria_error *err);
+
+/* What `aria info` reports about a MIDI file. */
+typedef struct {
+    int format;             /* 0, 1 or 2 */
+    int ppq;                /* ticks per quarter note; 0 for SMPTE division */
+    int smpte_fps, smpte_tpf; /* SMPTE division (aria_midi's fields) */
+    size_t n_tracks;        /* tracks read */
+    int ntracks_declared;   /* tracks the header announces */
+    size_t n_events;        /* events in all tracks */
+    int64_t duration_ms;    /* end of the last note (the reference's tick -> ms) */
+    size_t n_notes, n_drum_notes; /* drum: channel 10 */
+    aria_program *programs; /* program changes of the score, in order (malloc'd) */
+    size_t n_programs;
+    size_t n_tempos;        /* tempo changes (>= 1: a default is added) */
+    uint32_t first_tempo;   /* microseconds per beat of the first; 0 when none */
+    size_t n_pedals, n_pedals_down; /* sustain pedal messages, and those pressing it */
+    int n_warnings;         /* what the reader forgave: how many, and the first few */
+    char warnings[ARIA_MIDI_MAX_WARNINGS][160];
+} aria_file_stats;
+int aria_file_stats_read(aria_file_stats *st, const char *path, aria_error *err);
+void aria_file_stats_free(aria_file_stats *st);
+
 
 /* ====================================================================== */
 /* training: gradients and AdamW                                          */
@@ -564,13 +747,15 @@ typedef struct {
 
 aria_adamw_opts aria_adamw_defaults(void);
 
-/* Makes `m` trainable (its weights become one float32 arena owned by the
-   trainer; gradients and AdamW moments beside it) for batches of `batch`
-   sequences of `seq_len` tokens. The model must outlive the trainer. */
+/* A trainer for `m` on batches of `batch` sequences of `seq_len` tokens.
+   The model becomes trainable: its weights move into one float32 arena
+   that the model owns (and keeps, with the trained values, after the
+   trainer is freed); the trainer owns the gradients, AdamW moments and
+   activations. The model must outlive the trainer. */
 int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, aria_error *err);
 void aria_trainer_free(aria_trainer *t);
-/* Precision of the trainer's products. Fast (the default, unless the
-   environment says ARIA_PRECISION=exact): the matrix products of the
+/* Precision of the trainer's products (default: the model's context's,
+   aria_model_precision). Fast: the matrix products of the
    linear layers and the lm_head, forward and backward, take bfloat16
    operands and accumulate in float32 where oneDNN is built in (float32
    master weights, gradients and optimizer state always); attention runs
@@ -604,6 +789,12 @@ void aria_trainer_set_step(aria_trainer *t, int step);
    is only safe before the first forward pass or right after an AdamW step
    (products may keep packed copies of the weights in between). */
 void aria_trainer_arena(aria_trainer *t, float **params, float **grads, size_t *n);
+/* Time spent per kind of work (products, attention, layernorm, swiglu,
+   loss, optimizer, other), summed while profiling is on (off by default;
+   costs nothing then). aria_trainer_profile fills up to `cap` names and
+   seconds (either array may be NULL) and returns how many kinds there are. */
+void aria_trainer_set_profile(aria_trainer *t, int on);
+int aria_trainer_profile(const aria_trainer *t, const char **names, double *secs, int cap);
 
 /* A training run (aria train): see src/tasks/trainloop.c for the run directory.
    When the caller has started MPI (as `aria train` does under mpirun),
@@ -632,14 +823,47 @@ typedef struct {
     double peak_flops;      /* for the mfu figure; 0 = 1e12 */
     int exact;              /* 1: exact float32 products, 0: fast (aria_trainer_set_exact); -1: the
                                trainer's default (ARIA_PRECISION) */
+    int launched_size;      /* processes an MPI launcher started (aria_launch.size; 0 or 1: none):
+                               a run that is one of several without an MPI world refuses to
+                               start rather than train alone over the others' files */
     void (*progress)(void *ctx, long step, long total, float loss, double tokens_per_s);
     void *progress_ctx;
+    aria_ctx *ctx;          /* kernel context of the run's model (not owned): its precision,
+                               backends and threads; NULL: the model's own with `threads`.
+                               Under MPI with threads 0, each process takes its share of the CPUs */
+    int profile;            /* time the trainer's work (aria_trainer_set_profile) */
+    /* called with progress_ctx just before the trainer is freed (may be
+       NULL): the place to read aria_trainer_profile */
+    void (*trainer_done)(void *ctx, const aria_trainer *t);
 } aria_train_opts;
 
 aria_train_opts aria_train_defaults(void);
 /* The learning rate of optimizer step `step` (0-based) of `total`. */
 float aria_lr_at(const aria_train_opts *o, long step, long total);
 int aria_train_run(const aria_train_opts *o, aria_error *err);
+
+/* Data-parallel set-up (MPI, src/dist). A program started by an MPI
+   launcher (mpirun, mpiexec, srun) starts MPI before its threads, runs
+   aria_train_run on every process, and stops MPI at the end. Whether a
+   launcher started the process is in its environment, which the library
+   never reads: aria_dist_launch_info asks the caller's `lookup` (pass
+   getenv) for the variables Open MPI, PMIx and MPICH/PMI launchers set. */
+typedef struct {
+    int under_launcher; /* 1: a launcher started this process */
+    int size;           /* processes it started; 1 when it does not say */
+} aria_launch;
+aria_launch aria_dist_launch_info(char *(*lookup)(const char *name));
+/* 1 when this library is built with MPI. */
+int aria_dist_built_with_mpi(void);
+/* Starts MPI when launch->under_launcher and the library has MPI; else
+   does nothing and the program is one process. Call once, from the main
+   thread, before any other thread exists. */
+void aria_dist_start(const aria_launch *launch);
+/* Stops MPI if aria_dist_start started it. */
+void aria_dist_stop(void);
+/* This process (0 ..) and the number of processes: 0 and 1 without MPI. */
+int aria_dist_rank(void);
+int aria_dist_size(void);
 
 
 /* ====================================================================== */

@@ -318,3 +318,40 @@ Test(cli, model_commands_on_a_random_tiny_model) {
     snprintf(args, sizeof args, "rm -rf %s", dir);
     cr_expect_eq(system(args), 0);
 }
+
+/* The environment is read by the CLI alone and handed to the library:
+   ARIA_PRECISION picks the training precision recorded in run.json, and
+   ARIA_TRAIN_PROFILE has `aria train` print the trainer's profile. */
+Test(cli, environment_reaches_the_library_through_the_cli) {
+    char dir[] = "/tmp/aria_cli_envXXXXXX";
+    cr_assert(mkdtemp(dir));
+    static char args[2048];
+    static run_result r;
+    snprintf(args, sizeof args, "dataset --out %s/data --seq-len 64 --filters none tests/data/vectors/basic "
+             "tests/data/vectors/waltz", dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    static const char *const prec[2] = {"fast", "exact"};
+    for (int k = 0; k < 2; k++) {
+        setenv("ARIA_PRECISION", prec[k], 1); /* this test's own process: run() passes it on */
+        setenv("ARIA_TRAIN_PROFILE", k ? "1" : "0", 1);
+        snprintf(args, sizeof args, "train --data %s/data --out %s/run%d --config tiny --batch 2 --steps 1 --threads 1",
+                 dir, dir, k);
+        run(&r, args);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        char p[600], want[64];
+        snprintf(p, sizeof p, "%s/run%d/run.json", dir, k);
+        FILE *f = fopen(p, "r");
+        cr_assert(f, "no %s", p);
+        static char json[8192];
+        size_t n = fread(json, 1, sizeof json - 1, f);
+        json[n] = 0;
+        fclose(f);
+        snprintf(want, sizeof want, "\"precision\": \"%s\"", prec[k]);
+        cr_expect(strstr(json, want) != NULL, "ARIA_PRECISION=%s: %s", prec[k], json);
+        cr_expect_eq(strstr(r.err, "trainer profile (") != NULL, k == 1, "ARIA_TRAIN_PROFILE=%d: %s", k, r.err);
+        if (k == 1) cr_expect(strstr(r.err, "trainer profile (exact):") != NULL, "%s", r.err);
+    }
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    cr_expect_eq(system(args), 0);
+}

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "aria.h"
@@ -348,7 +349,10 @@ Test(config_read, files)
 Test(config_read, shared_vectors_config)
 {
     const char *path = "../shared/vectors/model/config.json";
-    if (access(path, R_OK) != 0) cr_skip("%s is absent", path);
+    struct stat st;
+    /* only a checkout without ../shared skips; a missing file there fails */
+    if (stat("../shared", &st) != 0 || !S_ISDIR(st.st_mode))
+        cr_skip("../shared is absent; %s not read", path);
     aria_model_config c;
     aria_error e = {{0}};
     cr_assert_eq(aria_config_read(&c, path, &e), ARIA_OK, "%s", e.msg);

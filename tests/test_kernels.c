@@ -1,26 +1,41 @@
 /*
- * test_kernels.c - the numeric kernels (src/kernels*.c) against plain
+ * test_kernels.c - the numeric kernels (src/kernels/) against plain
  * double-precision references: matrix products of every token count the
  * dispatch distinguishes (decode tiles of 1..4 rows, prefill blocks),
  * odd sizes, both dtypes, accumulate; oneDNN's fast path (when the build
  * has it) including its last partial chunk and the packed-weight cache;
  * attention (single queries and query blocks, head sizes the AVX-512 code
  * takes and one it leaves to C); SwiGLU's exp; bfloat16 rounding; the
- * pool. Tests named *_generic re-run the checks with ARIA_KERNELS=generic
- * (each Criterion test is its own process, and the dispatch reads the
- * variable at its first use), so the plain C path is tested on AVX-512
- * machines too.
+ * pool. Tests named *_generic re-run the checks on a context with the
+ * portable backend only (aria_ctx_opts.portable), so the plain C path is
+ * tested on AVX-512 machines too. Every check goes through a kernel
+ * context, as the library's callers do; tests/test_backend_ops.c takes
+ * each backend on its own.
  */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "aria.h"
 #include "kernels/kernels.h"
+
+/* A context of 2 threads. */
+static aria_ctx *ctx_new(aria_precision prec, int portable) {
+    aria_ctx *c = NULL;
+    aria_error err;
+    aria_ctx_opts o = {2, prec, portable};
+    cr_assert_eq(aria_ctx_new(&c, &o, &err), ARIA_OK, "%s", err.msg);
+    return c;
+}
+
+static int on_dnnl(const aria_ctx *c, int T, const kern_mat *W) {
+    return !strcmp(kern_matmul_backend(c, T, W), "onednn");
+}
 
 static uint64_t rs = 12345;
 static float frand(void) { /* uniform [-1, 1) */
@@ -86,18 +101,17 @@ static double matmul_err(const float *x, int T, const mat *W, const float *y0, c
     return maxd / (maxr + 1e-30);
 }
 
-static void check_matmul(aria_pool *p, int T, int rows, int cols, aria_dtype dt, int acc, kern_prec prec,
-                         double tol) {
+static void check_matmul(aria_ctx *c, int T, int rows, int cols, aria_dtype dt, int acc, double tol) {
     mat W = make_mat(rows, cols, dt);
     float *x = malloc((size_t)T * cols * sizeof *x), *y = malloc((size_t)T * rows * sizeof *y),
           *y0 = malloc((size_t)T * rows * sizeof *y0);
     for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = frand();
     for (size_t i = 0; i < (size_t)T * rows; i++) y[i] = y0[i] = frand();
-    int fast = kern_uses_dnnl(T, &W.m, prec);
+    int fast = on_dnnl(c, T, &W.m);
     /* twice: the second call uses the packed copy the first one made */
     for (int rep = 0; rep < (fast ? 2 : 1); rep++) {
         memcpy(y, y0, (size_t)T * rows * sizeof *y);
-        kern_matmul_prec(p, x, T, &W.m, y, acc, prec);
+        kern_matmul(c, x, T, &W.m, y, acc);
         double e = matmul_err(x, T, &W, y0, y, acc, fast && dt == ARIA_DT_BF16);
         cr_expect(e <= tol, "T %d, %d x %d, %s, acc %d, %s%s: rel err %.3g > %.3g", T, rows, cols,
                   dt == ARIA_DT_BF16 ? "bf16" : "f32", acc, fast ? "oneDNN" : "portable", rep ? " (packed)" : "",
@@ -107,87 +121,93 @@ static void check_matmul(aria_pool *p, int T, int rows, int cols, aria_dtype dt,
     free_mat(&W);
 }
 
-static void portable_suite(void) {
-    aria_pool *p = aria_pool_new(2);
+static void portable_suite(int portable) {
+    aria_ctx *c = ctx_new(ARIA_PREC_EXACT, portable);
     int Ts[] = {1, 2, 3, 4, 5, 8, 17, 70};
     int shapes[][2] = {{64, 64}, {37, 100}, {13, 31}, {200, 257}, {24, 16}};
     for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
         for (size_t b = 0; b < sizeof shapes / sizeof *shapes; b++)
             for (int dt = 0; dt < 2; dt++)
                 for (int acc = 0; acc < 2; acc++)
-                    check_matmul(p, Ts[a], shapes[b][0], shapes[b][1], dt ? ARIA_DT_BF16 : ARIA_DT_F32, acc,
-                                 KERN_PREC_EXACT, 2e-6);
-    aria_pool_free(p);
+                    check_matmul(c, Ts[a], shapes[b][0], shapes[b][1], dt ? ARIA_DT_BF16 : ARIA_DT_F32, acc,
+                                 2e-6);
+    aria_ctx_free(c);
 }
 
-Test(kernels, matmul_portable) { portable_suite(); }
+Test(kernels, matmul_portable) { portable_suite(0); }
 
 Test(kernels, matmul_portable_generic) {
-    setenv("ARIA_KERNELS", "generic", 1);
-    if (strncmp(kern_backend(), "generic", 7)) cr_skip("the dispatch was set up before this test");
-    portable_suite();
+    aria_ctx *c = ctx_new(ARIA_PREC_FAST, 1);
+    cr_assert(!strncmp(aria_ctx_describe(c), "portable C", 10), "%s", aria_ctx_describe(c));
+    cr_assert(!kern_ctx_has_backend(c, "avx512") && !kern_ctx_has_backend(c, "onednn"));
+    aria_ctx_free(c);
+    portable_suite(1);
 }
 
 /* A product's result must not depend on how many rows share the call. */
 Test(kernels, matmul_rows_are_independent) {
-    aria_pool *p = aria_pool_new(2);
+    aria_ctx *c = ctx_new(ARIA_PREC_EXACT, 0);
     for (int dt = 0; dt < 2; dt++) {
         mat W = make_mat(50, 96, dt ? ARIA_DT_BF16 : ARIA_DT_F32);
         float x[7 * 96], all[7 * 50], one[50];
         for (int i = 0; i < 7 * 96; i++) x[i] = frand();
-        kern_matmul_prec(p, x, 7, &W.m, all, 0, KERN_PREC_EXACT);
+        kern_matmul(c, x, 7, &W.m, all, 0);
         for (int t = 0; t < 7; t++) {
-            kern_matmul_prec(p, x + t * 96, 1, &W.m, one, 0, KERN_PREC_EXACT);
+            kern_matmul(c, x + t * 96, 1, &W.m, one, 0);
             cr_expect(memcmp(one, all + t * 50, sizeof one) == 0, "row %d differs alone and in a batch", t);
         }
         free_mat(&W);
     }
-    aria_pool_free(p);
+    aria_ctx_free(c);
 }
 
 Test(kernels, matmul_fast_path) {
-    aria_pool *p = aria_pool_new(2);
+    aria_ctx *p = ctx_new(ARIA_PREC_FAST, 0), *ex = ctx_new(ARIA_PREC_EXACT, 0);
     mat probe = make_mat(300, 272, ARIA_DT_BF16);
-    int have = kern_uses_dnnl(20, &probe.m, KERN_PREC_FAST);
+    int have = on_dnnl(p, 20, &probe.m);
     free_mat(&probe);
     if (!have) {
-        aria_pool_free(p);
-        cr_skip("built without oneDNN (%s)", kern_backend());
+        char why[256];
+        snprintf(why, sizeof why, "built without oneDNN (%s)", aria_ctx_describe(p));
+        aria_ctx_free(p);
+        aria_ctx_free(ex);
+        cr_skip("%s", why);
     }
     /* 300 rows: one chunk of 256 and a partial one */
     for (int acc = 0; acc < 2; acc++) {
-        check_matmul(p, 20, 300, 272, ARIA_DT_BF16, acc, KERN_PREC_FAST, 1e-5);
-        check_matmul(p, 33, 512, 256, ARIA_DT_BF16, acc, KERN_PREC_FAST, 1e-5);
-        check_matmul(p, 20, 300, 272, ARIA_DT_F32, acc, KERN_PREC_FAST, 1e-5);
+        check_matmul(p, 20, 300, 272, ARIA_DT_BF16, acc, 1e-5);
+        check_matmul(p, 33, 512, 256, ARIA_DT_BF16, acc, 1e-5);
+        check_matmul(p, 20, 300, 272, ARIA_DT_F32, acc, 1e-5);
     }
     /* small products stay portable even in fast precision */
     mat W = make_mat(64, 64, ARIA_DT_BF16);
-    cr_expect(!kern_uses_dnnl(200, &W.m, KERN_PREC_FAST));
-    cr_expect(!kern_uses_dnnl(4, &W.m, KERN_PREC_FAST));
+    cr_expect(!on_dnnl(p, 200, &W.m));
+    cr_expect(!on_dnnl(p, 4, &W.m));
     free_mat(&W);
     mat big = make_mat(512, 512, ARIA_DT_BF16);
-    cr_expect(!kern_uses_dnnl(4, &big.m, KERN_PREC_FAST), "decoding stays portable");
-    cr_expect(!kern_uses_dnnl(200, &big.m, KERN_PREC_EXACT));
+    cr_expect(!on_dnnl(p, 4, &big.m), "decoding stays portable");
+    cr_expect(!on_dnnl(ex, 200, &big.m));
     free_mat(&big);
-    aria_pool_free(p);
+    aria_ctx_free(p);
+    aria_ctx_free(ex);
 }
 
-/* Also the whole-precision switch: ARIA_PRECISION=exact keeps a large
-   product on the portable kernels. */
-Test(kernels, precision_env_exact) {
-    setenv("ARIA_PRECISION", "exact", 1);
-    if (!strstr(kern_backend(), "default precision exact")) cr_skip("the dispatch was set up before this test");
+/* Also the whole-precision switch: a context made exact (what the CLI
+   makes of ARIA_PRECISION=exact) keeps a large product on the portable
+   kernels. */
+Test(kernels, precision_exact) {
+    aria_ctx *c = ctx_new(ARIA_PREC_EXACT, 0);
+    cr_assert(strstr(aria_ctx_describe(c), "precision exact"), "%s", aria_ctx_describe(c));
     mat W = make_mat(300, 300, ARIA_DT_BF16);
-    cr_expect(!kern_uses_dnnl(64, &W.m, KERN_PREC_DEFAULT));
-    aria_pool *p = aria_pool_new(2);
-    check_matmul(p, 40, 300, 300, ARIA_DT_BF16, 1, KERN_PREC_DEFAULT, 2e-6);
-    aria_pool_free(p);
+    cr_expect(!on_dnnl(c, 64, &W.m));
+    check_matmul(c, 40, 300, 300, ARIA_DT_BF16, 1, 2e-6);
+    aria_ctx_free(c);
     free_mat(&W);
 }
 
 /* ---- attention --------------------------------------------------------- */
 
-static void attention_case(aria_pool *p, int B, int T, int H, int hd, int pos0) {
+static void attention_case(aria_ctx *p, int B, int T, int H, int hd, int pos0) {
     int cap = pos0 + T + 3, d = H * hd;
     size_t kv = (size_t)B * H * cap * hd;
     float *k = malloc(kv * sizeof *k), *v = malloc(kv * sizeof *v);
@@ -223,8 +243,8 @@ static void attention_case(aria_pool *p, int B, int T, int H, int hd, int pos0) 
     free(sc), free(k), free(v), free(q), free(out);
 }
 
-static void attention_suite(void) {
-    aria_pool *p = aria_pool_new(2);
+static void attention_suite(int portable) {
+    aria_ctx *p = ctx_new(ARIA_PREC_FAST, portable);
     int hds[] = {16, 64, 24, 128, 48, 32, 256};
     for (size_t i = 0; i < sizeof hds / sizeof *hds; i++) {
         attention_case(p, 1, 1, 2, hds[i], 0);    /* first token */
@@ -233,20 +253,24 @@ static void attention_suite(void) {
         attention_case(p, 2, 70, 2, hds[i], 0);   /* prefill: query blocks, partial last */
         attention_case(p, 1, 40, 1, hds[i], 100); /* a second block after a first */
     }
-    aria_pool_free(p);
+    aria_ctx_free(p);
 }
 
-Test(kernels, attention) { attention_suite(); }
+Test(kernels, attention) { attention_suite(0); }
 
 Test(kernels, attention_generic) {
-    setenv("ARIA_KERNELS", "generic", 1);
-    if (strncmp(kern_backend(), "generic", 7)) cr_skip("the dispatch was set up before this test");
-    attention_suite();
+    aria_ctx *c = ctx_new(ARIA_PREC_FAST, 1);
+    cr_assert(!strncmp(aria_ctx_describe(c), "portable C", 10), "%s", aria_ctx_describe(c));
+    aria_ctx_free(c);
+    attention_suite(1);
 }
 
 /* ---- small ops ------------------------------------------------------- */
 
-Test(kernels, swiglu) {
+/* SwiGLU on the fast context (AVX-512's vector exp where it is) and the
+   portable one. */
+static void swiglu_case(int portable) {
+    aria_ctx *c = ctx_new(ARIA_PREC_FAST, portable);
     size_t n = 1000;
     float *g = malloc(n * sizeof *g), *u = malloc(n * sizeof *u), *want = malloc(n * sizeof *want);
     for (size_t i = 0; i < n; i++) {
@@ -254,18 +278,23 @@ Test(kernels, swiglu) {
         u[i] = frand();
         want[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
     }
-    kern_swiglu(g, u, n);
+    kern_swiglu_fwd(c, g, g, u, n);
     for (size_t i = 0; i < n; i++) {
         double tol = 4e-7 * fabs(want[i]) + 1e-37;
         cr_expect(fabs(g[i] - want[i]) <= tol, "swiglu at %zu: %.9g vs %.9g", i, g[i], want[i]);
     }
     float nan_in = NAN, one = 1;
-    kern_swiglu(&nan_in, &one, 1);
+    kern_swiglu_fwd(c, &nan_in, &nan_in, &one, 1);
     cr_expect(isnan(nan_in));
     free(g), free(u), free(want);
+    aria_ctx_free(c);
 }
 
+Test(kernels, swiglu) { swiglu_case(0); }
+Test(kernels, swiglu_generic) { swiglu_case(1); }
+
 Test(kernels, bf16_rounding) {
+    aria_ctx *c = ctx_new(ARIA_PREC_FAST, 0);
     float v[200];
     const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -1e-42f, 3.4e38f, 1.00390625f,
                              1.01171875f, 1.0f + 0x1p-8f + 0x1p-20f};
@@ -274,13 +303,14 @@ Test(kernels, bf16_rounding) {
     uint16_t got[200];
     for (size_t n = 1; n <= 200; n += 37) { /* lengths that end mid-vector */
         memset(got, 0, sizeof got);
-        kern_to_bf16(v, got, n);
+        kern_to_bf16(c, v, got, n);
         for (size_t i = 0; i < n; i++) {
             uint16_t want = aria_f32_to_bf16(v[i]);
             cr_expect_eq(got[i], want, "bf16(%g) = %04x, expected %04x", v[i], got[i], want);
         }
         for (size_t i = n; i < 200; i++) cr_expect_eq(got[i], 0, "wrote past the end at %zu", i);
     }
+    aria_ctx_free(c);
 }
 
 /* ---- pool ------------------------------------------------------------ */
@@ -342,8 +372,7 @@ Test(kernels, pool_concurrent_callers) {
    every storage order, with and without accumulation, on odd sizes (more
    row blocks than threads, a partial last one). Exact: float32 rounding
    only; fast: bfloat16 operands (8 bits of mantissa), where oneDNN is. */
-static void gemm_case(aria_pool *p, int ta, int tb, int M, int N, int K, int acc, kern_prec prec, double tol,
-                      int single_thread) {
+static void gemm_case(aria_ctx *p, int ta, int tb, int M, int N, int K, int acc, double tol, int single_thread) {
     int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
     size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
     float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
@@ -352,9 +381,9 @@ static void gemm_case(aria_pool *p, int ta, int tb, int M, int N, int K, int acc
     for (size_t i = 0; i < nb; i++) B[i] = frand();
     for (size_t i = 0; i < nc; i++) C0[i] = C[i] = frand();
     if (single_thread)
-        kern_sgemm_st(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+        kern_sgemm_st(p, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
     else
-        kern_gemm(p, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, prec);
+        kern_gemm(p, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc);
     double worst = 0;
     for (int m = 0; m < M; m++) {
         for (int n = 0; n < N; n++) {
@@ -366,14 +395,14 @@ static void gemm_case(aria_pool *p, int ta, int tb, int M, int N, int K, int acc
                 mag += fabs(a * b);
             }
             double e = fabs(C[(size_t)m * ldc + n] - s) / (mag + 1e-30);
-            worst = e > worst ? e : worst;
+            if (isnan(e) || e > worst) worst = isnan(e) ? INFINITY : e; /* a NaN fails */
         }
         /* the padding between rows is left alone */
         for (int n = N; n < ldc && m + 1 < M; n++)
             cr_assert_eq(C[(size_t)m * ldc + n], C0[(size_t)m * ldc + n], "wrote outside C");
     }
-    cr_expect(worst <= tol, "gemm ta=%d tb=%d %dx%dx%d acc=%d prec=%d st=%d: error %.3g > %.3g", ta, tb, M, N, K,
-              acc, (int)prec, single_thread, worst, tol);
+    cr_expect(worst <= tol, "gemm ta=%d tb=%d %dx%dx%d acc=%d prec=%s st=%d: error %.3g > %.3g", ta, tb, M, N, K,
+              acc, kern_ctx_precision(p) == ARIA_PREC_EXACT ? "exact" : "fast", single_thread, worst, tol);
     free(A);
     free(B);
     free(C);
@@ -381,44 +410,48 @@ static void gemm_case(aria_pool *p, int ta, int tb, int M, int N, int K, int acc
 }
 
 Test(kernels, gemm_every_layout) {
-    aria_pool *p = aria_pool_new(2);
-    int fast_is_bf16 = kern_has_dnnl();
+    aria_ctx *ex = ctx_new(ARIA_PREC_EXACT, 0), *fa = ctx_new(ARIA_PREC_FAST, 0);
+    int fast_is_bf16 = kern_gemm_uses_bf16(fa);
+    cr_expect_eq(fast_is_bf16, kern_ctx_has_backend(fa, "onednn"));
+    cr_expect(!kern_gemm_uses_bf16(ex));
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (int acc = 0; acc < 2; acc++) {
-                gemm_case(p, ta, tb, 37, 29, 45, acc, KERN_PREC_EXACT, 1e-6, 0);
-                gemm_case(p, ta, tb, 70, 33, 300, acc, KERN_PREC_FAST, fast_is_bf16 ? 1e-2 : 1e-6, 0);
-                gemm_case(p, ta, tb, 19, 23, 70, acc, KERN_PREC_EXACT, 1e-6, 1);
+                gemm_case(ex, ta, tb, 37, 29, 45, acc, 1e-6, 0);
+                gemm_case(fa, ta, tb, 70, 33, 300, acc, fast_is_bf16 ? 1e-2 : 1e-6, 0);
+                gemm_case(fa, ta, tb, 19, 23, 70, acc, 1e-6, 1);
             }
     /* K = 0: C is zeroed, or left as it is when accumulating */
     float C[4] = {1, 2, 3, 4}, A[1] = {0}, B[1] = {0};
-    kern_gemm(p, 0, 0, 2, 2, 0, A, 1, B, 2, C, 2, 1, KERN_PREC_FAST);
+    kern_gemm(fa, 0, 0, 2, 2, 0, A, 1, B, 2, C, 2, 1);
     cr_expect(C[0] == 1 && C[3] == 4);
-    kern_gemm(p, 0, 0, 2, 2, 0, A, 1, B, 2, C, 2, 0, KERN_PREC_FAST);
+    kern_gemm(fa, 0, 0, 2, 2, 0, A, 1, B, 2, C, 2, 0);
     cr_expect(C[0] == 0 && C[3] == 0);
-    kern_gemm_release();
-    aria_pool_free(p);
+    kern_ctx_trim(fa);
+    aria_ctx_free(ex);
+    aria_ctx_free(fa);
 }
 
 /* The exact product adds each row's terms in order of k: the same bits
    as a plain loop, which the trainer's exact precision relies on. */
 Test(kernels, gemm_exact_order) {
-    aria_pool *p = aria_pool_new(2);
+    aria_ctx *p = ctx_new(ARIA_PREC_EXACT, 0);
     int M = 9, N = 17, K = 33;
     float A[9 * 33], B[33 * 17], C[9 * 17];
     for (int i = 0; i < M * K; i++) A[i] = frand();
     for (int i = 0; i < K * N; i++) B[i] = frand();
-    kern_gemm(p, 0, 0, M, N, K, A, K, B, N, C, N, 0, KERN_PREC_EXACT);
+    kern_gemm(p, 0, 0, M, N, K, A, K, B, N, C, N, 0);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = 0.0f;
             for (int k = 0; k < K; k++) s += A[m * K + k] * B[k * N + n];
             cr_expect_eq(C[m * N + n], s, "C[%d][%d]", m, n);
         }
-    aria_pool_free(p);
+    aria_ctx_free(p);
 }
 
 Test(kernels, softmax_and_swiglu_pieces) {
+    aria_ctx *c = ctx_new(ARIA_PREC_FAST, 0);
     size_t n = 1000 + 7;
     float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     double mx = -1e30, se = 0;
@@ -428,19 +461,19 @@ Test(kernels, softmax_and_swiglu_pieces) {
     }
     for (size_t i = 0; i < n; i++) se += exp((double)x[i] - mx);
     double lse = mx + log(se);
-    cr_expect(fabs(kern_logsumexp(x, n) - lse) <= 1e-5 * fabs(lse), "logsumexp %.8g vs %.8g", kern_logsumexp(x, n),
+    cr_expect(fabs(kern_logsumexp(c, x, n) - lse) <= 1e-5 * fabs(lse), "logsumexp %.8g vs %.8g", kern_logsumexp(c, x, n),
               lse);
-    cr_expect(kern_logsumexp(x, 0) == -INFINITY);
+    cr_expect(kern_logsumexp(c, x, 0) == -INFINITY);
     for (size_t m = 1; m < 40; m += 6) { /* short and ragged lengths */
         double mm = -1e30, ss = 0;
         for (size_t i = 0; i < m; i++) mm = x[i] > mm ? x[i] : mm;
         for (size_t i = 0; i < m; i++) ss += exp((double)x[i] - mm);
         double want = mm + log(ss);
-        cr_expect(fabs(kern_logsumexp(x, m) - want) <= 1e-5 * (fabs(want) + 1), "logsumexp of %zu: %.8g vs %.8g", m,
-                  kern_logsumexp(x, m), want);
+        cr_expect(fabs(kern_logsumexp(c, x, m) - want) <= 1e-5 * (fabs(want) + 1), "logsumexp of %zu: %.8g vs %.8g", m,
+                  kern_logsumexp(c, x, m), want);
     }
     memcpy(y, x, n * sizeof *y);
-    kern_exp_scale(y, n, (float)lse, 0.5f);
+    kern_exp_scale(c, y, n, (float)lse, 0.5f);
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
         double want = exp((double)x[i] - lse) * 0.5;
@@ -451,7 +484,7 @@ Test(kernels, softmax_and_swiglu_pieces) {
     /* softmax backward of a row: p (g - D) scale */
     float *gs = malloc(n * sizeof *gs), *g0 = malloc(n * sizeof *g0);
     for (size_t i = 0; i < n; i++) g0[i] = gs[i] = frand();
-    kern_softmax_bwd(y, gs, n - 3, 0.25f, 0.125f);
+    kern_softmax_bwd(c, y, gs, n - 3, 0.25f, 0.125f);
     for (size_t i = 0; i < n; i++) {
         double want = i < n - 3 ? (double)y[i] * ((double)g0[i] - 0.25) * 0.125 : g0[i];
         cr_expect(fabs(gs[i] - want) <= 1e-6 * fabs(want) + 1e-12, "softmax_bwd[%zu] %.8g vs %.8g", i, gs[i], want);
@@ -466,7 +499,7 @@ Test(kernels, softmax_and_swiglu_pieces) {
     }
     float *da = malloc(n * sizeof *da);
     memcpy(da, dg, n * sizeof *da);
-    kern_swiglu_bwd(x, u, dg, du, n);
+    kern_swiglu_bwd(c, dg, du, dg, x, u, n);
     for (size_t i = 0; i < n; i++) {
         double g = x[i], s = 1.0 / (1.0 + exp(-g));
         double wdu = da[i] * g * s, wdg = da[i] * u[i] * (s + g * s * (1 - s));
@@ -479,16 +512,19 @@ Test(kernels, softmax_and_swiglu_pieces) {
     free(dg);
     free(du);
     free(da);
+    aria_ctx_free(c);
 }
 
 /* The per-thread small bfloat16 product: every storage order, with and
    without accumulation, each shape twice (the second call takes the
    cached primitive), against a double product of the rounded operands. */
 Test(kernels, gemm_bf16_single_thread) {
-    if (!kern_has_dnnl()) {
+    aria_ctx *ctx = ctx_new(ARIA_PREC_FAST, 0);
+    if (!kern_ctx_has_backend(ctx, "onednn")) {
         uint16_t a = 0;
         float c = 0;
-        cr_expect_neq(kern_gemm_bf16_st(0, 0, 1, 1, 1, &a, 1, &a, 1, &c, 1, 0), 0, "no oneDNN: must refuse");
+        cr_expect_neq(kern_gemm_bf16_st(ctx, 0, 0, 1, 1, 1, &a, 1, &a, 1, &c, 1, 0), 0, "no oneDNN: must refuse");
+        aria_ctx_free(ctx);
         cr_skip("built without oneDNN");
     }
     int M = 21, N = 35, K = 67;
@@ -503,9 +539,9 @@ Test(kernels, gemm_bf16_single_thread) {
                     for (size_t i = 0; i < na; i++) A[i] = frand();
                     for (size_t i = 0; i < nb; i++) B[i] = frand();
                     for (size_t i = 0; i < nc; i++) C[i] = C0[i] = frand();
-                    kern_to_bf16(A, Ah, na);
-                    kern_to_bf16(B, Bh, nb);
-                    cr_assert_eq(kern_gemm_bf16_st(ta, tb, M, N, K, Ah, lda, Bh, ldb, C, ldc, acc), 0);
+                    kern_to_bf16(ctx, A, Ah, na);
+                    kern_to_bf16(ctx, B, Bh, nb);
+                    cr_assert_eq(kern_gemm_bf16_st(ctx, ta, tb, M, N, K, Ah, lda, Bh, ldb, C, ldc, acc), 0);
                     double worst = 0;
                     for (int m = 0; m < M; m++)
                         for (int n = 0; n < N; n++) {
@@ -521,10 +557,41 @@ Test(kernels, gemm_bf16_single_thread) {
                                 mag += fabs((double)fa * fb);
                             }
                             double e = fabs(C[(size_t)m * ldc + n] - s) / mag;
-                            worst = e > worst ? e : worst;
+                            if (isnan(e) || e > worst) worst = isnan(e) ? INFINITY : e; /* a NaN fails */
                         }
                     /* float32 accumulation of exact bfloat16 products */
                     cr_expect(worst <= 1e-5, "bf16_st ta=%d tb=%d acc=%d rep=%d: error %.3g", ta, tb, acc, rep, worst);
                     free(A), free(B), free(C), free(C0), free(Ah), free(Bh);
                 }
+    aria_ctx_free(ctx);
+}
+
+/* ---- the context --------------------------------------------------------- */
+
+Test(kernels, ctx_options_derive_describe) {
+    aria_error err;
+    aria_ctx *def = NULL, *bad = (aria_ctx *)&err;
+    cr_assert_eq(aria_ctx_new(&def, NULL, &err), ARIA_OK, "%s", err.msg);
+    cr_expect_eq(kern_ctx_precision(def), ARIA_PREC_FAST, "the default precision is fast");
+    cr_expect(kern_ctx_has_backend(def, "portable"));
+    cr_expect_eq(kern_ctx_threads(def), (int)sysconf(_SC_NPROCESSORS_ONLN));
+    aria_ctx_free(def);
+    aria_ctx_opts o = {1, (aria_precision)7, 0};
+    cr_expect_eq(aria_ctx_new(&bad, &o, &err), ARIA_ERR_ARG);
+    cr_expect_null(bad);
+    cr_expect(strstr(err.msg, "precision"), "%s", err.msg);
+
+    aria_ctx *c = ctx_new(ARIA_PREC_FAST, 0), *d = NULL;
+    cr_assert_eq(kern_ctx_derive(&d, c, ARIA_PREC_EXACT, &err), ARIA_OK, "%s", err.msg);
+    cr_expect_eq(kern_ctx_pool(d), kern_ctx_pool(c), "a derived context shares the pool");
+    cr_expect_eq(kern_ctx_precision(d), ARIA_PREC_EXACT);
+    cr_expect(strstr(aria_ctx_describe(c), "precision fast, 2 threads"), "%s", aria_ctx_describe(c));
+    cr_expect(strstr(aria_ctx_describe(d), "precision exact, 2 threads"), "%s", aria_ctx_describe(d));
+    /* its products follow its own precision */
+    mat W = make_mat(300, 300, ARIA_DT_BF16);
+    cr_expect(!on_dnnl(d, 64, &W.m));
+    cr_expect_eq(on_dnnl(c, 64, &W.m), kern_ctx_has_backend(c, "onednn"));
+    free_mat(&W);
+    aria_ctx_free(d); /* before its base */
+    aria_ctx_free(c);
 }

@@ -29,6 +29,13 @@
 #define FIX "tests/data/midi/"
 #define SHARED_FIXTURES "../shared/midi/fixtures"
 
+/* How many files the folder walks must at least check, so that a moved or
+   emptied folder fails instead of passing on nothing: every file the
+   repository holds today, and 90% of today's files under ../shared. */
+#define LOCAL_FIXTURE_FILES 135   /* tests/data/midi, SOURCE.md included */
+#define CRASHER_FILES 5           /* tests/data/midi/crashers */
+#define SHARED_FIXTURE_FILES_MIN (257 * 9 / 10)
+
 /* ---------------------------------------------------------------------- */
 /* helpers                                                                */
 /* ---------------------------------------------------------------------- */
@@ -1546,15 +1553,18 @@ static void walk_dir(const char *dir, walk_stats *w)
     closedir(d);
 }
 
+/* The shared fixtures are optional: a checkout without ../shared skips,
+   but with ../shared present the folder must be there and full. */
 Test(midi_walk, shared_fixtures_read_or_refused)
 {
     struct stat st;
-    if (stat(SHARED_FIXTURES, &st) != 0 || !S_ISDIR(st.st_mode))
-        cr_skip("%s is absent; nothing to walk", SHARED_FIXTURES);
+    if (stat("../shared", &st) != 0 || !S_ISDIR(st.st_mode))
+        cr_skip("../shared is absent; %s not walked", SHARED_FIXTURES);
     walk_stats w = { 0 };
     walk_dir(SHARED_FIXTURES, &w);
-    cr_log_info("%zu files: %zu read, %zu refused", w.files, w.ok, w.refused);
-    cr_assert_gt(w.files, 0);
+    cr_log_info("%s: %zu files: %zu read, %zu refused", SHARED_FIXTURES, w.files, w.ok, w.refused);
+    cr_assert_geq(w.files, SHARED_FIXTURE_FILES_MIN, "%s: %zu files checked, expected at least %d",
+                  SHARED_FIXTURES, w.files, SHARED_FIXTURE_FILES_MIN);
     cr_assert_eq(w.first_problem[0], 0, "%s", w.first_problem);
 }
 
@@ -1562,7 +1572,10 @@ Test(midi_walk, local_fixtures_read_or_refused)
 {
     walk_stats w = { 0 };
     walk_dir(FIX, &w);
+    cr_log_info("%s: %zu files: %zu read, %zu refused", FIX, w.files, w.ok, w.refused);
     cr_assert_gt(w.files, 60);
+    cr_assert_geq(w.files, LOCAL_FIXTURE_FILES, "%s: %zu files checked, expected at least %d", FIX,
+                  w.files, LOCAL_FIXTURE_FILES);
     cr_assert_eq(w.first_problem[0], 0, "%s", w.first_problem);
 }
 
@@ -1573,5 +1586,8 @@ Test(midi_walk, fuzz_regressions)
 {
     walk_stats w = { 0 };
     walk_dir(FIX "crashers", &w);
+    cr_log_info("%scrashers: %zu files: %zu read, %zu refused", FIX, w.files, w.ok, w.refused);
+    cr_assert_geq(w.files, CRASHER_FILES, "%scrashers: %zu files checked, expected at least %d", FIX,
+                  w.files, CRASHER_FILES);
     cr_assert_eq(w.first_problem[0], 0, "%s", w.first_problem);
 }

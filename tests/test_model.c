@@ -262,6 +262,69 @@ Test(model, save_and_load_round_trip) {
     unlink(bf16);
 }
 
+/* The embedding adapter is a tensor like any other: saved under its
+   official name and shape [d_model, emb_size], loaded back as a head. */
+Test(model, embedding_adapter_round_trip) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM | ARIA_HEAD_ADAPTER);
+    char path[] = "/tmp/aria_model_adapterXXXXXX";
+    close(mkstemp(path));
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_save(m, path, ARIA_DT_F32, &err), ARIA_OK, "%s", err.msg);
+    aria_safetensors st;
+    cr_assert_eq(aria_st_open(&st, path, &err), ARIA_OK, "%s", err.msg);
+    const aria_tensor *t = aria_st_find(&st, "embedding_adapter.weight");
+    cr_assert(t, "no embedding_adapter.weight in the file");
+    cr_expect(t->ndim == 2 && t->shape[0] == 64 && t->shape[1] == 32, "adapter shape [%lld, %lld]",
+              (long long)t->shape[0], (long long)t->shape[1]);
+    aria_st_close(&st);
+    aria_model *a = load(path);
+    cr_expect_eq(aria_model_heads(a), ARIA_HEAD_LM | ARIA_HEAD_ADAPTER);
+    size_t n = 12;
+    int32_t *ids = some_ids(n);
+    float *x = run_all(m, ids, n, ARIA_OUT_LOGITS), *y = run_all(a, ids, n, ARIA_OUT_LOGITS);
+    cr_expect(memcmp(x, y, n * 17727 * sizeof *x) == 0, "float32 save/load changes nothing");
+    free(x);
+    free(y);
+    free(ids);
+    aria_model_free(a);
+    aria_model_free(m);
+    unlink(path);
+}
+
+/* A model runs on its own context until the caller lends one; a
+   trainer's precision defaults to the context's; set_threads keeps it. */
+Test(model, context_lent_and_given_back) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM);
+    cr_expect_eq(aria_model_precision(m), ARIA_PREC_FAST, "its own context is fast");
+    aria_ctx *exact;
+    aria_error err = {{0}};
+    aria_ctx_opts o = {.threads = 1, .precision = ARIA_PREC_EXACT, .portable = 1};
+    cr_assert_eq(aria_ctx_new(&exact, &o, &err), ARIA_OK, "%s", err.msg);
+    size_t n = 40;
+    int32_t *ids = some_ids(n);
+    float *own = run_all(m, ids, n, ARIA_OUT_LOGITS);
+    aria_model_set_ctx(m, exact);
+    cr_expect_eq(aria_model_precision(m), ARIA_PREC_EXACT);
+    float *lent = run_all(m, ids, n, ARIA_OUT_LOGITS);
+    expect_close("exact portable vs own context", lent, own, n * 17727, 1e-5);
+    aria_trainer *t;
+    cr_assert_eq(aria_trainer_new(&t, m, 1, 8, &err), ARIA_OK, "%s", err.msg);
+    cr_expect(aria_trainer_is_exact(t), "a trainer takes the context's precision");
+    aria_trainer_free(t);
+    aria_model_set_threads(m, 1);
+    cr_expect_eq(aria_model_precision(m), ARIA_PREC_EXACT, "set_threads keeps the precision");
+    aria_model_set_ctx(m, NULL);
+    cr_expect_eq(aria_model_precision(m), ARIA_PREC_EXACT, "NULL: the model's own (now 1 thread, exact)");
+    float *again = run_all(m, ids, n, ARIA_OUT_LOGITS);
+    cr_expect(memcmp(again, lent, n * 17727 * sizeof *again) == 0, "exact: the same bits on either context");
+    aria_ctx_free(exact);
+    free(own);
+    free(lent);
+    free(again);
+    free(ids);
+    aria_model_free(m);
+}
+
 Test(model, missing_config_and_tensors_are_named) {
     char path[] = "/tmp/aria_model_badXXXXXX";
     close(mkstemp(path));

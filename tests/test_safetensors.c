@@ -9,9 +9,10 @@
  *
  * Fixtures are made in the tests themselves, so nothing here needs
  * ../shared. The suite safetensors_vectors additionally opens the golden
- * tiny-model files in ../shared/vectors/model when that folder exists
+ * tiny-model files in ../shared/vectors/model when ../shared is present
  * (checks names, shapes, the bf16 rounding, and that rewriting a file
- * reproduces it byte for byte) and skips otherwise.
+ * reproduces it byte for byte; a missing file there fails) and skips in a
+ * checkout without ../shared.
  *
  * Every corrupt input is checked twice: through aria_st_open_memory and
  * through a real file with aria_st_open (the mmap path).
@@ -30,6 +31,7 @@
 
 #define SHARED_MODEL "../shared/vectors/model/"
 #define FUZZ_INPUTS "tests/data/model/fuzz"
+#define FUZZ_INPUT_FILES 28 /* in the repository today: fewer means some went missing */
 
 /* ---------------------------------------------------------------------- */
 /* helpers                                                                */
@@ -641,7 +643,7 @@ static void expect_rewrite_same(const aria_safetensors *st, const char *dir, con
 Test(safetensors_read, fuzz_regressions)
 {
     DIR *d = opendir(FUZZ_INPUTS);
-    if (!d) cr_skip("no %s", FUZZ_INPUTS);
+    cr_assert_not_null(d, "%s is missing from the repository", FUZZ_INPUTS);
     char dir[64];
     make_dir(dir, sizeof dir);
     struct dirent *ent;
@@ -670,7 +672,10 @@ Test(safetensors_read, fuzz_regressions)
     }
     closedir(d);
     remove_dir(dir);
+    cr_log_info("%s: %d inputs replayed", FUZZ_INPUTS, n);
     cr_expect_gt(n, 0);
+    cr_expect_geq(n, FUZZ_INPUT_FILES, "%s: %d inputs replayed, expected at least %d", FUZZ_INPUTS,
+                  n, FUZZ_INPUT_FILES);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -769,9 +774,13 @@ Test(safetensors_convert, f16_to_f32)
 /* the golden tiny-model files (optional: needs ../shared)                */
 /* ---------------------------------------------------------------------- */
 
+/* Only a checkout without ../shared skips these tests; with ../shared
+   present every file they name must be there (open_shared asserts), so a
+   moved folder fails. */
 static int have_shared(void)
 {
-    return access(SHARED_MODEL "tiny_lm_f32.safetensors", R_OK) == 0;
+    struct stat st;
+    return stat("../shared", &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static void open_shared(aria_safetensors *st, const char *name)
@@ -821,7 +830,7 @@ static void expect_trunk(const aria_safetensors *st, aria_dtype dt)
 
 Test(safetensors_vectors, tiny_names_shapes_and_config)
 {
-    if (!have_shared()) cr_skip("%s is absent", SHARED_MODEL);
+    if (!have_shared()) cr_skip("../shared is absent; %s not read", SHARED_MODEL);
     aria_safetensors st;
     open_shared(&st, "tiny_lm_f32.safetensors");
     cr_expect_eq(st.n_tensors, 22);
@@ -861,7 +870,7 @@ Test(safetensors_vectors, tiny_names_shapes_and_config)
 /* README section 7: the bf16 file widened equals RNE(f32 file) bitwise. */
 Test(safetensors_vectors, bf16_file_is_rne_of_f32_file)
 {
-    if (!have_shared()) cr_skip("%s is absent", SHARED_MODEL);
+    if (!have_shared()) cr_skip("../shared is absent; %s not read", SHARED_MODEL);
     aria_safetensors f, h;
     open_shared(&f, "tiny_lm_f32.safetensors");
     open_shared(&h, "tiny_lm_bf16.safetensors");
@@ -894,7 +903,7 @@ Test(safetensors_vectors, bf16_file_is_rne_of_f32_file)
    gives the identical file (their writer follows the serializer's rules). */
 Test(safetensors_vectors, rewrite_is_byte_identical)
 {
-    if (!have_shared()) cr_skip("%s is absent", SHARED_MODEL);
+    if (!have_shared()) cr_skip("../shared is absent; %s not read", SHARED_MODEL);
     static const char *files[] = {
         "tiny_lm_f32.safetensors", "tiny_lm_bf16.safetensors", "tiny_emb_f32.safetensors",
         "tiny_cls_f32.safetensors", "train/grads_f32.safetensors",
@@ -902,10 +911,10 @@ Test(safetensors_vectors, rewrite_is_byte_identical)
     };
     char dir[64];
     make_dir(dir, sizeof dir);
+    size_t rewritten = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char src[256];
         snprintf(src, sizeof src, SHARED_MODEL "%s", files[i]);
-        if (access(src, R_OK) != 0) continue;
         aria_safetensors st;
         open_shared(&st, files[i]);
         size_t len, orig_len;
@@ -918,6 +927,9 @@ Test(safetensors_vectors, rewrite_is_byte_identical)
         free(out);
         free(orig);
         aria_st_close(&st);
+        rewritten++;
     }
     remove_dir(dir);
+    cr_log_info("%zu vector files rewritten", rewritten);
+    cr_expect_eq(rewritten, sizeof files / sizeof files[0]);
 }

@@ -47,6 +47,10 @@ static aria_trainer *ref_trainer(aria_model **m, size_t *T, int32_t **ids) {
     return t;
 }
 
+/* The larger of a and b, NaN when either is NaN (fmax would drop it, so
+   a NaN gradient would pass a "max |diff| <= tol" check). */
+static double max_or_nan(double a, double b) { return isnan(a) || isnan(b) ? NAN : a > b ? a : b; }
+
 static void tensor_f32(const aria_tensor *x, float *out, size_t n) {
     cr_assert_eq(x->dtype, ARIA_DT_F32);
     cr_assert_eq(x->nbytes, n * 4, "%s", x->name);
@@ -75,8 +79,8 @@ Test(train_ref, gradients_match) {
         tensor_f32(&st.tensors[i], ref, n);
         double maxref = 0, maxd = 0;
         for (size_t k = 0; k < n; k++) {
-            maxref = fmax(maxref, fabs(ref[k]));
-            maxd = fmax(maxd, fabs((double)g[k] - ref[k]));
+            maxref = max_or_nan(maxref, fabs(ref[k]));
+            maxd = max_or_nan(maxd, fabs((double)g[k] - ref[k]));
         }
         cr_expect(maxd <= 1e-5 * maxref, "%s: max |diff| %.3g, max |ref| %.3g", st.tensors[i].name, maxd, maxref);
         free(ref);
@@ -114,7 +118,7 @@ Test(train_ref, adamw_step_and_loss_trajectory) {
                 float *ref = malloc(n * sizeof *ref);
                 tensor_f32(&st.tensors[i], ref, n);
                 double maxd = 0;
-                for (size_t k = 0; k < n; k++) maxd = fmax(maxd, fabs((double)p[k] - ref[k]));
+                for (size_t k = 0; k < n; k++) maxd = max_or_nan(maxd, fabs((double)p[k] - ref[k]));
                 cr_expect(maxd <= 1e-6, "%s after one step: max |diff| %.3g", st.tensors[i].name, maxd);
                 free(ref);
             }
@@ -177,6 +181,142 @@ Test(train, gradients_match_finite_differences) {
     cr_expect_gt(norm, 0.0f);
     aria_trainer_clip(t, norm / 2);
     cr_expect(fabsf(aria_trainer_clip(t, 0.0f) - norm / 2) <= 1e-3f * norm);
+    aria_trainer_free(t);
+    aria_model_free(m);
+}
+
+/* ---- the model owns its weights ---------------------------------------- */
+
+/* Logits of every position of ids (one row) through a session. */
+static float *session_logits(aria_model *m, const int32_t *ids, int T) {
+    aria_session *s;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_session_new(&s, m, 1, T, &err), ARIA_OK, "%s", err.msg);
+    float *out = malloc((size_t)T * 17727 * sizeof *out);
+    cr_assert_eq(aria_session_forward(s, ids, T, ARIA_OUT_LOGITS, 1, out, &err), ARIA_OK, "%s", err.msg);
+    aria_session_free(s);
+    return out;
+}
+
+/* A trainer borrows the model's weights and gives them back trained:
+   after aria_trainer_free the model still answers (no read of freed
+   memory; make test-asan runs this), with exactly the weights a save of
+   the trained model holds. */
+Test(train, inference_after_the_trainer_is_freed) {
+    aria_model_config c;
+    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
+    aria_model *m;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_new_random(&m, &c, ARIA_HEAD_LM, 5, &err), ARIA_OK, "%s", err.msg);
+    int T = 16;
+    int32_t ids[16];
+    for (int i = 0; i < T; i++) ids[i] = (i * 977 + 31) % 17727;
+    float *before = session_logits(m, ids, T);
+    aria_trainer *t;
+    cr_assert_eq(aria_trainer_new(&t, m, 1, T, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer_set_exact(t, 1);
+    aria_adamw_opts o = aria_adamw_defaults();
+    float loss;
+    aria_trainer_zero_grad(t);
+    cr_assert_eq(aria_trainer_backward(t, ids, 1.0f, &loss, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer_adamw(t, &o, 1e-2f);
+    aria_trainer_free(t);
+
+    char path[] = "/tmp/aria_trained_XXXXXX";
+    close(mkstemp(path));
+    cr_assert_eq(aria_model_save(m, path, ARIA_DT_F32, &err), ARIA_OK, "%s", err.msg);
+    aria_model *back;
+    cr_assert_eq(aria_model_load(&back, path, NULL, &err), ARIA_OK, "%s", err.msg);
+    float *after = session_logits(m, ids, T), *reloaded = session_logits(back, ids, T);
+    size_t n = (size_t)T * 17727;
+    cr_expect(memcmp(after, reloaded, n * sizeof *after) == 0, "the freed trainer's model and its saved copy differ");
+    double moved = 0;
+    for (size_t i = 0; i < n; i++) moved = max_or_nan(moved, fabs((double)after[i] - before[i]));
+    cr_expect(moved > 1e-4, "one AdamW step at lr 1e-2 moved the logits by only %.3g", moved);
+    free(before);
+    free(after);
+    free(reloaded);
+    aria_model_free(back);
+    aria_model_free(m);
+    unlink(path);
+}
+
+/* Every tensor of every head is a parameter of the trainer, by its
+   official name, the embedding adapter included: the arena holds each
+   saved tensor once, in the table's order (token embeddings first, the
+   adapter last). */
+Test(train, every_head_is_a_parameter) {
+    aria_model_config c;
+    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
+    int heads = ARIA_HEAD_LM | ARIA_HEAD_EMB | ARIA_HEAD_CLS | ARIA_HEAD_ADAPTER;
+    aria_model *m;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_new_random(&m, &c, heads, 8, &err), ARIA_OK, "%s", err.msg);
+    char path[] = "/tmp/aria_heads_XXXXXX";
+    close(mkstemp(path));
+    cr_assert_eq(aria_model_save(m, path, ARIA_DT_F32, &err), ARIA_OK, "%s", err.msg);
+    aria_safetensors st;
+    cr_assert_eq(aria_st_open(&st, path, &err), ARIA_OK, "%s", err.msg);
+    cr_expect_eq(st.n_tensors, 3 + 9 * 2 + 4);
+    aria_trainer *t;
+    cr_assert_eq(aria_trainer_new(&t, m, 1, 8, &err), ARIA_OK, "%s", err.msg);
+    float *params, *grads;
+    size_t total, sum = 0;
+    aria_trainer_arena(t, &params, &grads, &total);
+    char *used = calloc(total, 1);
+    for (size_t i = 0; i < st.n_tensors; i++) {
+        size_t n = 0;
+        const float *p = aria_trainer_param(t, st.tensors[i].name, &n);
+        cr_assert(p && aria_trainer_grad(t, st.tensors[i].name, NULL), "%s is not a parameter", st.tensors[i].name);
+        cr_assert(p >= params && p + n <= params + total, "%s lies outside the arena", st.tensors[i].name);
+        cr_expect_eq(n * 4, st.tensors[i].nbytes, "%s", st.tensors[i].name);
+        cr_expect(memcmp(p, st.tensors[i].data, n * 4) == 0, "%s differs from its saved copy", st.tensors[i].name);
+        for (size_t k = 0; k < n; k++) cr_assert(!used[p - params + k]++, "%s overlaps another", st.tensors[i].name);
+        sum += n;
+    }
+    cr_expect_eq(sum, total, "the arena holds exactly the saved tensors");
+    free(used);
+    size_t ne, na;
+    cr_expect_eq(aria_trainer_param(t, "model.tok_embeddings.weight", &ne), params);
+    const float *adapter = aria_trainer_param(t, "embedding_adapter.weight", &na);
+    cr_expect_eq(na, (size_t)c.d_model * c.emb_size);
+    cr_expect_eq(adapter, params + total - na);
+    aria_st_close(&st);
+    aria_trainer_free(t);
+    aria_model_free(m);
+    unlink(path);
+}
+
+/* Profiling is off unless asked, and then sums time by kind. */
+Test(train, profile_by_kind) {
+    aria_model_config c;
+    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
+    aria_model *m;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_model_new_random(&m, &c, ARIA_HEAD_LM, 4, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer *t;
+    cr_assert_eq(aria_trainer_new(&t, m, 2, 32, &err), ARIA_OK, "%s", err.msg);
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = (i * 389 + 3) % 17727;
+    float loss;
+    const char *names[16];
+    double secs[16];
+    cr_assert_eq(aria_trainer_backward(t, ids, 1.0f, &loss, &err), ARIA_OK, "%s", err.msg);
+    int n = aria_trainer_profile(t, names, secs, 16);
+    cr_assert_eq(n, 7);
+    double total = 0;
+    for (int k = 0; k < n; k++) total += secs[k];
+    cr_expect_eq(total, 0.0, "nothing is timed while profiling is off");
+    aria_trainer_set_profile(t, 1);
+    cr_assert_eq(aria_trainer_backward(t, ids, 1.0f, &loss, &err), ARIA_OK, "%s", err.msg);
+    aria_trainer_adamw(t, &(aria_adamw_opts){3e-4f, 0.9f, 0.95f, 1e-5f, 0.1f}, 3e-4f);
+    cr_expect_eq(aria_trainer_profile(t, names, secs, 2), 7, "the count, whatever the room");
+    aria_trainer_profile(t, names, secs, 16);
+    cr_expect_str_eq(names[0], "products");
+    cr_expect_str_eq(names[5], "optimizer");
+    cr_expect_gt(secs[0], 0.0);
+    cr_expect_gt(secs[5], 0.0);
+    for (int k = 0; k < n; k++) cr_expect_geq(secs[k], 0.0, "%s", names[k]);
     aria_trainer_free(t);
     aria_model_free(m);
 }

@@ -11,11 +11,17 @@
  * Some vectors (augmentations, note lists) are in the repository only for
  * the small synthetic files; when ../shared is present the same checks run
  * over all 19 files.
+ *
+ * Each test counts the reference files it compared and says so in its
+ * output ("compared N reference files"); a test that compared none fails,
+ * and with ../shared present a test that should have read some of its files
+ * from there fails when it read none (the folder moved).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "aria.h"
 #include "base/json.h"
@@ -29,11 +35,24 @@ static const char *const stems[] = {
     "synth_timing_extremes", "transcription", "waltz", "yesterday"};
 #define N_STEMS (sizeof stems / sizeof *stems)
 
+#define REPO_VECTORS "tests/data/vectors"
+#define SHARED_VECTORS "../shared/vectors/tokenizer"
+
+/* Reference files the running test compared, by origin (each test runs in
+   its own process; setup zeroes them). */
+static int compared_repo, compared_shared;
+
+static int shared_present(void) {
+    struct stat st;
+    return stat("../shared", &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* The vector file `name` of `stem` (or a top-level file when stem is
-   NULL), from the repository copy, else from ../shared. NULL if neither. */
-static const char *vec_path(const char *stem, const char *name) {
+   NULL), from the repository copy, else from ../shared. NULL if neither;
+   *from says which root it came from (0 repository, 1 shared). */
+static const char *vec_find(const char *stem, const char *name, int *from) {
     static char buf[1024];
-    const char *roots[] = {"tests/data/vectors", "../shared/vectors/tokenizer"};
+    const char *roots[] = {REPO_VECTORS, SHARED_VECTORS};
     for (int r = 0; r < 2; r++) {
         if (stem)
             snprintf(buf, sizeof buf, "%s/%s/%s", roots[r], stem, name);
@@ -42,13 +61,40 @@ static const char *vec_path(const char *stem, const char *name) {
         FILE *f = fopen(buf, "rb");
         if (f) {
             fclose(f);
+            *from = r;
             return buf;
         }
     }
     return NULL;
 }
 
+/* A reference file the caller is about to compare against: found like
+   vec_find and counted. */
+static const char *vec_path(const char *stem, const char *name) {
+    int from = 0;
+    const char *p = vec_find(stem, name, &from);
+    if (p) *(from ? &compared_shared : &compared_repo) += 1;
+    return p;
+}
+
+/* Ends a test: prints how many reference files it compared and fails when
+   there were none. min_shared is how many of them must have come from
+   ../shared when it is present (files the repository does not carry). */
+static void expect_compared(const char *test, int min_shared) {
+    int total = compared_repo + compared_shared;
+    /* printed, not logged: the count belongs in every run's output */
+    fprintf(stderr, "vectors::%s compared %d reference files (%d from " REPO_VECTORS ", %d from "
+            SHARED_VECTORS ")\n", test, total, compared_repo, compared_shared);
+    cr_assert_gt(total, 0, "vectors::%s compared no reference file", test);
+    if (shared_present())
+        cr_assert_geq(compared_shared, min_shared,
+                      "vectors::%s: ../shared is present but only %d files came from "
+                      SHARED_VECTORS " (expected at least %d): did it move?",
+                      test, compared_shared, min_shared);
+}
+
 static json_doc *load_json(const char *path) {
+    cr_assert(path, "a reference file is in neither " REPO_VECTORS " nor " SHARED_VECTORS);
     json_doc *doc = NULL;
     char err[256];
     cr_assert_eq(json_parse_file(path, &doc, err, sizeof err), ARIA_OK, "%s", err);
@@ -57,13 +103,17 @@ static json_doc *load_json(const char *path) {
 
 static aria_tokenizer *tk;
 
-static void setup(void) { tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT); }
+static void setup(void) {
+    tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    compared_repo = compared_shared = 0;
+}
 static void teardown(void) { aria_tokenizer_free(tk); }
 
 static void load_score(const char *stem, aria_score *s) {
     char name[256];
     snprintf(name, sizeof name, "%s.mid", stem);
-    const char *p = vec_path(stem, name);
+    int from;
+    const char *p = vec_find(stem, name, &from); /* an input, not a reference: not counted */
     cr_assert(p, "%s: missing", name);
     aria_midi m = {0};
     aria_error err = {{0}};
@@ -74,6 +124,7 @@ static void load_score(const char *stem, aria_score *s) {
 
 /* Tokens of a JSON array (vector file) via the library's own parser. */
 static aria_token *load_tokens(const char *path, size_t *n) {
+    cr_assert(path, "a token file is in neither " REPO_VECTORS " nor " SHARED_VECTORS);
     uint8_t *buf;
     size_t len;
     aria_error err = {{0}};
@@ -157,6 +208,13 @@ static void expect_same_tokens(const char *what, const char *stem, const aria_to
 
 TestSuite(vectors, .init = setup, .fini = teardown);
 
+/* With ../shared present, augmentations and note lists of the 12 stems
+   that the repository does not carry come from there: at least 90% of the
+   files read there when this was written, so that a moved or emptied
+   folder fails instead of quietly comparing less. */
+#define MIN_SHARED_AUGMENTATIONS (12 * 9 / 10) /* of 12 aug_tokens.json */
+#define MIN_SHARED_NOTES (36 * 9 / 10)         /* of 12 stems x 3 note lists */
+
 Test(vectors, tokens_and_ids) {
     for (size_t k = 0; k < N_STEMS; k++) {
         aria_score s;
@@ -195,6 +253,7 @@ Test(vectors, tokens_and_ids) {
         free(toks);
         aria_score_free(&s);
     }
+    expect_compared("tokens_and_ids", 0);
 }
 
 Test(vectors, tokens_with_dim_seed_1234) {
@@ -214,6 +273,7 @@ Test(vectors, tokens_with_dim_seed_1234) {
         free(toks);
         aria_score_free(&s);
     }
+    expect_compared("tokens_with_dim_seed_1234", 0);
 }
 
 Test(vectors, prompt_15s) {
@@ -238,6 +298,7 @@ Test(vectors, prompt_15s) {
         free(toks);
         aria_score_free(&s);
     }
+    expect_compared("prompt_15s", 0);
 }
 
 Test(vectors, embedding_chunks) {
@@ -280,11 +341,14 @@ Test(vectors, embedding_chunks) {
         aria_score_free(&s);
     }
     cr_expect_gt(checked, 5, "only %d files had embedding chunks", checked);
+    expect_compared("embedding_chunks", 0);
 }
 
+/* The score of a stem's reference tokens (an input here: not counted). */
 static void detokenize_file(const char *stem, aria_score *out) {
     size_t n;
-    aria_token *toks = load_tokens(vec_path(stem, "tokens.json"), &n);
+    int from;
+    aria_token *toks = load_tokens(vec_find(stem, "tokens.json", &from), &n);
     aria_error err = {{0}};
     cr_assert_eq(aria_detokenize(tk, toks, n, out, NULL, &err), ARIA_OK, "%s: %s", stem, err.msg);
     free(toks);
@@ -308,6 +372,7 @@ Test(vectors, decoded_midi_is_byte_identical) {
         aria_midi_free(&m);
         aria_score_free(&s);
     }
+    expect_compared("decoded_midi_is_byte_identical", 0);
 }
 
 /* Note lists in ms, in the order the vector script sorts them:
@@ -367,8 +432,10 @@ Test(vectors, source_and_decoded_notes) {
         expect_notes("decoded notes", stems[k], &dec, "decoded_notes.json");
         aria_score_free(&dec);
 
-        /* decoded.mid read back gives the notes after resolve_overlaps */
-        const char *p = vec_path(stems[k], "decoded.mid");
+        /* decoded.mid read back gives the notes after resolve_overlaps
+           (an input here: the comparison is with decoded_midi_notes.json) */
+        int from;
+        const char *p = vec_find(stems[k], "decoded.mid", &from);
         aria_midi m = {0};
         aria_error err = {{0}};
         cr_assert_eq(aria_midi_read_file(&m, p, &err), ARIA_OK, "%s", err.msg);
@@ -377,6 +444,7 @@ Test(vectors, source_and_decoded_notes) {
         aria_score_free(&s);
         aria_midi_free(&m);
     }
+    expect_compared("source_and_decoded_notes", MIN_SHARED_NOTES);
 }
 
 static void expect_aug(const char *stem, const char *key, const aria_token *got, size_t n,
@@ -423,7 +491,8 @@ Test(vectors, augmentations) {
         json_doc *d = load_json(p);
         const json_value *aug = json_root(d);
         size_t n;
-        aria_token *in = load_tokens(vec_path(stems[k], "tokens.json"), &n);
+        int from;
+        aria_token *in = load_tokens(vec_find(stems[k], "tokens.json", &from), &n); /* input */
         aria_token *out = malloc((n + 1) * sizeof *out);
         int v;
         v = 3;  aria_aug_pitch(in, n, out, 5, &v, NULL);    expect_aug(stems[k], "pitch_+3", out, n, aug);
@@ -442,6 +511,7 @@ Test(vectors, augmentations) {
         checked++;
     }
     cr_expect_geq(checked, 7, "augmentation vectors found for %d files only", checked);
+    expect_compared("augmentations", MIN_SHARED_AUGMENTATIONS);
 }
 
 Test(vectors, quantizer_tables) {
@@ -463,6 +533,7 @@ Test(vectors, quantizer_tables) {
     for (int ms = 0; ms < 5000; ms++)
         cr_expect_eq(aria_tok_quantize(2, ms), json_int(json_at(on, (size_t)ms)), "onset %d", ms);
     json_doc_free(d);
+    expect_compared("quantizer_tables", 0);
 }
 
 /* Python's str() of a token, the form of vocab.json and the demo
@@ -495,6 +566,8 @@ static void check_vocab(aria_tok_variant variant, const char *file, int size) {
     const char *p = vec_path(NULL, file);
     if (!p) {
         aria_tokenizer_free(t);
+        /* only a checkout without ../shared may lack a vocabulary file */
+        cr_assert(!shared_present(), "%s is in neither " REPO_VECTORS " nor " SHARED_VECTORS, file);
         cr_skip("%s not available (needs ../shared)", file);
     }
     json_doc *d = load_json(p);
@@ -523,6 +596,7 @@ static void check_vocab(aria_tok_variant variant, const char *file, int size) {
     }
     json_doc_free(d);
     aria_tokenizer_free(t);
+    expect_compared(file, 0);
 }
 
 Test(vectors, vocabulary_default) { check_vocab(ARIA_TOKCFG_DEFAULT, "vocab_tokens.json", 17727); }

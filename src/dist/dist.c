@@ -12,7 +12,10 @@
  * MPI is started only under a launcher rather than always (singleton
  * init): a singleton Open MPI forks a helper daemon and takes a third of
  * a second, and it fails in sandboxes without networking, which plain
- * `aria train` must not depend on.
+ * `aria train` must not depend on. Whether a launcher started the process
+ * is in its environment, which the library never reads: the caller hands
+ * aria_dist_launch_info its reader (getenv), so the variables' names stay
+ * here beside the MPI code and the reading stays with the caller.
  */
 #include "dist/dist.h"
 
@@ -35,16 +38,30 @@ int dist_built_with_mpi(void) {
 #endif
 }
 
-#ifdef HAVE_MPI
-/* The environment variables that Open MPI's mpirun, PMIx launchers
-   (srun --mpi=pmix, prterun) and MPICH's Hydra / PMI-1 set in each process. */
-static int under_launcher(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
-        if (getenv(vars[i])) return 1;
-    return 0;
+int aria_dist_built_with_mpi(void) { return dist_built_with_mpi(); }
+
+/* The variables that Open MPI's mpirun, PMIx launchers (srun --mpi=pmix,
+   prterun) and MPICH's Hydra / PMI-1 set in each process they start, and
+   those of them that say how many processes were started. */
+static const char *const LAUNCH_VARS[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
+static const char *const LAUNCH_SIZE_VARS[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+
+aria_launch aria_dist_launch_info(char *(*lookup)(const char *name)) {
+    aria_launch l = {0, 1};
+    if (!lookup) return l;
+    for (size_t i = 0; i < sizeof LAUNCH_VARS / sizeof *LAUNCH_VARS; i++)
+        if (lookup(LAUNCH_VARS[i])) l.under_launcher = 1;
+    for (size_t i = 0; i < sizeof LAUNCH_SIZE_VARS / sizeof *LAUNCH_SIZE_VARS; i++) {
+        const char *v = lookup(LAUNCH_SIZE_VARS[i]);
+        if (v && atoi(v) > 1) {
+            l.size = atoi(v);
+            break;
+        }
+    }
+    return l;
 }
 
+#ifdef HAVE_MPI
 static int mpi_up(void) {
     int init = 0, fin = 0;
     MPI_Initialized(&init);
@@ -53,16 +70,18 @@ static int mpi_up(void) {
 }
 #endif
 
-void dist_init(void) {
+void aria_dist_start(const aria_launch *launch) {
 #ifdef HAVE_MPI
-    if (!under_launcher() || mpi_up()) return;
+    if (!launch || !launch->under_launcher || mpi_up()) return;
     /* only the main thread talks to MPI; the thread pool never does */
     int provided;
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+#else
+    (void)launch;
 #endif
 }
 
-void dist_finalize(void) {
+void aria_dist_stop(void) {
 #ifdef HAVE_MPI
     if (mpi_up()) MPI_Finalize();
 #endif
@@ -80,14 +99,8 @@ dist_world dist_get(void) {
     return w;
 }
 
-int dist_launched_size(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && atoi(v) > 1) return atoi(v);
-    }
-    return 1;
-}
+int aria_dist_rank(void) { return dist_get().rank; }
+int aria_dist_size(void) { return dist_get().size; }
 
 /* MPI counts are int: large arenas go in pieces of 2^30 elements. */
 #define CHUNK ((size_t)1 << 30)
@@ -131,17 +144,20 @@ void dist_bcast(const dist_world *w, void *buf, size_t bytes) {
 int dist_same(const dist_world *w, const long *vals, int n) {
 #ifdef HAVE_MPI
     if (!w->mpi || w->size == 1 || n <= 0) return 1;
-    /* one MIN reduction of (v, -v) gives both the minimum and the maximum */
-    long *mm = malloc(2 * (size_t)n * sizeof *mm);
-    if (!mm) MPI_Abort(MPI_COMM_WORLD, 1);
-    for (int i = 0; i < n; i++) {
-        mm[i] = vals[i];
-        mm[n + i] = vals[i] == LONG_MIN ? LONG_MAX : -vals[i];
-    }
-    MPI_Allreduce(MPI_IN_PLACE, mm, 2 * n, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+    /* one MIN reduction of (v, -v) gives both the minimum and the maximum;
+       in pieces on the stack, so that no allocation can fail here */
+    enum { PIECE = 16 };
+    long mm[2 * PIECE];
     int same = 1;
-    for (int i = 0; i < n; i++) same &= mm[i] == -mm[n + i];
-    free(mm);
+    for (int at = 0; at < n; at += PIECE) {
+        int k = n - at < PIECE ? n - at : PIECE;
+        for (int i = 0; i < k; i++) {
+            mm[i] = vals[at + i];
+            mm[k + i] = vals[at + i] == LONG_MIN ? LONG_MAX : -vals[at + i];
+        }
+        MPI_Allreduce(MPI_IN_PLACE, mm, 2 * k, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+        for (int i = 0; i < k; i++) same &= mm[i] == -mm[k + i];
+    }
     return same;
 #else
     (void)w, (void)vals, (void)n;

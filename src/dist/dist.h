@@ -1,12 +1,13 @@
 /*
  * dist.h - the few collective operations data-parallel training needs
- * (src/dist.c): start MPI, all-reduce sums, broadcast from rank 0, and
- * agree on an error so every process stops together.
+ * (src/dist/dist.c): all-reduce sums, broadcast from rank 0, and agree on
+ * an error so every process stops together. Starting and stopping MPI is
+ * public (aria_dist_start / aria_dist_stop in include/aria.h): the caller
+ * decides, from how its process was launched.
  *
  * Built with -DHAVE_MPI these are MPI calls on MPI_COMM_WORLD; without it
- * (or when the program was not started by an MPI launcher) the world is
- * one process and every collective is a no-op, so callers are written
- * once for both. Internal header; not part of the public API.
+ * (or when the caller did not start MPI) the world is one process and
+ * every collective is a no-op, so callers are written once for both. Internal header; not part of the public API.
  */
 #ifndef ARIA_DIST_H
 #define ARIA_DIST_H
@@ -21,22 +22,11 @@ typedef struct {
     int mpi;        /* 1: MPI is running and the calls below communicate */
 } dist_world;
 
-/* 1 when this library was built with MPI. */
+/* 1 when this library was built with MPI (aria_dist_built_with_mpi). */
 int dist_built_with_mpi(void);
-/* Starts MPI when the process was started by an MPI launcher (mpirun,
-   mpiexec, srun: recognised by their environment variables); otherwise
-   does nothing and the program runs as one process. Call once, from the
-   main thread, before any other thread exists. */
-void dist_init(void);
-/* Ends MPI if dist_init started it. */
-void dist_finalize(void);
-/* The job as it stands: one process unless MPI is running. */
+/* The job as it stands: one process unless MPI is running (started by
+   aria_dist_start, include/aria.h). */
 dist_world dist_get(void);
-
-/* How many processes the launcher started, from its environment (1 when
-   none did): a process that is one of several but has no MPI world would
-   train alone and write over the others' files. */
-int dist_launched_size(void);
 
 /* In-place sums over all processes; every process receives the result. */
 void dist_sum_f32(const dist_world *w, float *buf, size_t n);

@@ -1,41 +1,38 @@
 /*
- * kernels.h - the numeric kernels the model is built from, and the thread
- * pool that runs them. Kernels know nothing of music or of the model's
- * structure: matrices, vectors and a pool.
+ * kernels.h - the numeric kernels the model is built from. Kernels know
+ * nothing of music or of the model's structure: matrices, rows of
+ * activations, a context.
  *
- * Matrix products all have one shape, that of a PyTorch Linear layer:
+ * Every entry point takes the caller's context (aria_ctx, include/aria.h):
+ * its thread pool, its precision and the backends it may use. The entry
+ * points live in dispatch.c, which picks a backend per call (the first of
+ * oneDNN, AVX-512, portable C that supports the op, shape and precision,
+ * see backend.h) and falls back to the next when one refuses or fails.
+ *
+ * Matrix products have the shape of a PyTorch Linear layer:
  *     y[t][o] (+)= sum_k x[t][k] * W[o][k]      x: [T][in], W: [out][in]
- * and go through kern_matmul, which picks the code for the weight's dtype
- * (float32 or bfloat16), the CPU and the size, and splits the output
- * columns over the pool:
  *   - portable kernels (float32 arithmetic, bfloat16 weights widened as
- *     they load): AVX-512 intrinsics when the CPU has AVX-512 (chosen
- *     once at run time), plain C otherwise. A product's result does not
- *     depend on T or on which rows share the call. Used for every small
- *     product, for decoding (T = the batch, 1..4 rows per step: the weights
- *     stream from memory once for all rows) and in "exact" precision.
- *   - oneDNN (when built with it, HAVE_DNNL) for large products in "fast"
- *     precision (T >= 16 and both sides of W >= 256: prefill, long
- *     batches): bfloat16 weights multiply activations rounded to bfloat16
- *     (float32 accumulation and output); float32 weights stay float32.
- *     bfloat16 weights are repacked once per matrix into oneDNN's blocked
- *     layout (lazily, at the first such product, shared by all sessions;
- *     kern_mat_release frees it); float32 ones are read in place (see
- *     PACK in kernels_dnnl.c). If oneDNN cannot do a product, the portable
- *     kernels do it.
+ *     they load; AVX-512 intrinsics when the CPU has them, plain C
+ *     otherwise). A product's result does not depend on T or on which rows
+ *     share the call. Used for every small product, for decoding and in
+ *     exact precision.
+ *   - oneDNN (builds with HAVE_DNNL) for large products in fast precision
+ *     (T >= 16 and both sides of W >= 256): bfloat16 weights multiply
+ *     activations rounded to bfloat16 (float32 accumulation and output);
+ *     float32 weights stay float32. bfloat16 weights are repacked once per
+ *     matrix into oneDNN's layout (lazily, shared by every context;
+ *     kern_mat_release frees it).
  *
- * Precision: the environment variable ARIA_PRECISION=exact|fast (read
- * once, default fast) picks the default; kern_matmul_prec overrides it per
- * call. "exact" is float32 arithmetic on the weights' values everywhere
- * (what tests/test_model.c checks against PyTorch at 2e-6); "fast" differs
- * only in large products with bfloat16 weights (activations rounded to
- * bfloat16: on the random medium model, a 128-token prompt's last logits
- * move by 1% of the largest logit, probabilities by ~1e-5) and in
- * summation order for float32 ones.
- * Decoding is the same in both (its products are too small for oneDNN),
- * and so are the tiny test models (their matrices are under 256 wide).
- * ARIA_KERNELS=generic disables the AVX-512 code (for testing the plain C
- * path on an AVX-512 machine).
+ * Precision (the context's): exact is float32 arithmetic in the
+ * reference's order everywhere (the training ops keep the bits of the
+ * reference code); fast differs in large products (above), in the
+ * training attention (blocked products, bfloat16 operands with oneDNN), and
+ * in float32 vector sums and a polynomial exp for LayerNorm, SwiGLU and the
+ * softmax pieces where AVX-512 is.
+ *
+ * Shapes are llm.c's: N rows of d floats for LayerNorm; q, k, v side by
+ * side in rows of 3d for attention (d = n_heads * hd), heads
+ * [h * hd, (h + 1) * hd) of each.
  *
  * Internal header; not part of the public API.
  */
@@ -46,194 +43,136 @@
 #include <stdint.h>
 
 #include "aria.h"
+#include "kernels/pool.h"
 
-/* ---- thread pool ---------------------------------------------------- */
-
-typedef struct aria_pool aria_pool;
-
-/* n_threads <= 0: one per online CPU. */
-aria_pool *aria_pool_new(int n_threads);
-void aria_pool_free(aria_pool *p);
-int aria_pool_size(const aria_pool *p);
-/* Runs fn(ctx, i) for i in [0, n_tasks) on the pool's threads and the
-   caller's; returns when all are done. NULL pool: runs serially. Workers
-   spin briefly after a job before they sleep, so the many short jobs of a
-   decoding step do not each pay a wake-up. */
-void aria_pool_run(aria_pool *p, void (*fn)(void *ctx, size_t i), void *ctx, size_t n_tasks);
+/* LayerNorm's epsilon (the reference's). */
+#define KERN_LN_EPS 1e-5f
 
 /* ---- weights -------------------------------------------------------- */
 
+/* A backend's prepared copy of a matrix (oneDNN's packed layout today; a
+   quantized or device copy later), made at the first product that wants
+   it and shared by every context: a cache that depends only on the
+   weights. */
 typedef struct kern_packed kern_packed;
 
 typedef struct {
     aria_dtype dtype;  /* ARIA_DT_F32 or ARIA_DT_BF16 */
     const void *data;  /* [rows][cols], row-major, aligned for its dtype */
     int rows, cols;    /* out, in */
-    /* oneDNN's packed copy, made by the first large product and then
-       shared by every session: a cache that depends only on the weights.
-       NULL until then (zero-initialise kern_mat). */
-    kern_packed *_Atomic packed;
+    kern_packed *_Atomic packed; /* NULL until then (zero-initialise kern_mat) */
 } kern_mat;
 
-/* Frees the packed copy, if any (with the model). */
+/* Frees the packed copy, if any (with the model, or when the weights
+   change). */
 void kern_mat_release(kern_mat *W);
-
-typedef enum {
-    KERN_PREC_DEFAULT = 0, /* ARIA_PRECISION, else fast */
-    KERN_PREC_EXACT,       /* portable kernels only */
-    KERN_PREC_FAST         /* oneDNN for large products (see above) */
-} kern_prec;
-
-/* y[T][rows] = x[T][cols] . W^T, or += when accumulate. */
-void kern_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate);
-void kern_matmul_prec(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int accumulate,
-                      kern_prec prec);
-
 /* Row `r` of W widened to float32. */
 void kern_row_f32(const kern_mat *W, int r, float *out);
 
-/* What the dispatch chose, e.g. "avx512 + oneDNN 2.6.3 (fast)". */
-const char *kern_backend(void);
-/* Whether products of this shape and precision would go to oneDNN. */
-int kern_uses_dnnl(int T, const kern_mat *W, kern_prec prec);
+/* ---- the context, as kernels' callers see it ------------------------- */
 
-/* What the dispatch found (ARIA_KERNELS=generic hides AVX-512), and the
-   precision KERN_PREC_DEFAULT stands for (ARIA_PRECISION). */
-int kern_has_avx512(void);
-int kern_has_dnnl(void);
-kern_prec kern_resolve_prec(kern_prec prec);
+aria_pool *kern_ctx_pool(aria_ctx *c);
+aria_precision kern_ctx_precision(const aria_ctx *c);
+int kern_ctx_threads(const aria_ctx *c);
+/* A context sharing base's pool, backends and scratch with another
+   precision (free it before base). */
+int kern_ctx_derive(aria_ctx **out, aria_ctx *base, aria_precision precision, aria_error *err);
+/* Whether the context may use the backend "portable", "avx512" or
+   "onednn". */
+int kern_ctx_has_backend(const aria_ctx *c, const char *name);
+/* Frees the scratch buffers not in use (after a training run). */
+void kern_ctx_trim(aria_ctx *c);
 
-/* ---- general products (training, src/kernels_train.c) ---------------- */
+/* ---- matrix products ------------------------------------------------ */
 
-/* C[M][N] = op(A) . op(B) (+ C when acc), row-major float32 in memory:
-   op(A) is M x K, stored M x K with row stride lda, or K x M when ta;
-   op(B) is K x N, stored K x N (ldb), or N x K when tb. Split over the
-   pool by rows of C.
-   KERN_PREC_FAST with oneDNN: A and B are rounded to bfloat16 (nearest
-   even) and the products accumulate in float32 (oneDNN's brgemm).
-   Otherwise float32, in a fixed order: for each row of C, the terms
-   k = 0 .. K-1 added one after another (a row of op(A) times the rows of
-   B when B is K x N, dot products when it is N x K). */
-void kern_gemm(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               float *C, int ldc, int acc, kern_prec prec);
+/* y[T][rows] = x[T][cols] . W^T, or += when acc. */
+void kern_matmul(aria_ctx *c, const float *x, int T, const kern_mat *W, float *y, int acc);
+/* The name of the backend that would do such a product first. */
+const char *kern_matmul_backend(const aria_ctx *c, int T, const kern_mat *W);
+
+/* C[M][N] = op(A) . op(B) (+ C when acc), row-major float32: op(A) is
+   M x K, stored M x K with row stride lda, or K x M when ta; op(B) is
+   K x N, stored K x N (ldb), or N x K when tb. Split over the pool by rows
+   of C. Fast with oneDNN: A and B rounded to bfloat16, float32 sums.
+   Otherwise float32 in a fixed order: for each row of C the terms
+   k = 0 .. K-1 one after another. */
+void kern_gemm(aria_ctx *c, int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+               float *C, int ldc, int acc);
 /* The same with bfloat16 copies of A and B made beforehand (either may be
-   NULL: made here): dense, in the operand's stored order (row stride: its
-   stored column count), as kern_to_bf16_pool makes them. They are used
-   only on the fast path; A and B are still needed (the float32 path). */
-void kern_gemm_h(aria_pool *p, int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah, int lda,
-                 const float *B, const uint16_t *Bh, int ldb, float *C, int ldc, int acc, kern_prec prec);
-/* out = bfloat16(x) for a dense rows x cols matrix, on the pool. */
-void kern_to_bf16_pool(aria_pool *p, const float *x, uint16_t *out, size_t rows, size_t cols);
-/* Large temporary buffers kept between uses (fresh memory each time
-   costs page faults): take one of at least `bytes`, give it back after;
-   malloc when all are taken. kern_gemm_release frees those not taken. */
-void *kern_scratch_take(size_t bytes);
-void kern_scratch_give(void *p);
-void kern_gemm_release(void);
-/* The same in float32 on the calling thread only, C = alpha op(A) op(B)
-   + beta C (beta 0 or 1): oneDNN's sgemm when built in, else the loops. */
-void kern_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                   int ldb, float beta, float *C, int ldc);
-/* log(sum_i exp(x[i])), via the max; vector exp where AVX-512 is. */
-float kern_logsumexp(const float *x, size_t n);
-/* x[i] = exp(x[i] - shift) * scale */
-void kern_exp_scale(float *x, size_t n, float shift, float scale);
-/* x[i] *= s */
-void kern_scale(float *x, size_t n, float s);
-/* kern_dnnl_gemm_bf16_st where oneDNN is built in: 0 when it did the
-   product, else nonzero and nothing written (the caller falls back). */
-int kern_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B, int ldb,
-                      float *C, int ldc, int acc);
-/* Softmax backward of one row: g[i] = p[i] (g[i] - D) scale. */
-void kern_softmax_bwd(const float *p, float *g, size_t n, float D, float scale);
-/* SwiGLU backward: given g, u and da = dLoss/d(silu(g) u) in dg,
-   dg <- da u s (1 + g (1 - s)), du = da g s, s = sigmoid(g). */
-void kern_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
+   NULL: made here), dense in the operand's stored order (row stride: its
+   stored column count), as kern_to_bf16 makes them. Used only where the
+   product runs on bfloat16 (kern_gemm_uses_bf16); A and B are still
+   needed for the float32 path. */
+void kern_gemm_h(aria_ctx *c, int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah, int lda,
+                 const float *B, const uint16_t *Bh, int ldb, float *C, int ldc, int acc);
+/* Whether kern_gemm rounds its operands to bfloat16 in this context (a
+   caller may then keep bfloat16 copies for kern_gemm_h). */
+int kern_gemm_uses_bf16(const aria_ctx *c);
+/* C = alpha op(A) op(B) + beta C (beta 0 or 1) on the calling thread. */
+void kern_sgemm_st(aria_ctx *c, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+/* C (+)= op(A) op(B) on bfloat16 operands, on the calling thread: 0 when
+   done, else nonzero and nothing written (no backend for it). */
+int kern_gemm_bf16_st(aria_ctx *c, int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
+                      const uint16_t *B, int ldb, float *C, int ldc, int acc);
+/* out = bfloat16(x), round to nearest even, NaN stays NaN; n elements,
+   split over the pool when large. */
+void kern_to_bf16(aria_ctx *c, const float *x, uint16_t *out, size_t n);
 
-/* ---- elementwise and small ops -------------------------------------- */
+/* ---- rows ----------------------------------------------------------- */
 
-/* LayerNorm over the last dimension (biased variance), eps 1e-5 */
-void kern_layernorm(const float *x, const float *w, const float *b, float *y, int T, int d, float eps);
-/* x[i] = silu(g[i]) * u[i] */
-void kern_swiglu(float *g, const float *u, size_t n);
-/* RoPE, half-split layout, on rows of n_heads * head_dim at positions pos0 + t */
-void kern_rope(float *x, int T, int n_heads, int head_dim, int row_stride, const float *cos_sin, int pos0);
-/* The same three on the pool's threads, for many rows (prefill); few rows
-   run on the caller's thread. Results are identical to the serial ones. */
-void kern_layernorm_pool(aria_pool *p, const float *x, const float *w, const float *b, float *y, int T, int d,
-                         float eps);
-void kern_swiglu_pool(aria_pool *p, float *g, const float *u, size_t n);
-void kern_rope_pool(aria_pool *p, float *x, int T, int n_heads, int head_dim, int row_stride, const float *cos_sin,
-                    int pos0);
+/* LayerNorm of N rows of d (biased variance, KERN_LN_EPS); keeps each
+   row's mean and 1/std when mean and rstd are not NULL. */
+void kern_layernorm_fwd(aria_ctx *c, float *out, float *mean, float *rstd, const float *x, const float *w,
+                        const float *b, int N, int d);
+/* Its backward: dx += dL/dx, dw += dL/dw, db += dL/db. */
+void kern_layernorm_bwd(aria_ctx *c, float *dx, float *dw, float *db, const float *dout, const float *x,
+                        const float *w, const float *mean, const float *rstd, int N, int d);
+/* out[i] = silu(g[i]) * u[i] (out may be g). */
+void kern_swiglu_fwd(aria_ctx *c, float *out, const float *g, const float *u, size_t n);
+/* dg = dout u s (1 + g (1 - s)), du = dout g s, s = sigmoid(g) (dout may
+   be dg). */
+void kern_swiglu_bwd(aria_ctx *c, float *dg, float *du, const float *dout, const float *g, const float *u,
+                     size_t n);
+/* RoPE, half-split, in place on n_heads heads of hd at the start of each
+   of N rows (row_stride floats apart); row r sits at position
+   pos0 + r % T. inverse: the transposed rotation (for gradients). */
+void kern_rope(aria_ctx *c, float *x, int N, int T, int n_heads, int hd, int row_stride, const float *cos_sin,
+               int pos0, int inverse);
 /* The rotation table: [max_pos][head_dim/2][2] = cos, sin of t * theta_i,
-   computed in float32 as the reference (theta_i = 1 / base^(2i/d)). */
+   computed in float32 as the reference (theta_i = 1 / base^(2i/d)). NULL
+   when out of memory. */
 float *kern_rope_table(int max_pos, int head_dim, double base);
+/* Softmax cross-entropy of N rows of V logits: loss[r] = lse - logit of
+   targets[r], 0 where targets[r] < 0. With grad, the logits become
+   dscale (softmax - onehot) (0 for rows without a target). */
+void kern_xent_fwd_bwd(aria_ctx *c, float *logits, double *loss, const int32_t *targets, int N, int V, int grad,
+                       float dscale);
+
+/* Softmax pieces on the calling thread (the blocked attention's). */
+float kern_logsumexp(aria_ctx *c, const float *x, size_t n);                    /* log sum exp x[i] */
+void kern_exp_scale(aria_ctx *c, float *x, size_t n, float shift, float scale); /* exp(x - shift) scale */
+void kern_scale(aria_ctx *c, float *x, size_t n, float s);                      /* x *= s */
+void kern_softmax_bwd(aria_ctx *c, const float *p, float *g, size_t n, float D, float scale); /* p (g - D) scale */
 
 /* ---- attention ------------------------------------------------------ */
 
-/* Causal multi-head attention with a KV cache, online softmax over blocks
-   of keys (no T x T matrix, no allocation), scale 1/sqrt(head_dim).
+/* Causal multi-head attention with a KV cache (decoding, prefill), online
+   softmax over blocks of keys, scale 1/sqrt(hd).
    q:   [B][T][n_heads * hd] (row stride q_stride floats per token)
-   k,v: cache, [B][n_heads][cap][hd]; positions 0 .. pos0 + T - 1 are filled
+   k,v: cache, [B][n_heads][cap][hd]; positions 0 .. pos0 + T - 1 filled
    out: [B][T][n_heads * hd] (row stride out_stride)
    Query t of each row sits at position pos0 + t and sees keys 0 .. pos0 + t. */
-void kern_attention(aria_pool *p, const float *q, int q_stride, const float *k, const float *v,
-                    int cap, int B, int T, int n_heads, int hd, int pos0, float *out, int out_stride);
-
-/* ---- between kernels.c and its parts (kernels_avx512.c, kernels_dnnl.c) */
-
-/* The portable product of output columns [o0, o1) only, on this thread
-   (y has W->rows columns). */
-void kern_portable_cols(const float *x, int T, const kern_mat *W, int o0, int o1, float *y, int acc);
-/* float32 -> bfloat16, round to nearest even (NaN stays NaN). */
-void kern_to_bf16(const float *x, uint16_t *out, size_t n);
-
-/* AVX-512 versions; only called when the CPU has AVX-512 F/BW/VL/DQ.
-   The product of tokens [0, T) and output columns [o0, o1): x rows have
-   stride xs; for bfloat16 weights x must be deinterleaved first
-   (kern_avx512_deinterleave, row stride kern_bf16_stride(cols)). */
-void kern_avx512_matmul_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y,
-                              int ystride, int acc);
-void kern_avx512_deinterleave(const float *x, int T, int cols, float *out);
-static inline size_t kern_bf16_stride(int cols) { return ((size_t)cols + 31) / 32 * 32; }
-/* Attention for one (row, head) and queries [t0, t1) (at most 32): see
-   kern_attention. hd must be 16, 32, 64, 128 or KERN_MAX_HD. */
 #define KERN_MAX_HD 256
-void kern_avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1,
-                           int hd, int pos0, float scale, float *out, int out_stride);
-void kern_avx512_swiglu(float *g, const float *u, size_t n);
-void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n);
-
-float kern_avx512_logsumexp(const float *x, size_t n);
-void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale);
-void kern_avx512_scale(float *x, size_t n, float s);
-void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n);
-void kern_avx512_softmax_bwd(const float *p, float *g, size_t n, float D, float scale);
-void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
-                        size_t rows, int d, float eps);
-void kern_avx512_ln_bwd_dx(const float *x, const float *mean, const float *rstd, const float *w, const float *dy,
-                           float *dx, size_t rows, int d);
-void kern_avx512_ln_bwd_dw(const float *x, const float *mean, const float *rstd, const float *dy, float *dw,
-                           float *db, size_t rows, int d, int i0, int i1);
-
-/* oneDNN: 0 when it did the product, else nonzero (the caller falls back).
-   kern_dnnl_gemm_bf16: C (+)= op(A) op(B) on bfloat16 operands stored as
-   kern_gemm's, one task of the pool per block of rows of C.
-   kern_dnnl_sgemm_st: float32 sgemm on this thread. */
-int kern_dnnl_gemm_bf16(aria_pool *p, int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
-                        const uint16_t *B, int ldb, float *C, int ldc, int acc, const float *A32, int lda32,
-                        const float *B32, int ldb32);
-/* Rows [m0, m1) of kern_gemm's float32 product, on this thread. */
-void kern_gemm_f32_block(int ta, int tb, int m0, int m1, int N, int K, const float *A, int lda, const float *B,
-                         int ldb, float *C, int ldc, int acc);
-int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                       int ldb, float beta, float *C, int ldc);
-/* bfloat16 C (+)= op(A) op(B) on this thread, primitives cached per thread. */
-int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
-                           int ldb, float *C, int ldc, int acc);
-/* kern_dnnl_init: 0 when oneDNN is usable; its version in buf. */
-int kern_dnnl_init(char *buf, size_t cap);
-int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc);
-void kern_dnnl_release(kern_packed *pk);
+void kern_attention(aria_ctx *c, const float *q, int q_stride, const float *k, const float *v, int cap, int B,
+                    int T, int n_heads, int hd, int pos0, float *out, int out_stride);
+/* Causal attention over whole sequences for training: qkv [B*T][3d]
+   (after RoPE), out [B*T][d], lse [B*T][H] (each query's log-sum-exp of
+   its scaled scores, for the backward). */
+void kern_attention_fwd(aria_ctx *c, float *out, float *lse, const float *qkv, int B, int T, int H, int hd);
+/* Its backward: dqkv += dL/dqkv from dout = dL/dout; scores are
+   recomputed from q, k and lse. */
+void kern_attention_bwd(aria_ctx *c, float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int H, int hd);
 
 #endif

@@ -13,10 +13,11 @@
  *      validation. A file's side depends only on its content and the
  *      seed, so growing a corpus moves few files across;
  *   4. per epoch (validation: once): the split's files in a seeded
- *      shuffled order, tokenized in parallel batches with an RNG seeded
- *      from (seed, epoch, file), appended in order to a shard writer that
- *      cuts seq_len sequences (concatenated, or one file per run of
- *      sequences with sep_sequences) and writes a shard per 4096;
+ *      shuffled order, tokenized in parallel batches (aria_batch_tokenize,
+ *      batch.c) with an RNG seeded from (seed, epoch, file), appended in
+ *      order to a shard writer that cuts seq_len sequences (concatenated,
+ *      or one file per run of sequences with sep_sequences) and writes a
+ *      shard per 4096;
  *   5. manifest.json, last.
  * MIDI files are read again in every epoch instead of being kept in
  * memory: a large corpus does not fit, and parsing is cheap next to
@@ -28,13 +29,13 @@
  */
 #include "base/json.h"
 #include "base/util.h"
+#include "tasks/tasks.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,11 +87,6 @@ static uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static uint64_t get_u64(const uint8_t *p) { return get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
-
-static int ncpus(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
-}
 
 typedef struct {
     char **v;
@@ -146,40 +142,6 @@ static void tb_printf(textbuf *t, const char *fmt, ...) {
             return;
         }
     }
-}
-
-/* ---------------------------------------------------------------------- */
-/* A parallel for: fn(ctx, i) for i in [0, n) on up to `jobs` threads     */
-/* ---------------------------------------------------------------------- */
-
-typedef struct {
-    void (*fn)(void *ctx, size_t i);
-    void *ctx;
-    size_t n, next;
-    pthread_mutex_t lock;
-} pfor;
-
-static void *pfor_worker(void *arg) {
-    pfor *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        size_t i = p->next++;
-        pthread_mutex_unlock(&p->lock);
-        if (i >= p->n) return NULL;
-        p->fn(p->ctx, i);
-    }
-}
-
-static void parallel_for(size_t n, int jobs, void (*fn)(void *, size_t), void *ctx) {
-    pfor p = {fn, ctx, n, 0, PTHREAD_MUTEX_INITIALIZER};
-    size_t nt = (size_t)jobs < n ? (size_t)jobs : n;
-    pthread_t th[256];
-    size_t started = 0;
-    for (size_t i = 1; i < nt && i <= 256; i++)
-        if (pthread_create(&th[started], NULL, pfor_worker, &p) == 0) started++;
-    pfor_worker(&p); /* the calling thread works too; if no thread started, alone */
-    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
-    pthread_mutex_destroy(&p.lock);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -262,41 +224,23 @@ static void idseqs_free(idseqs *s) {
     free(s->v);
 }
 
-/* Parses one line of ids separated by spaces or tabs. */
+/* Parses one line (the list rule of aria_ids_parse); errors name the
+   file and line in front of the parser's "byte N: ...". */
 static int parse_ids_line(const char *path, size_t lineno, const char *p, size_t len, int vocab,
                           idseq *out, aria_error *err) {
-    size_t n = 0, cap = 0;
-    uint16_t *ids = NULL;
-    size_t i = 0;
-    while (i < len) {
-        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r') {
-            i++;
-            continue;
-        }
-        size_t st = i;
-        long v = 0;
-        while (i < len && p[i] >= '0' && p[i] <= '9' && v <= MAX_SEQ_LEN * 16L) v = v * 10 + (p[i++] - '0');
-        if (i == st || (i < len && p[i] != ' ' && p[i] != '\t' && p[i] != '\r')) {
-            size_t e = st;
-            while (e < len && e - st < 20 && p[e] != ' ' && p[e] != '\t') e++;
-            free(ids);
-            return aria_fail(err, ARIA_ERR_FORMAT, "%s:%zu: expected a token id, got '%.*s'", path,
-                             lineno, (int)(e - st), p + st);
-        }
-        if (v >= vocab) {
-            free(ids);
-            return aria_fail(err, ARIA_ERR_FORMAT,
-                             "%s:%zu: token id %.*s is outside the vocabulary (0..%d)", path, lineno,
-                             (int)(i - st), p + st, vocab - 1);
-        }
-        if (ARIA_GROW(ids, cap, n + 1)) {
-            free(ids);
-            return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
-        }
-        ids[n++] = (uint16_t)v;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    aria_error e2 = {{0}};
+    int rc = aria_ids_parse(p, len, vocab, &ids, &n, &e2);
+    if (rc) return aria_fail(err, rc, "%s:%zu: %s", path, lineno, e2.msg);
+    out->ids = malloc((n ? n : 1) * sizeof *out->ids);
+    if (!out->ids) {
+        free(ids);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     }
-    out->ids = ids;
+    for (size_t i = 0; i < n; i++) out->ids[i] = (uint16_t)ids[i]; /* the vocabulary fits 16 bits */
     out->n = n;
+    free(ids);
     return ARIA_OK;
 }
 
@@ -547,57 +491,46 @@ static void sw_free(shard_writer *w) {
 /* Tokenizing an epoch                                                    */
 /* ---------------------------------------------------------------------- */
 
+/* One batch of an epoch's items: the paths and seeds handed to
+   aria_batch_tokenize, and per slot the ids a MIDI item became. */
 typedef struct {
     const aria_tokenizer *tk;
-    const aria_dataset_opts *o;
-    item **order;   /* this split, shuffled */
-    size_t base;    /* first item of the batch */
-    int epoch;
-    uint16_t **ids; /* per batch slot: malloc'd ids of a MIDI item */
+    const char **paths; /* NULL for an ids item */
+    uint64_t *seeds;
+    uint16_t **ids;
     size_t *n_ids;
-    int *status;
-    aria_error *errs;
+    aria_batch_file *files;
 } tok_batch;
 
-/* Tokenizes one MIDI file as pre-training data: default options (<D>,
-   <E>, shuffled prefix), an RNG seeded from (seed, epoch, item). */
-static int tokenize_file(const tok_batch *b, const item *it, uint16_t **out, size_t *n_out,
-                         aria_error *err) {
-    aria_midi m = {0};
-    aria_score s = {0};
-    aria_token *toks = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    aria_error e2 = {{0}};
-    int rc = aria_midi_read_file(&m, it->path, &e2);
-    if (rc == ARIA_OK) rc = aria_score_from_midi(&s, &m, &e2);
-    aria_rng rng;
-    aria_rng_seed(&rng, derive_seed(b->o->seed, SEED_TOKENIZE, (uint64_t)b->epoch, it->index));
-    aria_tokenize_opts opts = aria_tokenize_defaults();
-    if (rc == ARIA_OK) rc = aria_tokenize(b->tk, &s, &opts, &rng, &toks, &n, &e2);
-    if (rc == ARIA_OK && !(ids = malloc((n ? n : 1) * sizeof *ids))) rc = ARIA_ERR_NOMEM;
-    if (rc == ARIA_OK && !(*out = malloc((n ? n : 1) * sizeof **out))) rc = ARIA_ERR_NOMEM;
-    if (rc == ARIA_OK) {
-        aria_tok_encode(b->tk, toks, n, ids);
-        for (size_t i = 0; i < n; i++) (*out)[i] = (uint16_t)ids[i];
-        *n_out = n;
-    } else {
-        if (rc == ARIA_ERR_NOMEM) aria_fail(err, rc, "%s: out of memory", it->path);
-        else aria_fail(err, rc, "%s: %s (did the file change during the build?)", it->path, e2.msg);
-    }
-    free(ids);
-    free(toks);
-    aria_score_free(&s);
-    aria_midi_free(&m);
-    return rc;
-}
-
-static void tokenize_slot(void *arg, size_t k) {
-    tok_batch *b = arg;
-    const item *it = b->order[b->base + k];
+/* Runs in the worker thread that tokenized slot k: the tokens become
+   shard ids there, so that encoding is parallel too and only two bytes
+   per token wait for the append. */
+static void encode_slot(void *ctx, size_t k, aria_batch_file *f) {
+    tok_batch *b = ctx;
     b->ids[k] = NULL;
     b->n_ids[k] = 0;
-    b->status[k] = it->path ? tokenize_file(b, it, &b->ids[k], &b->n_ids[k], &b->errs[k]) : ARIA_OK;
+    if (f->status != ARIA_OK || !b->paths[k]) return;
+    int32_t *ids = malloc((f->n_toks ? f->n_toks : 1) * sizeof *ids);
+    uint16_t *out = malloc((f->n_toks ? f->n_toks : 1) * sizeof *out);
+    if (!ids || !out) {
+        free(out);
+        f->status = aria_fail(&f->err, ARIA_ERR_NOMEM, "out of memory");
+    } else {
+        aria_tok_encode(b->tk, f->toks, f->n_toks, ids);
+        for (size_t i = 0; i < f->n_toks; i++) out[i] = (uint16_t)ids[i];
+        b->ids[k] = out;
+        b->n_ids[k] = f->n_toks;
+    }
+    free(ids);
+    aria_batch_file_free(f);
+}
+
+static void tok_batch_free(tok_batch *b) {
+    free(b->paths);
+    free(b->seeds);
+    free(b->ids);
+    free(b->n_ids);
+    free(b->files);
 }
 
 static int append_item(shard_writer *w, const item *it, const uint16_t *ids, size_t n, int sep,
@@ -611,7 +544,9 @@ static int append_item(shard_writer *w, const item *it, const uint16_t *ids, siz
     return rc;
 }
 
-/* One epoch of one split: shuffle, tokenize in batches, write shards. */
+/* One epoch of one split: shuffle, tokenize in batches (as pre-training
+   data: default options, <D> and <E>, shuffled prefix, an RNG seeded from
+   (seed, epoch, item)), append in order, write shards. */
 static int build_epoch(const aria_tokenizer *tk, const aria_dataset_opts *o, int jobs, item **order,
                        size_t n, int epoch, shard_writer *w, aria_error *err) {
     int is_val = !strcmp(w->split, "val");
@@ -620,21 +555,33 @@ static int build_epoch(const aria_tokenizer *tk, const aria_dataset_opts *o, int
     aria_rng_shuffle(&rng, order, n, sizeof *order);
 
     size_t batch = (size_t)jobs * BATCH_PER_JOB;
-    tok_batch b = {.tk = tk, .o = o, .order = order, .epoch = epoch,
+    tok_batch b = {.tk = tk, .paths = calloc(batch, sizeof(char *)), .seeds = calloc(batch, sizeof(uint64_t)),
                    .ids = calloc(batch, sizeof(uint16_t *)), .n_ids = calloc(batch, sizeof(size_t)),
-                   .status = calloc(batch, sizeof(int)), .errs = calloc(batch, sizeof(aria_error))};
-    int rc = b.ids && b.n_ids && b.status && b.errs ? ARIA_OK : aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+                   .files = calloc(batch, sizeof(aria_batch_file))};
+    int rc = b.paths && b.seeds && b.ids && b.n_ids && b.files ? ARIA_OK
+                                                               : aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    aria_batch_opts bo = aria_batch_defaults();
+    bo.jobs = jobs;
+    bo.seeds = b.seeds;
+    bo.on_file = encode_slot;
+    bo.ctx = &b;
     char stage[32];
     snprintf(stage, sizeof stage, "%s e%d", w->split, epoch);
     for (size_t base = 0; rc == ARIA_OK && base < n; base += batch) {
         size_t k = n - base < batch ? n - base : batch;
-        b.base = base;
-        parallel_for(k, jobs, tokenize_slot, &b);
         for (size_t i = 0; i < k; i++) {
-            if (rc == ARIA_OK && b.status[i] != ARIA_OK) {
-                *err = b.errs[i];
-                rc = b.status[i];
-            }
+            const item *it = order[base + i];
+            b.paths[i] = it->path;
+            b.seeds[i] = derive_seed(o->seed, SEED_TOKENIZE, (uint64_t)epoch, it->index);
+        }
+        rc = aria_batch_tokenize(tk, b.paths, k, &bo, b.files, err);
+        for (size_t i = 0; i < k; i++) {
+            const aria_batch_file *f = &b.files[i];
+            if (rc == ARIA_OK && f->status == ARIA_ERR_NOMEM)
+                rc = aria_fail(err, f->status, "%s: out of memory", b.paths[i]);
+            else if (rc == ARIA_OK && f->status != ARIA_OK)
+                rc = aria_fail(err, f->status, "%s: %s (did the file change during the build?)", b.paths[i],
+                               f->err.msg);
             if (rc == ARIA_OK) rc = append_item(w, order[base + i], b.ids[i], b.n_ids[i], o->sep_sequences, err);
             free(b.ids[i]);
         }
@@ -642,10 +589,7 @@ static int build_epoch(const aria_tokenizer *tk, const aria_dataset_opts *o, int
     }
     if (rc == ARIA_OK) rc = sw_pad(w, err);
     if (rc == ARIA_OK) rc = sw_flush(w, err);
-    free(b.ids);
-    free(b.n_ids);
-    free(b.status);
-    free(b.errs);
+    tok_batch_free(&b);
     return rc;
 }
 
@@ -835,7 +779,7 @@ static int scan_inputs(build_state *b, aria_dataset_summary *sum, aria_error *er
         size_t k = n - base < step ? n - base : step;
         job.paths = b->paths.v + base;
         job.res = b->scan + base;
-        parallel_for(k, b->jobs, scan_one, &job);
+        tasks_parallel_for(k, b->jobs, scan_one, &job);
         if (b->o->progress) b->o->progress(b->o->progress_ctx, "scan", base + k, n);
     }
     for (size_t i = 0; i < n; i++)
@@ -960,7 +904,7 @@ int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_
     memset(sum, 0, sizeof *sum);
     int rc = check_opts(&o, err);
     if (rc) return rc;
-    build_state b = {.o = &o, .jobs = o.jobs > 0 ? (o.jobs > 256 ? 256 : o.jobs) : ncpus()};
+    build_state b = {.o = &o, .jobs = tasks_jobs(o.jobs)};
     b.tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
     if (!b.tk) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     rc = collect_midi(inputs, n_inputs, &b.paths, err);

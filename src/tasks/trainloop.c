@@ -17,7 +17,7 @@
  * schedule) derives from the seed and the step, so a resumed run repeats
  * the uninterrupted run's losses.
  *
- * Data parallel (MPI running, src/dist.c): `batch` stays the global batch
+ * Data parallel (MPI running, src/dist/dist.c): `batch` stays the global batch
  * and each of the W processes takes a contiguous W-th of every
  * micro-batch. A process scales its gradients by its share of the
  * micro-batch's targets, so the all-reduced sum is the gradient one
@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include "aria.h"
-#include "kernels/kernels.h"
 #include "dist/dist.h"
 #include "base/json.h"
 #include "base/util.h"
@@ -433,8 +432,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     aria_tokenizer *tk = NULL;
     int32_t *ids = NULL;
     data_order order = {NULL, -1, NULL, 0, 0};
-    if (w.size == 1 && dist_launched_size() > 1)
-        return aria_fail(err, ARIA_ERR_ARG, "started as one of %d processes, but %s", dist_launched_size(),
+    if (w.size == 1 && opts->launched_size > 1)
+        return aria_fail(err, ARIA_ERR_ARG, "started as one of %d processes, but %s", opts->launched_size,
                          dist_built_with_mpi() ? "this program did not start MPI"
                                                : "this aria is built without MPI (install libopenmpi-dev and rebuild)");
     if (lead) mkdir(o.out_dir, 0777);
@@ -481,9 +480,13 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     if ((rc = dist_agree(&w, rc, err))) goto out;
     /* collective, so every process asks even when it was given --threads */
     int share = w.size > 1 ? dist_default_threads(&w) : 0;
-    if (o.threads > 0) aria_model_set_threads(m, o.threads);
-    else if (share > 0) aria_model_set_threads(m, share);
-    if (o.exact < 0) o.exact = kern_resolve_prec(KERN_PREC_DEFAULT) == KERN_PREC_EXACT;
+    if (o.ctx) aria_model_set_ctx(m, o.ctx); /* its threads are the caller's choice */
+    if (o.threads > 0) {
+        if (!o.ctx) aria_model_set_threads(m, o.threads);
+    } else if (share > 0) {
+        aria_model_set_threads(m, share); /* a context like the current one, this many threads */
+    }
+    if (o.exact < 0) o.exact = aria_model_precision(m) == ARIA_PREC_EXACT;
     if (lead && !o.resume) {
         rc = write_run_json(&o, aria_model_get_config(m), err);
         path_in(p, sizeof p, o.out_dir, "log.jsonl");
@@ -494,6 +497,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     rc = aria_trainer_new(&t, m, Bl, T, err);
     if ((rc = dist_agree(&w, rc, err))) goto out;
     aria_trainer_set_exact(t, o.exact);
+    aria_trainer_set_profile(t, o.profile);
     float *params, *grads;
     size_t n_params;
     aria_trainer_arena(t, &params, &grads, &n_params);
@@ -627,6 +631,7 @@ out:
     free(order.perm);
     free(ids);
     aria_tokenizer_free(tk);
+    if (t && o.trainer_done) o.trainer_done(o.progress_ctx, t);
     aria_trainer_free(t);
     aria_model_free(m);
     aria_dataset_close(ds);

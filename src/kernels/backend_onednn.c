@@ -1,41 +1,42 @@
 /*
- * kernels_dnnl.c - large matrix products through oneDNN (Debian's
- * libdnnl-dev, 2.6), built only when the Makefile finds it (HAVE_DNNL);
- * otherwise every entry point here reports "not available" and kernels.c
- * keeps to the portable kernels.
+ * backend_onednn.c - the oneDNN backend (Debian's libdnnl-dev, 2.x): large
+ * matrix products in fast precision and the bfloat16 products of the
+ * training, built only when the Makefile finds oneDNN (HAVE_DNNL; never
+ * in PORTABLE builds); otherwise kern_backend_onednn is NULL.
  *
  * y[T][N] (+)= x[T][K] . W^T is cut into column chunks of 256 outputs.
  * Each chunk is an independent single-threaded oneDNN matmul (into a dense
  * buffer, then copied or added into y) run as one task of our own pool, so
  * oneDNN never starts its OpenMP threads (they would spin beside the
- * pool's on a 2-core machine) and the model's thread count holds; we set
+ * pool's on a 2-core machine) and the context's thread count holds; we set
  * OpenMP's thread count to 1 around every oneDNN call and restore it.
  *
  * Weights: W is [N][K] row-major, i.e. oneDNN's K x N "ba" layout; a chunk
  * is a K x 256 slice with leading dimension K. On the first product of a
  * bfloat16 matrix we ask oneDNN for its preferred layout ("any") and
- * reorder every chunk into it once (kern_packed, hung on the kern_mat with
- * a compare-and-swap so concurrent sessions agree on one copy; see PACK
- * for float32). A later call whose primitive wants another layout (it may
- * depend on T) uses the plain slices instead, so the cache is never wrong,
- * only unused.
+ * reorder every chunk into it once (onednn_packed, hung on the kern_mat
+ * with a compare-and-swap so concurrent sessions agree on one copy; see
+ * PACK for float32). A later call whose primitive wants another layout (it
+ * may depend on T) uses the plain slices instead, so the cache is never
+ * wrong, only unused.
  *
  * bfloat16 weights: x is rounded to bfloat16 (round to nearest even) and
  * the product accumulates and writes float32. float32 weights: float32
  * throughout.
  *
- * Primitives run with a user scratchpad (one malloc per task) so several
- * tasks may run the same primitive at once; each task has its own stream.
- * A task that fails leaves its columns to the portable kernel.
+ * Primitives run with a user scratchpad from the context's scratch so
+ * several tasks may run the same primitive at once; each task has its own
+ * stream. A chunk or block of rows that fails is handed back (kern_redo)
+ * for dispatch.c to give to the next backend.
  */
-#include "kernels/kernels.h"
+#include "kernels/backend.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef HAVE_DNNL
+#if defined(HAVE_DNNL) && !defined(ARIA_PORTABLE)
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -43,28 +44,37 @@
 
 #define CHUNK 256
 
-/* Created once, by kern_dnnl_init under the dispatch's pthread_once. */
-static dnnl_engine_t engine;
+/* Products go to oneDNN only from this size: below it the portable
+   kernels are as fast, and the tiny test models never leave them. */
+#define MIN_T 16
+#define MIN_DIM 256
 
-struct kern_packed {
+/* Created once, by engine_init. */
+static dnnl_engine_t engine;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static int engine_ok;
+static char engine_desc[96];
+
+typedef struct {
+    kern_packed head;          /* free */
     int plain;                 /* no copy: not packed (PACK), the preferred
                                   layout is the plain one, or packing failed */
     int n_chunks, last;        /* columns of the last chunk */
     dnnl_memory_desc_t md[2];  /* packed layout of a full / the last chunk */
     size_t sz[2];
     void *data;                /* chunk c at c * sz[0] */
-};
+} onednn_packed;
 
-int kern_dnnl_init(char *buf, size_t cap) {
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return -1;
+static void engine_init(void) {
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return;
     const dnnl_version_t *v = dnnl_version();
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     const char *is = isa == dnnl_cpu_isa_avx512_core_amx    ? "AMX"
                      : isa == dnnl_cpu_isa_avx512_core_bf16 ? "avx512_core_bf16"
                      : isa == dnnl_cpu_isa_avx512_core      ? "avx512_core"
                                                             : "other ISA";
-    snprintf(buf, cap, "oneDNN %d.%d.%d (%s)", v->major, v->minor, v->patch, is);
-    return 0;
+    snprintf(engine_desc, sizeof engine_desc, "oneDNN %d.%d.%d (%s)", v->major, v->minor, v->patch, is);
+    engine_ok = 1;
 }
 
 /* OpenMP threads for the oneDNN calls on this thread: 1, restored after. */
@@ -122,7 +132,7 @@ typedef struct {
     void *ptr;
 } exec_arg;
 
-static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scratch) {
+static int run_prim(kern_scratch *ks, dnnl_primitive_t prim, const exec_arg *a, int n, size_t scratch) {
     dnnl_exec_arg_t args[5];
     dnnl_memory_t mem[5] = {0};
     void *sp = NULL;
@@ -136,8 +146,8 @@ static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scra
     if (!rc && scratch) {
         const_dnnl_primitive_desc_t pd;
         rc = dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success;
-        sp = rc ? NULL : kern_scratch_take(scratch + 64);
-        void *al = sp ? (void *)(((uintptr_t)sp + 63) & ~(uintptr_t)63) : NULL;
+        sp = rc ? NULL : kern_scratch_get(ks, scratch);
+        void *al = sp; /* 64-byte aligned */
         rc = rc || !sp ||
              dnnl_memory_create(&mem[k], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), engine,
                                 al) != dnnl_success;
@@ -156,7 +166,7 @@ static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scra
     if (st) dnnl_stream_destroy(st);
     for (int i = 0; i < 5; i++)
         if (mem[i]) dnnl_memory_destroy(mem[i]);
-    kern_scratch_give(sp);
+    kern_scratch_put(ks, sp);
     return rc;
 }
 
@@ -171,7 +181,8 @@ static int run_prim(dnnl_primitive_t prim, const exec_arg *a, int n, size_t scra
 
 typedef struct {
     const kern_mat *W;
-    kern_packed *pk;
+    onednn_packed *pk;
+    kern_scratch *ks;
     dnnl_primitive_t prim[2];
     size_t scratch[2];
     dnnl_memory_desc_t src[2];
@@ -184,13 +195,21 @@ static void pack_task(void *ctx, size_t i) {
     const uint8_t *w = (const uint8_t *)j->W->data + (size_t)c * CHUNK * j->W->cols * esz_of(j->W);
     exec_arg a[2] = {{DNNL_ARG_FROM, &j->src[s], (void *)w},
                      {DNNL_ARG_TO, &j->pk->md[s], (uint8_t *)j->pk->data + (size_t)c * j->pk->sz[0]}};
-    if (run_prim(j->prim[s], a, 2, j->scratch[s])) atomic_store(&j->bad, 1);
+    if (run_prim(j->ks, j->prim[s], a, 2, j->scratch[s])) atomic_store(&j->bad, 1);
+}
+
+static void packed_free(kern_packed *head) {
+    onednn_packed *pk = (onednn_packed *)head;
+    if (!pk) return;
+    free(pk->data);
+    free(pk);
 }
 
 /* The packed copy of W for products of T rows (NULL: out of memory). */
-static kern_packed *pack(aria_pool *p, const kern_mat *W, int T) {
-    kern_packed *pk = calloc(1, sizeof *pk);
+static onednn_packed *pack(const kern_res *r, const kern_mat *W, int T) {
+    onednn_packed *pk = calloc(1, sizeof *pk);
     if (!pk) return NULL;
+    pk->head.free = packed_free;
     pk->n_chunks = (W->rows + CHUNK - 1) / CHUNK;
     pk->last = W->rows - (pk->n_chunks - 1) * CHUNK;
     if (!PACK(W)) {
@@ -198,7 +217,7 @@ static kern_packed *pack(aria_pool *p, const kern_mat *W, int T) {
         return pk;
     }
     int shapes = pk->last == CHUNK ? 1 : 2, saved = omp_one();
-    pack_job j = {.W = W, .pk = pk};
+    pack_job j = {.W = W, .pk = pk, .ks = r->scratch};
     int rc = 0, plain = 1;
     for (int s = 0; s < shapes && !rc; s++) {
         int nc = s ? pk->last : CHUNK;
@@ -232,7 +251,7 @@ static kern_packed *pack(aria_pool *p, const kern_mat *W, int T) {
         if (!pk->data) {
             rc = 1;
         } else {
-            aria_pool_run(p, pack_task, &j, (size_t)pk->n_chunks);
+            aria_pool_run(r->pool, pack_task, &j, (size_t)pk->n_chunks);
             rc = atomic_load(&j.bad);
         }
     }
@@ -246,17 +265,13 @@ static kern_packed *pack(aria_pool *p, const kern_mat *W, int T) {
     return pk;
 }
 
-void kern_dnnl_release(kern_packed *pk) {
-    if (!pk) return;
-    free(pk->data);
-    free(pk);
-}
 
 /* ---- the product ------------------------------------------------------ */
 
 typedef struct {
     const kern_mat *W;
-    const kern_packed *pk;
+    const onednn_packed *pk;
+    kern_scratch *ks;
     int T, acc, n_chunks, last;
     const void *src;
     float *y;
@@ -277,7 +292,7 @@ static void mm_task(void *ctx, size_t i) {
     exec_arg a[3] = {{DNNL_ARG_SRC, &j->src_md, (void *)j->src},
                      {DNNL_ARG_WEIGHTS, &j->w_md[s], w},
                      {DNNL_ARG_DST, &j->dst_md[s], tmp}};
-    if (run_prim(j->prim[s], a, 3, j->scratch[s])) {
+    if (run_prim(j->ks, j->prim[s], a, 3, j->scratch[s])) {
         j->bad[c] = 1;
         return;
     }
@@ -292,6 +307,8 @@ static void mm_task(void *ctx, size_t i) {
     }
 }
 
+/* float32 -> bfloat16 by blocks of elements on the pool, rounding to
+   nearest even (NaN stays NaN), as every bfloat16 copy in aria.c. */
 typedef struct {
     const float *x;
     uint16_t *xb;
@@ -303,24 +320,36 @@ typedef struct {
 static void cvt_task(void *ctx, size_t i) {
     const cvt_job *j = ctx;
     size_t a = i * CVT_BLOCK, b = a + CVT_BLOCK < j->n ? a + CVT_BLOCK : j->n;
-    kern_to_bf16(j->x + a, j->xb + a, b - a);
+    for (size_t k = a; k < b; k++) {
+        uint32_t u;
+        memcpy(&u, &j->x[k], sizeof u);
+        j->xb[k] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)(u >> 16 | 0x0040u)
+                                                   : (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+    }
 }
 
-int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc) {
+/* W's packed copy, made and hung on W by the first product that needs it
+   (NULL: out of memory, or W carries another backend's copy). */
+static onednn_packed *packed_of(const kern_res *r, const kern_mat *W, int T) {
     kern_mat *Wm = (kern_mat *)W; /* only the cache is written, a function of the weights */
     kern_packed *pk = atomic_load(&Wm->packed);
     if (!pk) {
-        kern_packed *mine = pack(p, W, T), *none = NULL;
-        if (!mine) return -1;
-        if (atomic_compare_exchange_strong(&Wm->packed, &none, mine)) {
-            pk = mine;
-        } else {
-            kern_dnnl_release(mine);
-            pk = none;
-        }
+        onednn_packed *mine = pack(r, W, T);
+        if (!mine) return NULL;
+        if (atomic_compare_exchange_strong(&Wm->packed, &pk, &mine->head)) return mine;
+        packed_free(&mine->head); /* another thread hung its copy first: pk */
     }
+    return pk->free == packed_free ? (onednn_packed *)pk : NULL;
+}
 
-    mm_job j = {.W = W, .pk = pk, .T = T, .acc = acc, .n_chunks = pk->n_chunks, .last = pk->last, .y = y};
+static int onednn_matmul(const kern_res *r, const float *x, int T, const kern_mat *W, float *y, int acc,
+                         const kern_redo *redo) {
+    aria_pool *p = r->pool;
+    onednn_packed *pk = packed_of(r, W, T);
+    if (!pk) return -1;
+
+    mm_job j = {.W = W, .pk = pk, .ks = r->scratch, .T = T, .acc = acc, .n_chunks = pk->n_chunks, .last = pk->last,
+                .y = y};
     int shapes = pk->last == CHUNK ? 1 : 2, rc = 0, saved = omp_one();
     dnnl_dims_t sd = {T, W->cols};
     rc = dnnl_memory_desc_init_by_tag(&j.src_md, 2, sd, dt_of(W), dnnl_ab) != dnnl_success;
@@ -352,34 +381,29 @@ int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, flo
     }
     omp_restore(saved);
 
-    uint16_t *xb = NULL;
-    j.bad = calloc((size_t)pk->n_chunks, 1);
-    j.tmp = malloc((size_t)pk->n_chunks * T * CHUNK * sizeof *j.tmp);
-    rc = rc || !j.bad || !j.tmp;
-    if (!rc && W->dtype == ARIA_DT_BF16) {
-        size_t n = (size_t)T * W->cols;
-        xb = aligned_alloc(64, (n * 2 + 63) / 64 * 64);
-        if (xb) {
-            cvt_job cj = {x, xb, n};
-            aria_pool_run(p, cvt_task, &cj, (n + CVT_BLOCK - 1) / CVT_BLOCK);
-        }
-        rc = !xb;
-    }
+    /* one scratch buffer: the chunks' outputs, the bfloat16 x, the flags */
+    size_t n_tmp = (size_t)pk->n_chunks * T * CHUNK, n_x = W->dtype == ARIA_DT_BF16 ? (size_t)T * W->cols : 0;
+    size_t x_off = n_tmp * sizeof(float), bad_off = x_off + (n_x * 2 + 63) / 64 * 64;
+    unsigned char *buf = rc ? NULL : kern_scratch_get(r->scratch, bad_off + (size_t)pk->n_chunks);
+    rc = rc || !buf;
     if (!rc) {
+        uint16_t *xb = n_x ? (uint16_t *)(buf + x_off) : NULL;
+        j.tmp = (float *)buf;
+        j.bad = buf + bad_off;
+        memset(j.bad, 0, (size_t)pk->n_chunks);
+        if (xb) {
+            cvt_job cj = {x, xb, n_x};
+            aria_pool_run(p, cvt_task, &cj, (n_x + CVT_BLOCK - 1) / CVT_BLOCK);
+        }
         j.src = xb ? (const void *)xb : (const void *)x;
         aria_pool_run(p, mm_task, &j, (size_t)pk->n_chunks);
-        /* a failed chunk: the portable kernel does its columns */
+        /* a failed chunk wrote nothing: its columns go back to dispatch */
         for (int c = 0; c < pk->n_chunks; c++)
-            if (j.bad[c]) {
-                int o1 = c * CHUNK + CHUNK < W->rows ? c * CHUNK + CHUNK : W->rows;
-                kern_portable_cols(x, T, W, c * CHUNK, o1, y, acc);
-            }
+            if (j.bad[c]) redo->fn(redo->arg, c * CHUNK, c * CHUNK + CHUNK < W->rows ? c * CHUNK + CHUNK : W->rows);
     }
     for (int s = 0; s < 2; s++)
         if (j.prim[s]) dnnl_primitive_destroy(j.prim[s]);
-    free(xb);
-    free(j.bad);
-    free(j.tmp);
+    kern_scratch_put(r->scratch, buf);
     return rc ? -1 : 0;
 }
 
@@ -393,8 +417,8 @@ typedef struct {
     int ta, tb, M, N, K, lda, ldb, ldc, acc, rows; /* rows of C per task */
     const uint16_t *A, *B;
     float *C;
-    const float *A32, *B32; /* the float32 originals, for a block that fails */
-    int lda32, ldb32;
+    kern_scratch *ks;
+    const kern_redo *redo; /* for a block that fails */
 } gemm_job;
 
 static int gemm_prim(const gemm_job *j, int m, dnnl_primitive_t *prim, size_t *scratch, dnnl_memory_desc_t md[3]) {
@@ -440,24 +464,22 @@ static void gemm_task(void *ctx, size_t i) {
         exec_arg args[3] = {{DNNL_ARG_SRC, &md[0], (void *)a},
                             {DNNL_ARG_WEIGHTS, &md[1], (void *)j->B},
                             {DNNL_ARG_DST, &md[2], j->C + (size_t)m0 * j->ldc}};
-        rc = run_prim(prim, args, 3, scratch);
+        rc = run_prim(j->ks, prim, args, 3, scratch);
     }
     if (prim) dnnl_primitive_destroy(prim);
     /* oneDNN fails before it writes (memory, stream or scratchpad): this
-       block in float32 instead */
-    if (rc)
-        kern_gemm_f32_block(j->ta, j->tb, m0, m0 + m, j->N, j->K, j->A32, j->lda32, j->B32, j->ldb32, j->C, j->ldc,
-                            j->acc);
+       block goes back to dispatch */
+    if (rc) j->redo->fn(j->redo->arg, m0, m0 + m);
 }
 
-int kern_dnnl_gemm_bf16(aria_pool *p, int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
-                        const uint16_t *B, int ldb, float *C, int ldc, int acc, const float *A32, int lda32,
-                        const float *B32, int ldb32) {
-    int n = aria_pool_size(p);
+static int onednn_gemm_bf16(const kern_res *r, const kern_gemm_args *g, const uint16_t *A, int lda,
+                            const uint16_t *B, int ldb, const kern_redo *redo) {
+    aria_pool *p = r->pool;
+    int n = aria_pool_size(p), M = g->M;
     /* one block of rows per thread, a multiple of 16 */
     int rows = (M + n - 1) / n;
     rows = (rows + 15) / 16 * 16;
-    gemm_job j = {ta, tb, M, N, K, lda, ldb, ldc, acc, rows, A, B, C, A32, B32, lda32, ldb32};
+    gemm_job j = {g->ta, g->tb, M, g->N, g->K, lda, ldb, g->ldc, g->acc, rows, A, B, g->C, r->scratch, redo};
     /* the shapes must be ones oneDNN takes before anything is written */
     for (int s = 0; s < 2; s++) {
         int m = s ? M - (M - 1) / rows * rows : rows < M ? rows : M;
@@ -561,8 +583,8 @@ static st_entry *st_find(st_cache *c, const int key[10]) {
     return e;
 }
 
-int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
-                           int ldb, float *C, int ldc, int acc) {
+static int onednn_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
+                               int ldb, float *C, int ldc, int acc) {
     int saved = omp_one(), rc = -1;
     st_cache *c = st_get();
     int key[10] = {ta, tb, M, N, K, lda, ldb, ldc, acc, 1};
@@ -581,44 +603,52 @@ int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *
     return rc ? -1 : 0;
 }
 
-int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                       int ldb, float beta, float *C, int ldc) {
+static int onednn_sgemm_st(const kern_gemm_args *g, float beta) {
     int saved = omp_one();
-    dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    dnnl_status_t st = dnnl_sgemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->M, g->N, g->K, g->alpha, g->A, g->lda,
+                                  g->B, g->ldb, beta, g->C, g->ldc);
     omp_restore(saved);
     return st == dnnl_success ? 0 : -1;
 }
 
+/* Large products in fast precision; the bfloat16 products (which only a
+   fast caller makes) and the single-thread sgemm in either. */
+static int onednn_supports(kern_op op, const kern_shape *s, aria_precision prec) {
+    switch (op) {
+    case KERN_OP_MATMUL:
+        return prec == ARIA_PREC_FAST && s->m >= MIN_T && s->n >= MIN_DIM && s->k >= MIN_DIM &&
+               (s->dtype == ARIA_DT_F32 || s->dtype == ARIA_DT_BF16);
+    case KERN_OP_GEMM_BF16:
+        return prec == ARIA_PREC_FAST;
+    case KERN_OP_GEMM_BF16_ST:
+    case KERN_OP_SGEMM_ST:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static const kern_backend_i onednn = {
+    .name = "onednn",
+    .supports = onednn_supports,
+    .matmul = onednn_matmul,
+    .gemm_bf16 = onednn_gemm_bf16,
+    .sgemm_st = onednn_sgemm_st,
+    .gemm_bf16_st = onednn_gemm_bf16_st,
+};
+
+const kern_backend_i *kern_backend_onednn(const char **desc) {
+    pthread_once(&engine_once, engine_init);
+    if (desc) *desc = engine_ok ? engine_desc : "";
+    return engine_ok ? &onednn : NULL;
+}
+
+
 #else /* no oneDNN in this build */
 
-int kern_dnnl_init(char *buf, size_t cap) {
-    if (cap) buf[0] = '\0';
-    return -1;
-}
-int kern_dnnl_matmul(aria_pool *p, const float *x, int T, const kern_mat *W, float *y, int acc) {
-    (void)p, (void)x, (void)T, (void)W, (void)y, (void)acc;
-    return -1;
-}
-void kern_dnnl_release(kern_packed *pk) { (void)pk; }
-int kern_dnnl_gemm_bf16(aria_pool *p, int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
-                        const uint16_t *B, int ldb, float *C, int ldc, int acc, const float *A32, int lda32,
-                        const float *B32, int ldb32) {
-    (void)A32, (void)lda32, (void)B32, (void)ldb32;
-    (void)p, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C;
-    (void)ldc, (void)acc;
-    return -1;
-}
-int kern_dnnl_gemm_bf16_st(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
-                           int ldb, float *C, int ldc, int acc) {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
-    (void)acc;
-    return -1;
-}
-int kern_dnnl_sgemm_st(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                       int ldb, float beta, float *C, int ldc) {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb;
-    (void)beta, (void)C, (void)ldc;
-    return -1;
+const kern_backend_i *kern_backend_onednn(const char **desc) {
+    if (desc) *desc = "";
+    return NULL;
 }
 
 #endif

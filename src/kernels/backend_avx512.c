@@ -1,10 +1,12 @@
 /*
- * kernels_avx512.c - AVX-512 intrinsics for the portable kernels: the
- * matrix product with float32 or bfloat16 weights (float32 arithmetic),
- * causal attention and SwiGLU. kernels.c calls these only when the CPU
- * reports AVX-512 F, BW, VL and DQ; every function carries its own target
- * attribute, so the file builds with the project's ordinary flags and the
- * rest of the program stays runnable on any x86-64.
+ * backend_avx512.c - the AVX-512 backend: the matrix product with float32
+ * or bfloat16 weights (float32 arithmetic), attention for decoding, and in
+ * fast precision LayerNorm, SwiGLU, the softmax pieces and the
+ * cross-entropy with float32 vector sums and a polynomial exp. Offered
+ * only when the CPU reports AVX-512 F, BW, VL, DQ and FMA; every function
+ * carries its own target attribute, so the file builds with the project's
+ * ordinary flags and the program stays runnable on any x86-64. Not built
+ * at all off x86-64 or in PORTABLE builds (kern_backend_avx512 is NULL).
  *
  * Matrix product: tiles of up to 4 tokens x 8 outputs (4 x 4 from three
  * tokens on), each output a dot product over the inputs with one 16-lane
@@ -20,13 +22,53 @@
  * broadcast key elements (att_block_nv). exp is a Cephes-style polynomial
  * (about 1 ulp) scaled by 2^n with VSCALEFPS.
  */
-#include "kernels/kernels.h"
+#include "kernels/backend.h"
 
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ARIA_PORTABLE)
 #include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define INLINE static inline __attribute__((always_inline))
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL _Pragma("GCC unroll 8")
+#endif
+
+/* Row stride of x rearranged for bfloat16 weights (a multiple of 32). */
+static size_t bf16_stride(int cols) { return ((size_t)cols + 31) / 32 * 32; }
+
+/* Every op's precision: the products and attention are float32 arithmetic
+   (T-independent, as the portable kernels), so exact takes them too; the
+   rest sum in float32 vectors with a polynomial exp: fast only. */
+static int avx512_supports(kern_op op, const kern_shape *s, aria_precision prec) {
+    int fast = prec == ARIA_PREC_FAST;
+    switch (op) {
+    case KERN_OP_MATMUL:
+        return s->dtype == ARIA_DT_F32 || s->dtype == ARIA_DT_BF16;
+    case KERN_OP_ATTENTION:
+        return s->n == 16 || s->n == 32 || s->n == 64 || s->n == 128 || s->n == KERN_MAX_HD;
+    case KERN_OP_TO_BF16:
+        return 1;
+    case KERN_OP_LAYERNORM_FWD:
+    case KERN_OP_LAYERNORM_BWD:
+        return fast && s->n % 16 == 0;
+    case KERN_OP_SWIGLU_FWD:
+    case KERN_OP_SWIGLU_BWD:
+    case KERN_OP_XENT:
+    case KERN_OP_LOGSUMEXP:
+    case KERN_OP_EXP_SCALE:
+    case KERN_OP_SCALE:
+    case KERN_OP_SOFTMAX_BWD:
+        return fast;
+    default:
+        return 0;
+    }
+}
+
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -40,9 +82,6 @@
 /* Matrix product                                                         */
 /* ---------------------------------------------------------------------- */
 
-/* float32 weights: y[t][o + r] (+)= x[t] . W[o + r] for t < NT, r < R.
-   NT and R are constants at every call, so the loops unroll and the
-   accumulators stay in registers. */
 /* float32 weights: y[t][o + r] (+)= x[t] . W[o + r] for t < NT, r < R.
    NT and R are constants at every call, so the loops unroll and the
    accumulators stay in registers. */
@@ -70,7 +109,7 @@ AVX512 INLINE void tile_f32(const float *x, size_t xs, const float *W, size_t co
    float32 by a shift, the odd ones by masking the low half, with no lane
    crossing (a widening VPMOVZXWD per 16 weights made the loop compute-
    bound on Zen 4). x comes deinterleaved to match: see
-   kern_avx512_deinterleave. */
+   avx512_mm_x_prepare. */
 AVX512 INLINE void tile_bf16(const float *x, size_t xs, const uint16_t *W, size_t cols, int o, float *y, size_t ys,
                              int acc, const int NT, const int R) {
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
@@ -122,8 +161,8 @@ MM_ROWS(mm_bf16_4, 4, 4, tile_bf16, uint16_t)
 
 typedef void (*mm_rows_fn)(const float *, size_t, const void *, size_t, int, int, float *, size_t, int);
 
-void kern_avx512_matmul_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y,
-                              int ystride, int acc) {
+static void avx512_mm_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y,
+                            int ystride, int acc) {
     static const mm_rows_fn f32[4] = {mm_f32_1, mm_f32_2, mm_f32_3, mm_f32_4};
     static const mm_rows_fn bf16[4] = {mm_bf16_1, mm_bf16_2, mm_bf16_3, mm_bf16_4};
     const mm_rows_fn *fn = W->dtype == ARIA_DT_BF16 ? bf16 : f32;
@@ -136,10 +175,10 @@ void kern_avx512_matmul_block(const float *x, size_t xs, int T, const kern_mat *
 
 /* Rows of x for tile_bf16: in every block of 32 inputs the 16 even ones,
    then the 16 odd ones; rows padded with zeros to a multiple of 32. */
-AVX512 void kern_avx512_deinterleave(const float *x, int T, int cols, float *out) {
+AVX512 static void avx512_mm_x_prepare_rows(const float *x, int T, int cols, float *out) {
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    size_t xs = kern_bf16_stride(cols);
+    size_t xs = bf16_stride(cols);
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * cols;
         float *o = out + (size_t)t * xs;
@@ -178,31 +217,36 @@ AVX512 INLINE __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(y, n);
 }
 
-AVX512 void kern_avx512_swiglu(float *g, const float *u, size_t n) {
+AVX512 static void avx512_swiglu_fwd(float *out, const float *g, const float *u, size_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 gv = _mm512_loadu_ps(g + i), uv = _mm512_loadu_ps(u + i);
         __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv));
     }
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         __m512 gv = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i);
         __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv));
     }
 }
 
-/* Training: softmax pieces and the SwiGLU backward (see kernels.h). */
-AVX512 float kern_avx512_logsumexp(const float *x, size_t n) {
+/* Softmax pieces (see kernels.h). */
+AVX512 static float avx512_logsumexp(const float *x, size_t n) {
     if (n == 0) return -INFINITY;
     __m512 mv = _mm512_set1_ps(-INFINITY);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
     float mx = _mm512_reduce_max_ps(mv);
     for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    if (mx == -INFINITY || mx != mx) return mx;
+    if (mx != mx) return mx;
+    if (mx == -INFINITY) { /* all -inf, or NaNs the comparisons passed over */
+        for (i = 0; i < n; i++)
+            if (x[i] != x[i]) return x[i];
+        return mx;
+    }
     const __m512 m = _mm512_set1_ps(mx);
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     for (i = 0; i + 32 <= n; i += 32) {
@@ -217,7 +261,7 @@ AVX512 float kern_avx512_logsumexp(const float *x, size_t n) {
     return mx + logf(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
 }
 
-AVX512 void kern_avx512_scale(float *x, size_t n, float s) {
+AVX512 static void avx512_scale(float *x, size_t n, float s) {
     const __m512 sv = _mm512_set1_ps(s);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
@@ -225,7 +269,7 @@ AVX512 void kern_avx512_scale(float *x, size_t n, float s) {
     }
 }
 
-AVX512 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale) {
+AVX512 static void avx512_exp_scale(float *x, size_t n, float shift, float scale) {
     const __m512 sh = _mm512_set1_ps(shift), sc = _mm512_set1_ps(scale);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
@@ -234,12 +278,13 @@ AVX512 void kern_avx512_exp_scale(float *x, size_t n, float shift, float scale) 
     }
 }
 
-/* LayerNorm rows for training (float32 sums, two passes), keeping the
-   mean and 1/std; the backward's dx part, and its dw/db part for columns
-   [i0, i1) over all rows. d a multiple of 16 (the trainer checks). */
-AVX512 void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, float *y, float *mean, float *rstd,
-                               size_t rows, int d, float eps) {
-    for (size_t t = 0; t < rows; t++) {
+/* LayerNorm rows (float32 sums, two passes), keeping the mean and 1/std
+   when asked; the backward's dx part, and its dw/db part for columns
+   [i0, i1) over all rows. d a multiple of 16 (avx512_supports checks). */
+AVX512 static void avx512_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w,
+                                        const float *b, int rows, int d) {
+    const float eps = KERN_LN_EPS;
+    for (size_t t = 0; t < (size_t)rows; t++) {
         const float *xr = x + t * d;
         __m512 s = _mm512_setzero_ps();
         for (int i = 0; i < d; i += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(xr + i));
@@ -250,8 +295,8 @@ AVX512 void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, f
             q = _mm512_fmadd_ps(c, c, q);
         }
         float r = 1.0f / sqrtf(_mm512_reduce_add_ps(q) / (float)d + eps);
-        mean[t] = m;
-        rstd[t] = r;
+        if (mean) mean[t] = m;
+        if (rstd) rstd[t] = r;
         __m512 rv = _mm512_set1_ps(r);
         for (int i = 0; i < d; i += 16) {
             __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mv), rv);
@@ -260,9 +305,9 @@ AVX512 void kern_avx512_ln_fwd(const float *x, const float *w, const float *b, f
     }
 }
 
-AVX512 void kern_avx512_ln_bwd_dx(const float *x, const float *mean, const float *rstd, const float *w,
-                                  const float *dy, float *dx, size_t rows, int d) {
-    for (size_t t = 0; t < rows; t++) {
+AVX512 static void avx512_layernorm_bwd_dx(float *dx, const float *dy, const float *x, const float *w,
+                                           const float *mean, const float *rstd, int rows, int d) {
+    for (size_t t = 0; t < (size_t)rows; t++) {
         const float *xr = x + t * d, *g = dy + t * d;
         __m512 mv = _mm512_set1_ps(mean[t]), rv = _mm512_set1_ps(rstd[t]);
         __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
@@ -283,11 +328,11 @@ AVX512 void kern_avx512_ln_bwd_dx(const float *x, const float *mean, const float
     }
 }
 
-AVX512 void kern_avx512_ln_bwd_dw(const float *x, const float *mean, const float *rstd, const float *dy, float *dw,
-                                  float *db, size_t rows, int d, int i0, int i1) {
+AVX512 static void avx512_layernorm_bwd_dw(float *dw, float *db, const float *dy, const float *x,
+                                           const float *mean, const float *rstd, int rows, int d, int i0, int i1) {
     for (int i = i0; i < i1; i += 16) {
         __m512 aw = _mm512_setzero_ps(), ab = _mm512_setzero_ps();
-        for (size_t t = 0; t < rows; t++) {
+        for (size_t t = 0; t < (size_t)rows; t++) {
             __m512 g = _mm512_loadu_ps(dy + t * d + i);
             __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + t * d + i), _mm512_set1_ps(mean[t])),
                                       _mm512_set1_ps(rstd[t]));
@@ -299,7 +344,7 @@ AVX512 void kern_avx512_ln_bwd_dw(const float *x, const float *mean, const float
     }
 }
 
-AVX512 void kern_avx512_softmax_bwd(const float *p, float *g, size_t n, float D, float scale) {
+AVX512 static void avx512_softmax_bwd(const float *p, float *g, size_t n, float D, float scale) {
     const __m512 dv = _mm512_set1_ps(D), sc = _mm512_set1_ps(scale);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
@@ -308,12 +353,14 @@ AVX512 void kern_avx512_softmax_bwd(const float *p, float *g, size_t n, float D,
     }
 }
 
-AVX512 void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, float *du, size_t n) {
+/* dout may be dg: each vector is read before it is written. */
+AVX512 static void avx512_swiglu_bwd(float *dg, float *du, const float *dout, const float *g, const float *u,
+                                     size_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
         __m512 gv = _mm512_maskz_loadu_ps(k, g + i), uv = _mm512_maskz_loadu_ps(k, u + i);
-        __m512 da = _mm512_maskz_loadu_ps(k, dg + i);
+        __m512 da = _mm512_maskz_loadu_ps(k, dout + i);
         __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
         __m512 das = _mm512_mul_ps(da, s);
         _mm512_mask_storeu_ps(du + i, k, _mm512_mul_ps(das, gv));
@@ -324,7 +371,7 @@ AVX512 void kern_avx512_swiglu_bwd(const float *g, const float *u, float *dg, fl
 
 /* Round to nearest even on the bits (NaN kept quiet), as
    aria_f32_to_bf16; AVX-512F/BW only, so no AVX512_BF16 needed. */
-AVX512 void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n) {
+AVX512 static void avx512_to_bf16(const float *x, uint16_t *out, size_t n) {
     const __m512i lsb = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
     const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
     size_t i = 0;
@@ -562,8 +609,8 @@ ATT_BLOCK(4)
 ATT_BLOCK(8)
 ATT_BLOCK(16)
 
-void kern_avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd,
-                           int pos0, float scale, float *out, int out_stride) {
+static void avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd,
+                             int pos0, float scale, float *out, int out_stride) {
     typedef void (*blk)(const float *, int, const float *, const float *, int, int, int, float, float *, int);
     typedef void (*one)(const float *, const float *, const float *, int, float, float *);
     int i = hd == 16 ? 0 : hd == 32 ? 1 : hd == 64 ? 2 : hd == 128 ? 3 : 4; /* hd 256 */
@@ -577,19 +624,72 @@ void kern_avx512_attention(const float *q, int q_stride, const float *K, const f
         singles[i](q + (size_t)t * q_stride, K, V, pos0 + t + 1, scale, out + (size_t)t * out_stride);
 }
 
-#else /* not x86-64: never called (the dispatch sees no AVX-512) */
+static size_t avx512_mm_x_floats(const kern_mat *W, int T, size_t *xs) {
+    if (W->dtype != ARIA_DT_BF16) return 0;
+    *xs = bf16_stride(W->cols);
+    return (size_t)T * *xs;
+}
 
-void kern_avx512_matmul_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y,
-                              int ystride, int acc) {
-    (void)x, (void)xs, (void)T, (void)W, (void)o0, (void)o1, (void)y, (void)ystride, (void)acc;
+static void avx512_mm_x_prepare(const float *x, int T, const kern_mat *W, float *out) {
+    avx512_mm_x_prepare_rows(x, T, W->cols, out);
 }
-void kern_avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd,
-                           int pos0, float scale, float *out, int out_stride) {
-    (void)q, (void)q_stride, (void)K, (void)V, (void)t0, (void)t1, (void)hd, (void)pos0, (void)scale, (void)out,
-        (void)out_stride;
+
+/* The loss in float32 from the vector log-sum-exp; the gradient by the
+   vector exp. */
+static void avx512_xent(float *logits, double *loss, const int32_t *targets, int r0, int r1, int V, int grad,
+                        float dscale) {
+    for (int r = r0; r < r1; r++) {
+        float *lg = logits + (size_t)r * V;
+        int tgt = targets[r];
+        loss[r] = 0.0;
+        if (tgt < 0) {
+            if (grad) memset(lg, 0, (size_t)V * sizeof *lg);
+            continue;
+        }
+        float lse = avx512_logsumexp(lg, (size_t)V);
+        loss[r] = (double)lse - lg[tgt];
+        if (grad) {
+            avx512_exp_scale(lg, (size_t)V, lse, dscale);
+            lg[tgt] -= dscale;
+        }
+    }
 }
-void kern_avx512_swiglu(float *g, const float *u, size_t n) { (void)g, (void)u, (void)n; }
-void kern_avx512_deinterleave(const float *x, int T, int cols, float *out) { (void)x, (void)T, (void)cols, (void)out; }
-void kern_avx512_to_bf16(const float *x, uint16_t *out, size_t n) { (void)x, (void)out, (void)n; }
+
+static const kern_backend_i avx512 = {
+    .name = "avx512",
+    .supports = avx512_supports,
+    .mm_x_floats = avx512_mm_x_floats,
+    .mm_x_prepare = avx512_mm_x_prepare,
+    .mm_block = avx512_mm_block,
+    .to_bf16 = avx512_to_bf16,
+    .layernorm_fwd = avx512_layernorm_fwd,
+    .layernorm_bwd_dx = avx512_layernorm_bwd_dx,
+    .layernorm_bwd_dw = avx512_layernorm_bwd_dw,
+    .swiglu_fwd = avx512_swiglu_fwd,
+    .swiglu_bwd = avx512_swiglu_bwd,
+    .xent = avx512_xent,
+    .logsumexp = avx512_logsumexp,
+    .exp_scale = avx512_exp_scale,
+    .scale = avx512_scale,
+    .softmax_bwd = avx512_softmax_bwd,
+    .attention = avx512_attention,
+};
+
+const kern_backend_i *kern_backend_avx512(const char **desc) {
+    __builtin_cpu_init();
+    /* every feature this file is compiled for */
+    int ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("fma");
+    if (desc) *desc = ok ? "avx512" : "";
+    return ok ? &avx512 : NULL;
+}
+
+#else /* not x86-64, or a PORTABLE build: no such backend */
+
+const kern_backend_i *kern_backend_avx512(const char **desc) {
+    if (desc) *desc = "";
+    return NULL;
+}
 
 #endif

@@ -1,0 +1,129 @@
+/*
+ * session.c - inference sessions: a KV cache for `batch` sequences that
+ * advance together, and the buffers one block of positions needs.
+ *
+ * aria_session_forward runs new tokens through the model in blocks of
+ * BLOCK positions per row (so activations stay small however long the
+ * input), each block through every layer's model_layer_forward with this
+ * layer's slice of the cache ([layer][row][head][position][head_dim]),
+ * then the final LayerNorm and the requested head for the positions the
+ * caller wants. Decoding is the same call with one position per row.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "aria.h"
+#include "base/util.h"
+#include "model/model_internal.h"
+
+#define BLOCK 256
+
+struct aria_session {
+    const aria_model *m;
+    int B, cap, len;
+    float *k, *v;                     /* [L][B][H][cap][hd] */
+    float *x, *a, *qkv, *att, *g, *u; /* activations for B * BLOCK tokens */
+};
+
+void aria_session_free(aria_session *s) {
+    if (!s) return;
+    free(s->k);
+    free(s->v);
+    free(s->x);
+    free(s->a);
+    free(s->qkv);
+    free(s->att);
+    free(s->g);
+    free(s->u);
+    free(s);
+}
+
+int aria_session_new(aria_session **out, const aria_model *m, int batch, int max_len, aria_error *err) {
+    *out = NULL;
+    const aria_model_config *c = &m->cfg;
+    if (batch < 1 || max_len < 1)
+        return aria_fail(err, ARIA_ERR_ARG, "batch and length must be positive");
+    if (max_len > c->max_seq_len)
+        return aria_fail(err, ARIA_ERR_ARG, "%d tokens exceed the model's context of %d", max_len,
+                         c->max_seq_len);
+    aria_session *s = calloc(1, sizeof *s);
+    if (!s) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->B = batch;
+    s->cap = max_len;
+    size_t d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d, rows = (size_t)batch * BLOCK;
+    size_t kv = (size_t)c->n_layers * batch * max_len * d;
+    s->k = malloc(kv * sizeof(float));
+    s->v = malloc(kv * sizeof(float));
+    s->x = malloc(rows * d * sizeof(float));
+    s->a = malloc(rows * d * sizeof(float));
+    s->qkv = malloc(rows * 3 * d * sizeof(float));
+    s->att = malloc(rows * d * sizeof(float));
+    s->g = malloc(rows * ff * sizeof(float));
+    s->u = malloc(rows * ff * sizeof(float));
+    if (!s->k || !s->v || !s->x || !s->a || !s->qkv || !s->att || !s->g || !s->u) {
+        aria_session_free(s);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory for a KV cache of %d x %d tokens", batch, max_len);
+    }
+    *out = s;
+    return ARIA_OK;
+}
+
+void aria_session_reset(aria_session *s) { s->len = 0; }
+int aria_session_len(const aria_session *s) { return s->len; }
+
+/* An inference pass, on the model's context. */
+static model_pass session_pass(const aria_session *s) { return (model_pass){.ctx = s->m->ctx}; }
+
+/* One block of n positions per row through all layers; s->x holds the
+   result (before the final LayerNorm). The residual stream stays in s->x
+   and the layer's buffers are shared where their lives do not overlap. */
+static void forward_block(aria_session *s, const int32_t *ids, int T, int t0, int n) {
+    const aria_model *m = s->m;
+    const aria_model_config *c = &m->cfg;
+    int d = c->d_model;
+    model_pass p = session_pass(s);
+    for (int b = 0; b < s->B; b++) model_embed(m, ids + (size_t)b * T + t0, n, s->x + (size_t)b * n * d);
+    layer_acts a = {.x = s->x, .ln1 = s->a, .qkv = s->qkv, .att = s->att, .xmid = s->x, .ln2 = s->a,
+                    .gate = s->g, .up = s->u, .act = s->g, .out = s->x}; /* no statistics kept */
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t layer_off = (size_t)l * s->B * s->cap * d;
+        kv_cache kv = {s->k + layer_off, s->v + layer_off, s->cap};
+        model_layer_forward(m, &p, l, &a, s->B, n, s->len, &kv);
+    }
+}
+
+/* Final LayerNorm and head for `rows` rows of x. */
+static void head_out(aria_session *s, const float *x, int rows, aria_output what, float *out) {
+    model_pass p = session_pass(s);
+    model_head_forward(s->m, &p, x, rows, what, s->a, NULL, NULL, NULL, out);
+}
+
+int aria_session_forward(aria_session *s, const int32_t *ids, int T, aria_output what, int all_positions,
+                         float *out, aria_error *err) {
+    const aria_model *m = s->m;
+    int dim = aria_output_dim(m, what);
+    if (dim <= 0) return aria_fail(err, ARIA_ERR_ARG, "the model has no head for this output");
+    if (T < 1) return aria_fail(err, ARIA_ERR_ARG, "no tokens");
+    if (s->len + T > s->cap)
+        return aria_fail(err, ARIA_ERR_ARG, "%d + %d tokens exceed the session's %d", s->len, T, s->cap);
+    for (size_t i = 0; i < (size_t)s->B * T; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return aria_fail(err, ARIA_ERR_ARG, "token id %d at position %zu is outside the vocabulary (%d)",
+                             ids[i], i % (size_t)T, m->cfg.vocab_size);
+    int d = m->cfg.d_model;
+    for (int t0 = 0; t0 < T; t0 += BLOCK) {
+        int n = T - t0 < BLOCK ? T - t0 : BLOCK;
+        forward_block(s, ids, T, t0, n);
+        s->len += n;
+        if (all_positions) {
+            /* rows of this block are [b][n]; the output is [b][T] */
+            for (int b = 0; b < s->B; b++)
+                head_out(s, s->x + (size_t)b * n * d, n, what, out + ((size_t)b * T + t0) * dim);
+        } else if (t0 + n == T) {
+            for (int b = 0; b < s->B; b++)
+                head_out(s, s->x + ((size_t)b * n + n - 1) * d, 1, what, out + (size_t)b * dim);
+        }
+    }
+    return ARIA_OK;
+}
