@@ -33,6 +33,26 @@ CPPFLAGS += -DHAVE_DNNL
 LDLIBS   += -ldnnl -lgomp
 endif
 
+# FluidSynth (Debian: libfluidsynth-dev) renders MIDI to audio (aria render,
+# src/tasks/render.c) and libpng (libpng-dev) writes piano-roll pictures
+# (aria roll, src/tasks/roll.c). Each is found by compiling and linking a
+# probe; without one (or with FLUIDSYNTH=0 / PNG=0) the build works, that
+# command says how to get it, and its tests skip.
+FLUIDSYNTH ?= $(shell printf '\043include <fluidsynth.h>\nint main(void){return !new_fluid_settings();}\n' | \
+          $(CC) -x c - -o /dev/null -lfluidsynth >/dev/null 2>&1 && echo 1 || echo 0)
+FLUIDSYNTH := $(FLUIDSYNTH)
+ifeq ($(FLUIDSYNTH),1)
+CPPFLAGS += -DHAVE_FLUIDSYNTH
+LDLIBS   += -lfluidsynth
+endif
+PNG ?= $(shell printf '\043include <png.h>\nint main(void){return !png_get_libpng_ver(0);}\n' | \
+          $(CC) -x c - -o /dev/null -lpng >/dev/null 2>&1 && echo 1 || echo 0)
+PNG := $(PNG)
+ifeq ($(PNG),1)
+CPPFLAGS += -DHAVE_PNG
+LDLIBS   += -lpng
+endif
+
 # MPI (Debian: libopenmpi-dev openmpi-bin) lets `aria train` run data
 # parallel under mpirun (src/dist/dist.c). Flags from `mpicc --showme` (Open MPI)
 # or pkg-config's mpi, then a probe that compiles and links with $(CC);
@@ -62,7 +82,7 @@ TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 LIB      := $(BUILD)/libaria.a
 BIN      := $(if $(filter build,$(BUILD)),aria,$(BUILD)/aria)
 
-.PHONY: all test test-asan fuzz bench bench-model bench-train clean
+.PHONY: all test test-asan fuzz bench bench-model bench-train clean shared python install test-python
 all: $(BIN)
 
 $(BUILD)/src/%.o: src/%.c $(LIB_HDR)
@@ -85,6 +105,12 @@ $(BUILD)/src/dist/dist.o: $(BUILD)/mpi-$(MPI).stamp
 $(BUILD)/mpi-$(MPI).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi-*.stamp && touch $@
 
+# render.o and roll.o (and the tests that look) are compiled again when
+# FluidSynth or libpng is found or lost
+$(BUILD)/src/tasks/render.o $(BUILD)/src/tasks/roll.o $(BUILD)/pic/src/tasks/render.o $(BUILD)/pic/src/tasks/roll.o $(TEST_OBJ): $(BUILD)/media-$(FLUIDSYNTH)$(PNG).stamp
+$(BUILD)/media-$(FLUIDSYNTH)$(PNG).stamp:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/media-*.stamp && touch $@
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -97,6 +123,65 @@ $(BUILD)/test_aria: $(TEST_OBJ) $(LIB)
 # optional tests that need ../shared skip themselves when it is absent.
 test: $(BUILD)/test_aria $(BIN)
 	ARIA_BIN=./$(BIN) ./$(BUILD)/test_aria $(TEST_ARGS)
+
+# The shared library: the same sources compiled again as position-independent
+# code under $(BUILD)/pic, linked with a version script that exports only the
+# functions include/aria.h declares (every other symbol stays local), and named
+# libaria.so.$(ARIA_VERSION) with soname libaria.so.$(ARIA_MAJOR).
+ARIA_VERSION := $(shell sed -n 's/^\#define ARIA_VERSION "\(.*\)"/\1/p' include/aria.h)
+ARIA_MAJOR   := $(firstword $(subst ., ,$(ARIA_VERSION)))
+SO_NAME      := libaria.so.$(ARIA_MAJOR)
+SO           := $(BUILD)/libaria.so.$(ARIA_VERSION)
+PIC_OBJ      := $(LIB_SRC:src/%.c=$(BUILD)/pic/src/%.o)
+$(BUILD)/pic/src/%.o: src/%.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -c $< -o $@
+$(PIC_OBJ): $(BUILD)/portable-$(PORTABLE).stamp
+$(BUILD)/pic/src/dist/dist.o: $(BUILD)/mpi-$(MPI).stamp
+$(BUILD)/libaria.map: include/aria.h
+	@mkdir -p $(BUILD)
+	{ echo 'ARIA_$(ARIA_MAJOR) { global:'; \
+	  grep -oE '\baria_[a-z0-9_]+ *\(' include/aria.h | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	  echo 'local: *; };'; } > $@
+$(SO): $(PIC_OBJ) $(BUILD)/libaria.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script,$(BUILD)/libaria.map \
+	  -Wl,--no-undefined $(PIC_OBJ) -o $@ $(LDLIBS)
+	ln -sf libaria.so.$(ARIA_VERSION) $(BUILD)/$(SO_NAME)
+	ln -sf libaria.so.$(ARIA_VERSION) $(BUILD)/libaria.so
+shared: $(SO)
+
+# pkg-config file: -laria for the shared library; Libs.private lists what the
+# static one needs (pkg-config --static), oneDNN and MPI included when built in.
+PREFIX ?= /usr/local
+$(BUILD)/aria.pc: Makefile include/aria.h
+	@mkdir -p $(BUILD)
+	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' 'libdir=$${prefix}/lib' '' \
+	  'Name: aria' 'Description: Aria piano-MIDI transformer system (tokenizer, model, training) in C' \
+	  'Version: $(ARIA_VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -laria' \
+	  'Libs.private: $(strip $(LDLIBS))' > $@
+
+# make install PREFIX=/opt/aria: the header, both libraries, aria.pc and the
+# aria command. DESTDIR is honoured for packaging.
+install: $(BIN) $(LIB) $(SO) $(BUILD)/aria.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/aria.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libaria.so.$(ARIA_VERSION) $(DESTDIR)$(PREFIX)/lib/$(SO_NAME)
+	ln -sf libaria.so.$(ARIA_VERSION) $(DESTDIR)$(PREFIX)/lib/libaria.so
+	install -m 644 $(BUILD)/aria.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
+
+# The Python package (bindings/python/aria_c, ctypes): `make python` puts the
+# shared library beside it, so PYTHONPATH=bindings/python works from the
+# checkout and `pip install ./bindings/python` carries the library along.
+# test-python runs its pytest suite with Debian's interpreter (numpy, mido).
+PYTHON ?= /usr/bin/python3
+python: $(SO)
+	cp -f $(SO) bindings/python/aria_c/libaria.so.tmp
+	mv -f bindings/python/aria_c/libaria.so.tmp bindings/python/aria_c/libaria.so
+test-python: python $(BIN)
+	ARIA_BIN=$(abspath $(BIN)) ARIA_BUILD=$(BUILD) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q tests/python
 
 ASAN_BUILD ?= build-asan
 test-asan:

@@ -4,7 +4,7 @@
  * model with float32 or bfloat16 weights, against the machine's own
  * bounds measured in the same run.
  *
- *   build/bench_model [--dtype f32|bf16] [--model FILE] [--reps N]
+ *   build/bench_model [--dtype f32|bf16|q8_0|q4_0] [--model FILE] [--reps N]
  *                     [--prompt N] [--steps N] [--threads N]
  *                     [--precision exact|fast]
  *   build/bench_model --micro [--reps N] [--threads N]
@@ -349,8 +349,18 @@ static stats onednn_peak(int M, int K, int N, int bf16, int threads, int reps) {
    matrix of rows x cols in dtype dt. */
 static stats bench_gemm(aria_ctx *ctx, int T, int rows, int cols, aria_dtype dt, int reps) {
     size_t n = (size_t)rows * cols, es = dt == ARIA_DT_F32 ? 4 : 2;
-    uint8_t *w = xmalloc(n * es);
-    for (size_t i = 0; i < n; i++) {
+    int quant = kern_dtype_quantized(dt);
+    /* quantized: the integers, then the scales (bytes of both counted) */
+    size_t qb = quant ? kern_quant_row_bytes(dt, cols) * rows : 0, nsc = quant ? n / KERN_QBLOCK : 0;
+    uint8_t *w = xmalloc(quant ? qb + 2 * nsc : n * es);
+    float *row = quant ? xmalloc((size_t)cols * 4) : NULL;
+    for (int r = 0; quant && r < rows; r++) {
+        for (int k = 0; k < cols; k++) row[k] = rnd_uniform(0.03f);
+        kern_quant_row(dt, row, cols, w + (size_t)r * kern_quant_row_bytes(dt, cols),
+                       (uint16_t *)(w + qb) + (size_t)r * (cols / KERN_QBLOCK));
+    }
+    free(row);
+    for (size_t i = 0; !quant && i < n; i++) {
         float f = rnd_uniform(0.03f);
         if (es == 4)
             memcpy(w + 4 * i, &f, 4);
@@ -361,14 +371,15 @@ static stats bench_gemm(aria_ctx *ctx, int T, int rows, int cols, aria_dtype dt,
     }
     float *x = xmalloc((size_t)T * cols * 4), *y = xmalloc((size_t)T * rows * 4);
     for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = rnd_uniform(1.0f);
-    kern_mat W = {.dtype = dt, .data = w, .rows = rows, .cols = cols};
+    kern_mat W = {.dtype = dt, .data = w, .rows = rows, .cols = cols, .scales = quant ? (uint16_t *)(w + qb) : NULL};
+    size_t bytes = quant ? qb + 2 * nsc : n * es;
     kern_matmul(ctx, x, T, &W, y, 0); /* warm-up, packs */
     double v[64];
     for (int i = 0; i < reps; i++) {
         double t0 = now_s();
         kern_matmul(ctx, x, T, &W, y, 0);
         double t = now_s() - t0;
-        v[i] = T > 4 ? 2.0 * T * (double)n / t / 1e9 : (double)(n * es) / t / 1e9;
+        v[i] = T > 4 ? 2.0 * T * (double)n / t / 1e9 : (double)bytes / t / 1e9;
     }
     kern_mat_release(&W);
     free(w), free(x), free(y);
@@ -395,7 +406,9 @@ static void flops_of(const aria_model_config *c, int T, int past, double *gemm, 
 }
 
 static double weight_bytes(const aria_model_config *c, aria_dtype dt) {
-    double d = c->d_model, ff = (double)c->ff_mult * d, es = dt == ARIA_DT_F32 ? 4 : 2;
+    double d = c->d_model, ff = (double)c->ff_mult * d;
+    /* quantized: the integers and a float16 scale per block of 32 */
+    double es = dt == ARIA_DT_F32 ? 4 : dt == ARIA_DT_Q8_0 ? 34.0 / 32 : dt == ARIA_DT_Q4_0 ? 18.0 / 32 : 2;
     return es * ((4 * d * d + 3 * d * ff) * c->n_layers + d * c->vocab_size);
 }
 
@@ -418,7 +431,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--precision") && v) precision = v, i++;
         else if (!strcmp(a, "--micro")) micro = 1;
         else {
-            fprintf(stderr, "usage: bench_model [--dtype f32|bf16] [--model FILE] [--reps N] [--prompt N] "
+            fprintf(stderr, "usage: bench_model [--dtype f32|bf16|q8_0|q4_0] [--model FILE] [--reps N] [--prompt N] "
                             "[--steps N] [--threads N] [--precision exact|fast] [--micro]\n");
             return 2;
         }
@@ -429,7 +442,12 @@ int main(int argc, char **argv) {
     }
     /* the kernels read ARIA_PRECISION once, at their first use */
     if (precision) setenv("ARIA_PRECISION", precision, 1);
-    aria_dtype dt = !strcmp(dtype, "f32") ? ARIA_DT_F32 : ARIA_DT_BF16;
+    /* q8_0 / q4_0: a file aria quantize wrote (--model, or
+       /tmp/aria-bench-medium-<dtype>.safetensors made beforehand) */
+    aria_dtype dt = !strcmp(dtype, "f32")    ? ARIA_DT_F32
+                    : !strcmp(dtype, "q8_0") ? ARIA_DT_Q8_0
+                    : !strcmp(dtype, "q4_0") ? ARIA_DT_Q4_0
+                                             : ARIA_DT_BF16;
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("bench_model: dtype %s, threads %d, reps %d, prompt %d, steps %d\n", dtype, threads, reps, prompt, steps);
     /* contexts for the kernel benchmarks: the run's precision, and each */
@@ -484,6 +502,15 @@ int main(int argc, char **argv) {
         result("matvec_bf16_b4", bench_gemm(ctx, 4, 65536, 8192, ARIA_DT_BF16, reps), "GB/s");
         result("matvec_f32_b1", bench_gemm(ctx, 1, 32768, 8192, ARIA_DT_F32, reps), "GB/s");
         result("matvec_f32_b4", bench_gemm(ctx, 4, 32768, 8192, ARIA_DT_F32, reps), "GB/s");
+        /* quantized: fast = int8 activations on VNNI where the CPU has it,
+           exact = float32 activations times the dequantized weights
+           (the portable product); 1 GiB of integers */
+        result("matvec_q8_0_b1", bench_gemm(fast, 1, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
+        result("matvec_q8_0_b1_float_x", bench_gemm(exact, 1, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
+        result("matvec_q4_0_b1", bench_gemm(fast, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
+        result("matvec_q4_0_b1_float_x", bench_gemm(exact, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
+        result("kern_gemm_q8_0_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q8_0, reps), "GFLOP/s");
+        result("kern_gemm_q4_0_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q4_0, reps), "GFLOP/s");
     }
     aria_ctx_free(exact);
     aria_ctx_free(fast);
@@ -496,6 +523,11 @@ int main(int argc, char **argv) {
     if (!model) {
         snprintf(path, sizeof path, "/tmp/aria-bench-medium-%s.safetensors", dtype);
         model = path;
+        if (access(model, R_OK) != 0 && kern_dtype_quantized(dt)) {
+            fprintf(stderr, "bench_model: no %s: write it with `aria quantize --type %s "
+                            "/tmp/aria-bench-medium-bf16.safetensors -o %s`\n", model, dtype, model);
+            return 2;
+        }
         if (access(model, R_OK) != 0) {
             /* in a child, so its buffers stay out of our peak RSS */
             fflush(stdout);

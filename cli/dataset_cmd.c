@@ -47,7 +47,8 @@ static void help_dataset(void) {
          "\n"
          "options:\n"
          "  --out DIR          output directory (created if missing; required)\n"
-         "  --seq-len N        ids per sequence (default 8192, the model's context)\n"
+         "  --seq-len N        ids per sequence, at most the context of the model to train\n"
+         "                     (default 8192, the medium model's; 512 for the tiny preset)\n"
          "  --epochs E         training epochs, each tokenized afresh: new <D> positions\n"
          "                     and prefix orders, new file order (default 1); validation\n"
          "                     is tokenized once\n"
@@ -57,6 +58,18 @@ static void help_dataset(void) {
          "  --sep-sequences    every file starts a new sequence, its last one <P>-padded\n"
          "                     (generative finetuning); default: files concatenated in a\n"
          "                     shuffled order and cut, only the very last sequence padded\n"
+         "  --group-by MODE    files the split keeps on one side (default auto):\n"
+         "                     auto: one piece's versions and parts: the folder (a\n"
+         "                       'versions' folder counts as its parent) and the name\n"
+         "                       without -v2, _mov_1, _no_12, _part1, _cut marks, so\n"
+         "                       POP909's NNN/NNN.mid and NNN/versions/NNN-vK.mid go\n"
+         "                       together; a name ending in ', ID' (GiantMIDI's\n"
+         "                       11-character YouTube id) joins every name holding ID\n"
+         "                     dir: the folder ('versions' counts as its parent)\n"
+         "                     regex:PATTERN: the first (group) of the POSIX extended\n"
+         "                       regex's match on the path, else the whole match;\n"
+         "                       unmatched files stand alone\n"
+         "                     none: every file alone\n"
          "  --filters NAME     default: the reference's quality filters (below); none:\n"
          "                     keep every readable file with notes (default: default)\n"
          "  --ids FILE         pre-tokenized input, one sequence of ids per line (spaces\n"
@@ -85,7 +98,22 @@ static void help_dataset(void) {
 typedef struct {
     int tty;
     int open; /* a progress line without its newline is on screen */
+    char **drops; /* "path: reason: detail" of the files left out */
+    size_t n_drops;
 } progress_state;
+
+/* Keeps the line of a dropped file for the summary. */
+static void on_drop(void *ctx, const char *path, int reason, const char *detail) {
+    progress_state *p = ctx;
+    char **v = realloc(p->drops, (p->n_drops + 1) * sizeof *v);
+    if (!v) return;
+    p->drops = v;
+    size_t len = strlen(path) + strlen(detail) + 64;
+    if (!(v[p->n_drops] = malloc(len))) return;
+    snprintf(v[p->n_drops++], len, "%s: %s%s%s", path, aria_drop_name(reason), *detail ? ": " : "", detail);
+}
+
+#define DROPS_SHOWN 40
 
 static void on_progress(void *ctx, const char *stage, size_t done, size_t total) {
     progress_state *p = ctx;
@@ -95,7 +123,8 @@ static void on_progress(void *ctx, const char *stage, size_t done, size_t total)
     if (!p->open) fputc('\n', stderr);
 }
 
-static void print_summary(const aria_dataset_summary *s, const aria_dataset_opts *o, double secs) {
+static void print_summary(const aria_dataset_summary *s, const aria_dataset_opts *o, double secs,
+                          const progress_state *ps, const char *out) {
     size_t dropped = 0;
     for (int r = 0; r < ARIA_N_DROP; r++) dropped += s->dropped[r];
     fprintf(stderr, "files seen       %zu\nkept             %zu\ndropped          %zu\n", s->files_seen,
@@ -110,6 +139,9 @@ static void print_summary(const aria_dataset_summary *s, const aria_dataset_opts
             fprintf(stderr, "  %-32s %zu\n", aria_drop_name(r), s->dropped[r]);
     }
     if (s->ids_sequences) fprintf(stderr, "ids sequences    %zu\n", s->ids_sequences);
+    fprintf(stderr, "groups           %zu (%zu in validation; a group is never split)\n", s->groups, s->val_groups);
+    if (o->val_fraction > 0 && s->val_files == 0 && s->groups == 1 && s->kept > 1)
+        fprintf(stderr, "aria: note: every kept file is in one group (--group-by): no validation split\n");
     fprintf(stderr,
             "train files      %zu\nval files        %zu\n"
             "train sequences  %llu (%d epoch%s)\nval sequences    %llu\ntokens           %llu\n"
@@ -117,6 +149,9 @@ static void print_summary(const aria_dataset_summary *s, const aria_dataset_opts
             s->train_files, s->val_files, (unsigned long long)s->train_sequences, o->epochs,
             o->epochs == 1 ? "" : "s", (unsigned long long)s->val_sequences, (unsigned long long)s->tokens,
             secs);
+    if (ps->n_drops) fprintf(stderr, "dropped files (all in %s/dropped.tsv):\n", out);
+    for (size_t i = 0; i < ps->n_drops && i < DROPS_SHOWN; i++) fprintf(stderr, "  %s\n", ps->drops[i]);
+    if (ps->n_drops > DROPS_SHOWN) fprintf(stderr, "  ... and %zu more\n", ps->n_drops - DROPS_SHOWN);
 }
 
 /* Collects repeated --ids arguments. */
@@ -133,7 +168,7 @@ static int arglist_push(arglist *a, const char *s) {
     return 0;
 }
 
-enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE };
+enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP };
 
 /* One option into o; returns 0, or the exit status of a usage error. */
 static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char **out, arglist *ids) {
@@ -173,6 +208,10 @@ static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char
         o->seed = (uint64_t)v;
         return 0;
     case O_FORCE: o->overwrite = 1; return 0;
+    case O_GROUP:
+        if (aria_group_mode_parse(arg, &o->group_by, &o->group_pattern))
+            return usage_error("dataset", "--group-by wants auto, dir, none or regex:PATTERN, got '%s'", arg);
+        return 0;
     default: return usage_error("dataset", "unknown option");
     }
 }
@@ -184,19 +223,21 @@ int cmd_dataset(int argc, char **argv) {
         {"sep-sequences", no_argument, 0, O_SEP},     {"filters", required_argument, 0, O_FILTERS},
         {"ids", required_argument, 0, O_IDS},         {"jobs", required_argument, 0, O_JOBS},
         {"seed", required_argument, 0, O_SEED},       {"force", no_argument, 0, O_FORCE},
+        {"group-by", required_argument, 0, O_GROUP},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     aria_dataset_opts o = aria_dataset_defaults();
     const char *out = NULL;
     arglist ids = {0};
     int c, status = 0;
     optind = 1;
+    opterr = 0;
     while (!status && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         if (c == 'h') {
             help_dataset();
             free(ids.v);
             return 0;
         }
-        status = parse_option(c, optarg, &o, &out, &ids);
+        status = c == '?' ? option_error("dataset", argv, "h") : parse_option(c, optarg, &o, &out, &ids);
     }
     if (!status && !out) status = usage_error("dataset", "--out DIR is required");
     if (!status && optind >= argc && ids.n == 0) status = usage_error("dataset", "no input: give DIRs or --ids FILE");
@@ -207,6 +248,7 @@ int cmd_dataset(int argc, char **argv) {
 
     progress_state ps = {.tty = isatty(2)};
     o.progress = on_progress;
+    o.on_drop = on_drop;
     o.progress_ctx = &ps;
     aria_dataset_summary sum;
     aria_error err = {{0}};
@@ -219,8 +261,12 @@ int cmd_dataset(int argc, char **argv) {
     if (rc != ARIA_OK) {
         if (ps.open) fputc('\n', stderr);
         fprintf(stderr, "aria: %s\n", err.msg);
-        return EXIT_INPUT;
+        status = EXIT_INPUT;
+    } else {
+        print_summary(&sum, &o, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), &ps,
+                      out);
     }
-    print_summary(&sum, &o, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
-    return 0;
+    for (size_t i = 0; i < ps.n_drops; i++) free(ps.drops[i]);
+    free(ps.drops);
+    return status;
 }

@@ -15,22 +15,36 @@
 #include "aria.h"
 #include "cli.h"
 
+/* The most tokens (prompt + new) aria_generate runs, whatever the model's
+   context: the reference's cap (src/tasks/generate.c). */
+#define GEN_MAX_CONTEXT 8096
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* --config: a preset name (medium, medium-emb, tiny) or a JSON file. */
+/* --config: a preset name (preset_list(): the files of configs/) or a
+   JSON file. A name that is neither says what the presets are. */
 int load_config_arg(const char *arg, aria_model_config *c) {
     if (aria_config_preset(c, arg) == ARIA_OK) return 0;
     aria_error err = {{0}};
     if (aria_config_read(c, arg, &err) != ARIA_OK) {
+        struct stat st;
+        if (stat(arg, &st) != 0 && !strchr(arg, '/') && !strstr(arg, ".json")) {
+            fprintf(stderr, "aria: %s: neither a preset (%s) nor a config file\n", arg, preset_list());
+            return -1;
+        }
         fail_file(arg, err.msg);
         return -1;
     }
     return 0;
 }
+
+/* What a model without an lm_head is told (generate, logits). */
+#define NO_LM_HEAD "the model has no lm_head (an embedding or classifier model): use a generation " \
+                   "checkpoint such as aria-medium-gen, or make one with `aria init --heads lm`"
 
 /* The weights at `path`, shaped by --config when given (else by the file's
    metadata or a config.json beside it), running on a kernel context of
@@ -93,39 +107,59 @@ static void gen_progress(void *ctx, int step, int max_new, int rows_done) {
 }
 
 static void help_generate(void) {
-    puts("usage: aria generate --model M.safetensors (--prompt IN.mid | --prompt-ids FILE) [options]\n"
-         "\n"
-         "Continues a performance. Writes DIR/res_1.mid ... one file per variation.\n"
-         "\n"
-         "options:\n"
-         "  --model FILE          weights (safetensors; e.g. aria-medium-gen)\n"
-         "  --config CFG          a config JSON or a preset (medium, medium-emb, tiny); default: the\n"
-         "                        file's metadata, else config.json beside the weights\n"
-         "  --prompt FILE.mid     MIDI prompt\n"
+    printf("usage: aria generate --model M.safetensors (--prompt IN.mid | --prompt-ids FILE) [options]\n"
+           "\n"
+           "Continues a performance. Writes DIR/res_1.mid ... one file per variation.\n"
+           "\n"
+           "options:\n"
+           "  --model FILE          weights (safetensors; e.g. aria-medium-gen)\n"
+           "  --config CFG          a config JSON or a preset (%s);\n"
+           "                        default: the file's metadata, else config.json beside the weights\n",
+           preset_list());
+    puts("  --prompt FILE.mid     MIDI prompt (a damaged file is read as far as it goes, with a\n"
+         "                        warning; --strict refuses it)\n"
          "  --prompt-ids FILE     prompt as token ids (instead of --prompt)\n"
          "  --prompt-seconds S    seconds of the MIDI prompt to keep (default 15)\n"
-         "  --max-new N           tokens to generate at most (default 2048)\n"
-         "  --temp T              sampling temperature, 0 = greedy (default 0.98)\n"
-         "  --min-p P             min-p filter (default 0.035; 0 turns it off; off when only\n"
-         "                        --top-p is given)\n"
-         "  --top-p P             nucleus filter (default off)\n"
-         "  --variations N        continuations generated together (default 1)\n"
+         "  --max-new N           tokens to generate at most, 1..8192 (default 2048); the\n"
+         "                        prompt and the new tokens share the model's context\n"
+         "  --temp T              sampling temperature, 0..2, 0 = greedy (default 0.98)\n"
+         "  --min-p P             min-p filter, 0..1 (default 0.035; 0 turns it off; off when\n"
+         "                        only --top-p is given)\n"
+         "  --top-p P             nucleus filter, 0.5..1 (default off)\n"
+         "  --variations N        continuations generated together, 1..64 (default 1)\n"
          "  --seed S              random seed (default: from the clock, printed)\n"
          "  --end                 steer the piece to an end within the budget (<D> near the end)\n"
          "  --no-mask             do not mask tokens that cannot come next (default: masked)\n"
-         "  --out-dir DIR         where res_*.mid go (default .)\n"
+         "  --out-dir DIR         where res_*.mid go (default .; created if missing)\n"
+         "  --strict              refuse a damaged prompt file\n"
          "  --print-ids           print each variation's ids (prompt included) on stdout\n"
+         "  --render              also write DIR/res_N.wav (aria render: FluidSynth, a GM soundfont)\n"
+         "  --soundfont FILE      the soundfont for --render (default: the General MIDI one found)\n"
+         "  --roll                also write DIR/res_N.png (aria roll: prompt blue, continuation orange)\n"
          "  --threads N           CPU threads (default: all)\n"
          "  -h, --help            this help");
+}
+
+/* Where the prompt ends in a continuation's MIDI file (1 tick = 1 ms from
+   its first token): just after the prompt's last onset, so that the roll
+   colours the prompt's notes apart from the new ones. */
+static double prompt_end_s(const aria_tokenizer *tk, const int32_t *ids, size_t n) {
+    aria_token *toks = malloc((n ? n : 1) * sizeof *toks);
+    if (!toks) return -1;
+    aria_tok_decode(tk, ids, n, toks);
+    double s = (aria_tok_length_ms(toks, n, 1) + 0.5) / 1000.0;
+    free(toks);
+    return s;
 }
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *cfg_arg = NULL, *prompt = NULL, *prompt_ids = NULL, *out_dir = ".";
     double prompt_s = 15.0, temp = 0.98, min_p = 0.035, top_p = 0.0;
     long long max_new = 2048, variations = 1, seed = -1, threads = 0;
-    int end = 0, mask = 1, print_ids = 0, min_p_given = 0;
+    int end = 0, mask = 1, print_ids = 0, min_p_given = 0, strict = 0, render = 0, roll = 0;
+    aria_render_opts ro = aria_render_defaults();
     enum { O_MODEL = 256, O_CFG, O_PROMPT, O_PIDS, O_PSEC, O_MAXNEW, O_TEMP, O_MINP, O_TOPP, O_VAR, O_SEED,
-           O_END, O_NOMASK, O_OUT, O_PRINT, O_THREADS };
+           O_END, O_NOMASK, O_OUT, O_PRINT, O_THREADS, O_STRICT, O_RENDER, O_SF, O_ROLL };
     static const struct option lo[] = {
         {"model", required_argument, 0, O_MODEL},     {"config", required_argument, 0, O_CFG},
         {"prompt", required_argument, 0, O_PROMPT},   {"prompt-ids", required_argument, 0, O_PIDS},
@@ -135,9 +169,13 @@ int cmd_generate(int argc, char **argv) {
         {"seed", required_argument, 0, O_SEED},       {"end", no_argument, 0, O_END},
         {"no-mask", no_argument, 0, O_NOMASK},        {"out-dir", required_argument, 0, O_OUT},
         {"print-ids", no_argument, 0, O_PRINT},       {"threads", required_argument, 0, O_THREADS},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},                {"strict", no_argument, 0, O_STRICT},
+        {"render", no_argument, 0, O_RENDER},         {"soundfont", required_argument, 0, O_SF},
+        {"roll", no_argument, 0, O_ROLL},
+        {0, 0, 0, 0}};
     int c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case O_MODEL: model_path = optarg; break;
@@ -158,7 +196,7 @@ int cmd_generate(int argc, char **argv) {
             min_p_given = 1;
             break;
         case O_TOPP:
-            if (parse_double(optarg, &top_p) || top_p <= 0 || top_p > 1) return usage_error("generate", "--top-p wants a number in (0, 1]");
+            if (parse_double(optarg, &top_p) || top_p < 0.5 || top_p > 1) return usage_error("generate", "--top-p wants 0.5..1");
             break;
         case O_VAR:
             if (parse_long(optarg, 1, 64, &variations)) return usage_error("generate", "--variations wants 1..64");
@@ -173,17 +211,34 @@ int cmd_generate(int argc, char **argv) {
         case O_THREADS:
             if (parse_long(optarg, 1, 256, &threads)) return usage_error("generate", "--threads wants 1..256");
             break;
+        case O_STRICT: strict = 1; break;
+        case O_RENDER: render = 1; break;
+        case O_SF: ro.soundfont = optarg; break;
+        case O_ROLL: roll = 1; break;
         case 'h': help_generate(); return 0;
-        default: return usage_error("generate", "unknown option");
+        default: return option_error("generate", argv, "h");
         }
     }
     if (optind != argc) return usage_error("generate", "unexpected argument '%s'", argv[optind]);
     if (!model_path) return usage_error("generate", "--model is required");
     if (!prompt == !prompt_ids) return usage_error("generate", "give one of --prompt and --prompt-ids");
     if (top_p > 0 && !min_p_given) min_p = 0.0;
+    if (ro.soundfont && !render) return usage_error("generate", "--soundfont goes with --render");
+    /* what --render and --roll need is checked before the long part */
+    if (render && render_ready(&ro.soundfont)) return EXIT_INPUT;
+    if (roll && !aria_png_available()) {
+        aria_error perr = {{0}};
+        aria_png_write("", NULL, 0, 0, &perr);
+        fprintf(stderr, "aria: %s\n", perr.msg);
+        return EXIT_INPUT;
+    }
+    if (temp == 0 && variations > 1)
+        fprintf(stderr, "aria: warning: --temp 0 is greedy: the %lld variations will be identical\n", variations);
 
+    /* a file in the way is found now; a missing directory is made only
+       once there is something to put in it */
     struct stat st;
-    if (stat(out_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (stat(out_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         fail_file(out_dir, "not a directory");
         return EXIT_INPUT;
     }
@@ -196,6 +251,10 @@ int cmd_generate(int argc, char **argv) {
     int32_t *pids = NULL;
     size_t np = 0;
     aria_error err = {{0}};
+    if (!(aria_model_heads(m) & ARIA_HEAD_LM)) {
+        fail_file(model_path, NO_LM_HEAD);
+        goto out;
+    }
     if (prompt_ids) {
         if (read_ids(prompt_ids, mc->vocab_size, &pids, &np)) goto out;
     } else {
@@ -206,10 +265,24 @@ int cmd_generate(int argc, char **argv) {
                     "aria: warning: %s: its first note starts at %.1f s, after the %.1f s prompt window "
                     "(--prompt-seconds): the prompt has no notes\n",
                     prompt, info.first_note_ms / 1000.0, prompt_s);
+        if (info.n_warnings) warn_damaged(prompt, info.n_warnings, info.warning, strict);
         if (rc) {
             fail_file(prompt, err.msg);
             goto out;
         }
+        if (info.n_warnings && strict) goto out;
+    }
+    {
+        /* the prompt and the new tokens share the context (aria_generate
+           caps the total as the reference does): say so before the run
+           rather than stop short without a word */
+        long ctx_len = mc->max_seq_len < GEN_MAX_CONTEXT ? mc->max_seq_len : GEN_MAX_CONTEXT;
+        long room = ctx_len - (long)np;
+        if (room < max_new && room > 0)
+            fprintf(stderr,
+                    "aria: warning: --max-new %lld: a context of %ld tokens leaves room for %ld new tokens after "
+                    "the %zu-token prompt\n",
+                    max_new, ctx_len, room, np);
     }
     if (seed < 0) {
         seed = (long long)(time(NULL) ^ ((long long)getpid() << 16)) & 0x7fffffff;
@@ -231,9 +304,18 @@ int cmd_generate(int argc, char **argv) {
         goto out;
     }
     size_t new_tokens = 0;
+    int no_dir = make_dirs(out_dir, NULL) != 0;
     status = 0;
+    if (no_dir) {
+        fail_file(out_dir, strerror(errno));
+        status = EXIT_INPUT;
+    }
     for (long long v = 0; v < variations; v++) {
         new_tokens += lens[v] - np;
+        if (no_dir) {
+            free(seqs[v]);
+            continue;
+        }
         char *line;
         size_t len;
         if (print_ids && aria_ids_format(seqs[v], lens[v], &line, &len, &err) == ARIA_OK) {
@@ -245,6 +327,14 @@ int cmd_generate(int argc, char **argv) {
         if (aria_ids_write_midi(tk, seqs[v], lens[v], path, NULL, &err) != ARIA_OK) {
             fail_file(path, err.msg);
             status = EXIT_INPUT;
+        } else if (render || roll) {
+            char side[4096];
+            snprintf(side, sizeof side, "%s/res_%lld.wav", out_dir, v + 1);
+            if (render && render_wav(path, side, &ro)) status = EXIT_INPUT;
+            aria_roll_opts rl = aria_roll_defaults();
+            rl.prompt_s = prompt_end_s(tk, pids, np);
+            snprintf(side, sizeof side, "%s/res_%lld.png", out_dir, v + 1);
+            if (roll && roll_png(path, side, &rl)) status = EXIT_INPUT;
         }
         free(seqs[v]);
     }
@@ -265,26 +355,36 @@ out:
 /* ---------------------------------------------------------------------- */
 
 static void help_embed(void) {
-    puts("usage: aria embed --model EMB.safetensors [-o OUT.npy] FILE.mid...\n"
-         "\n"
-         "Global embedding of each file (mean over 300-note chunks of the embedding at <E>), one\n"
-         "row per file: as TSV on stdout (file name, then the values), or as a float32 .npy.\n"
-         "Files that are not piano-only are refused, as the reference does.\n"
-         "\n"
-         "options:\n"
-         "  --model FILE     embedding model weights (e.g. aria-medium-embedding)\n"
-         "  --config CFG     config JSON or preset (default: metadata / config.json beside)\n"
-         "  -o, --output F   write a .npy [files][emb_size] instead of TSV\n"
-         "  --threads N      CPU threads (default: all)\n"
-         "  -h, --help       this help");
+    printf("usage: aria embed --model EMB.safetensors [-o OUT.npy] [--skip-bad] FILE.mid...\n"
+           "\n"
+           "Global embedding of each file (mean over 300-note chunks of the embedding at <E>), one\n"
+           "row per file: as TSV on stdout (file name, then the values), or as a float32 .npy.\n"
+           "Files that are not piano-only are refused, as the reference does; a damaged file is\n"
+           "read as far as it goes, with a warning.\n"
+           "\n"
+           "options:\n"
+           "  --model FILE     embedding model weights (e.g. aria-medium-embedding)\n"
+           "  --config CFG     config JSON or preset (%s);\n"
+           "                   default: metadata / config.json beside\n"
+           "  -o, --output F   write a .npy [files][emb_size] instead of TSV; nothing is written\n"
+           "                   when a file is refused, unless --skip-bad\n"
+           "  --skip-bad       embed the files that can be, leave out those refused (exit 0 when\n"
+           "                   at least one is embedded); with -o, the embedded files are listed\n"
+           "                   in order, one per line, in F without .npy plus .files.txt\n"
+           "  --strict         refuse damaged files\n"
+           "  --threads N      CPU threads, 1..256 (default: all)\n"
+           "  -h, --help       this help\n",
+           preset_list());
 }
 
 /* The options embed and logits share: --model, --config, -o/--output,
-   --threads, and --ids when `ids` is not NULL. Returns -1 to go on, else
-   the exit status (help printed, or a usage error). */
+   --threads, --ids when `with_ids`, --skip-bad and --strict when not.
+   Returns -1 to go on, else the exit status (help printed, or a usage
+   error). */
 typedef struct {
     const char *model, *config, *output, *ids;
     long long threads;
+    int skip_bad, strict;
 } model_args;
 
 static int parse_model_args(int argc, char **argv, const char *cmd, int with_ids, void (*help)(void),
@@ -292,26 +392,57 @@ static int parse_model_args(int argc, char **argv, const char *cmd, int with_ids
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'c'},
                                        {"ids", required_argument, 0, 'i'},   {"output", required_argument, 0, 'o'},
                                        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+                                       {"skip-bad", no_argument, 0, 'k'},    {"strict", no_argument, 0, 's'},
                                        {0, 0, 0, 0}};
     int c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
         switch (c) {
         case 'm': a->model = optarg; break;
         case 'c': a->config = optarg; break;
         case 'i':
-            if (!with_ids) return usage_error(cmd, "unknown option");
+            if (!with_ids) return usage_error(cmd, "unknown option '--ids'");
             a->ids = optarg;
+            break;
+        case 'k':
+        case 's':
+            if (with_ids) return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+            if (c == 'k') a->skip_bad = 1;
+            else a->strict = 1;
             break;
         case 'o': a->output = optarg; break;
         case 't':
             if (parse_long(optarg, 1, 256, &a->threads)) return usage_error(cmd, "--threads wants 1..256");
             break;
         case 'h': help(); return 0;
-        default: return usage_error(cmd, "unknown option");
+        default: return option_error(cmd, argv, "o:h");
         }
     }
     return -1;
+}
+
+/* --skip-bad -o F.npy: the list of embedded files, F without .npy plus
+   .files.txt, one name per line in row order (atomic). */
+static int write_file_list(const char *npy, char **files, const unsigned char *ok, size_t nf, char *list,
+                           size_t cap) {
+    size_t stem = strlen(npy);
+    if (stem > 4 && !strcmp(npy + stem - 4, ".npy")) stem -= 4;
+    snprintf(list, cap, "%.*s.files.txt", (int)stem, npy);
+    size_t len = 0;
+    for (size_t i = 0; i < nf; i++) len += ok[i] ? strlen(files[i]) + 1 : 0;
+    char *text = malloc(len + 1), *p = text;
+    aria_error err = {{0}};
+    if (!text) {
+        fail_file(list, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < nf; i++)
+        if (ok[i]) p += sprintf(p, "%s\n", files[i]);
+    int rc = aria_write_file_atomic(list, text, len, &err);
+    free(text);
+    if (rc != ARIA_OK) fail_file(list, err.msg);
+    return rc == ARIA_OK ? 0 : -1;
 }
 
 int cmd_embed(int argc, char **argv) {
@@ -333,42 +464,60 @@ int cmd_embed(int argc, char **argv) {
         return EXIT_INPUT;
     }
     aria_tokenizer *tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
-    size_t nf = (size_t)(argc - optind);
+    size_t nf = (size_t)(argc - optind), n_ok = 0;
+    char **files = argv + optind;
     float *rows = malloc(nf * (size_t)E * sizeof *rows);
-    int status = rows ? 0 : EXIT_INPUT;
-    for (size_t i = 0; i < nf && rows; i++) {
-        const char *f = argv[optind + (int)i];
+    unsigned char *ok = calloc(nf, 1);
+    int status = rows && ok ? 0 : EXIT_INPUT, shown = isatty(2) && nf > 1;
+    for (size_t i = 0; i < nf && !status; i++) {
         aria_score s;
         aria_error err = {{0}};
-        if (load_score(f, 0, &s)) {
-            status = EXIT_INPUT;
-            continue;
-        }
-        int rc = aria_embed_score(m, tk, &s, rows + i * (size_t)E, NULL, &err);
+        /* the progress line is cleared while a file is read, so that a
+           warning or an error about it starts a line of its own */
+        if (shown && i) fputs("\r\033[K", stderr);
+        if (load_score(files[i], 0, a.strict, &s)) continue;
+        /* rows of the embedded files are packed, so the .npy has no holes */
+        int rc = aria_embed_score(m, tk, &s, rows + n_ok * (size_t)E, NULL, &err);
         aria_score_free(&s);
         if (rc) {
-            fail_file(f, err.msg);
-            status = EXIT_INPUT;
+            fail_file(files[i], err.msg);
             continue;
         }
+        ok[i] = 1;
         if (!out) {
-            printf("%s", f);
-            for (int k = 0; k < E; k++) printf("\t%.9g", rows[i * (size_t)E + (size_t)k]);
+            printf("%s", files[i]);
+            for (int k = 0; k < E; k++) printf("\t%.9g", rows[n_ok * (size_t)E + (size_t)k]);
             printf("\n");
         }
-        if (isatty(2) && nf > 1) fprintf(stderr, "\rembedded %zu/%zu files", i + 1, nf);
+        n_ok++;
+        if (shown) fprintf(stderr, "\rembedded %zu/%zu files", i + 1, nf);
     }
-    if (isatty(2) && nf > 1) fputc('\n', stderr);
-    if (out && status == 0) {
+    if (shown) fprintf(stderr, "\r\033[Kembedded %zu/%zu files\n", n_ok, nf);
+    size_t refused = status ? 0 : nf - n_ok;
+    if (refused && !(a.skip_bad && n_ok)) status = EXIT_INPUT;
+    if (out && !status) {
         aria_error err = {{0}};
-        if (aria_npy_write_f32(out, rows, nf, (size_t)E, &err) != ARIA_OK) {
+        char list[4096];
+        if (aria_npy_write_f32(out, rows, n_ok, (size_t)E, &err) != ARIA_OK) {
             fail_file(out, err.msg);
             status = EXIT_INPUT;
+        } else if (a.skip_bad && write_file_list(out, files, ok, nf, list, sizeof list)) {
+            unlink(out); /* a matrix without its list of rows is no use */
+            status = EXIT_INPUT;
+        } else if (a.skip_bad) {
+            fprintf(stderr, "aria: %s: %zu of %zu files embedded (%zu refused); its rows are the files listed in %s\n",
+                    out, n_ok, nf, refused, list);
         }
-    } else if (out) {
-        fprintf(stderr, "aria: %s not written: some files failed\n", out);
+    } else if (out && refused && a.skip_bad) {
+        fprintf(stderr, "aria: %s not written: none of the %zu files could be embedded\n", out, nf);
+    } else if (out && refused) {
+        fprintf(stderr, "aria: %s not written: %zu of %zu files refused (--skip-bad embeds the rest)\n", out, refused,
+                nf);
+    } else if (refused && nf > 1) {
+        fprintf(stderr, "aria: %zu of %zu files refused\n", refused, nf);
     }
     free(rows);
+    free(ok);
     aria_tokenizer_free(tk);
     aria_model_free(m);
     aria_ctx_free(ctx);
@@ -380,15 +529,17 @@ int cmd_embed(int argc, char **argv) {
 /* ---------------------------------------------------------------------- */
 
 static void help_logits(void) {
-    puts("usage: aria logits --model M.safetensors --ids FILE [-o logits.bin]\n"
-         "\n"
-         "Runs the ids in FILE (whitespace-separated, or a JSON array) through the model and\n"
-         "writes the logits of every position: float32, row-major [T][vocab_size].\n"
-         "\n"
-         "options:\n"
-         "  --config CFG     config JSON or preset (default: metadata / config.json beside)\n"
-         "  -o, --output F   output file (default logits.bin)\n"
-         "  --threads N      CPU threads (default: all)");
+    printf("usage: aria logits --model M.safetensors --ids FILE [-o logits.bin]\n"
+           "\n"
+           "Runs the ids in FILE (whitespace-separated, or a JSON array) through the model and\n"
+           "writes the logits of every position: float32, row-major [T][vocab_size].\n"
+           "\n"
+           "options:\n"
+           "  --config CFG     config JSON or preset (%s);\n"
+           "                   default: metadata / config.json beside\n"
+           "  -o, --output F   output file (default logits.bin)\n"
+           "  --threads N      CPU threads, 1..256 (default: all)\n",
+           preset_list());
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -409,7 +560,7 @@ int cmd_logits(int argc, char **argv) {
     aria_session *s = NULL;
     aria_error err = {{0}};
     if (V <= 0) {
-        fail_file(model_path, "the model has no lm_head");
+        fail_file(model_path, NO_LM_HEAD);
         goto done;
     }
     if (read_ids(ids_path, V, &ids, &n)) goto done;
@@ -450,6 +601,7 @@ int cmd_init(int argc, char **argv) {
                                        {0, 0, 0, 0}};
     int c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
         switch (c) {
         case 'c': cfg_arg = optarg; break;
@@ -464,27 +616,29 @@ int cmd_init(int argc, char **argv) {
             break;
         case 'o': out = optarg; break;
         case 'h':
-            puts("usage: aria init --config CFG -o OUT.safetensors [options]\n"
-                 "\n"
-                 "Writes a model with random weights and the official tensor names, for tests and\n"
-                 "benchmarks.\n"
-                 "\n"
-                 "options:\n"
-                 "  --config CFG     config JSON or preset (medium, medium-emb, tiny)\n"
-                 "  --heads LIST     comma-separated: lm, emb, cls (default: emb when the config has\n"
-                 "                   emb_size, else lm)\n"
-                 "  --dtype T        f32 or bf16 (default f32)\n"
-                 "  --seed S         random seed (default 0)\n"
-                 "  -o, --output F   the safetensors file to write");
+            printf("usage: aria init --config CFG -o OUT.safetensors [options]\n"
+                   "\n"
+                   "Writes a model with random weights and the official tensor names, for tests and\n"
+                   "benchmarks (or as the start of `aria train --init`). Says what it does on stderr.\n"
+                   "\n"
+                   "options:\n"
+                   "  --config CFG     config JSON or preset (%s)\n"
+                   "  --heads LIST     comma-separated: lm, emb, cls (default lm, a model that\n"
+                   "                   `aria generate` and `aria train` use; emb needs emb_size and\n"
+                   "                   cls class_size in the config)\n"
+                   "  --dtype T        f32 or bf16 (default f32)\n"
+                   "  --seed S         random seed (default 0)\n"
+                   "  -o, --output F   the safetensors file to write\n",
+                   preset_list());
             return 0;
-        default: return usage_error("init", "unknown option");
+        default: return option_error("init", argv, "o:h");
         }
     }
     if (!cfg_arg || !out) return usage_error("init", "--config and -o are required");
     if (optind != argc) return usage_error("init", "unexpected argument '%s'", argv[optind]);
     aria_model_config cfg;
     if (load_config_arg(cfg_arg, &cfg)) return EXIT_INPUT;
-    int heads = cfg.emb_size > 0 ? ARIA_HEAD_EMB : ARIA_HEAD_LM;
+    int heads = ARIA_HEAD_LM; /* what generate and train need, whatever else the config can carry */
     if (heads_arg) {
         heads = 0;
         char buf[64];
@@ -498,15 +652,26 @@ int cmd_init(int argc, char **argv) {
     }
     aria_model *m;
     aria_error err = {{0}};
+    /* a medium model takes tens of seconds: each stage says what it does */
+    double t0 = now_s();
+    char hs[32];
+    snprintf(hs, sizeof hs, "%s%s%s", heads & ARIA_HEAD_LM ? ",lm" : "", heads & ARIA_HEAD_EMB ? ",emb" : "",
+             heads & ARIA_HEAD_CLS ? ",cls" : "");
+    fprintf(stderr, "aria init: %s: d_model %d, %d layers, heads %s: drawing random weights...\n", cfg_arg,
+            cfg.d_model, cfg.n_layers, hs + 1);
     if (aria_model_new_random(&m, &cfg, heads, (uint64_t)seed, &err) != ARIA_OK) {
         fail_file(cfg_arg, err.msg);
         return EXIT_INPUT;
     }
+    fprintf(stderr, "aria init: writing %s (%s)...\n", out, dtype == ARIA_DT_BF16 ? "bf16" : "f32");
     int rc = aria_model_save(m, out, dtype, &err);
     aria_model_free(m);
     if (rc) {
         fail_file(out, err.msg);
         return EXIT_INPUT;
     }
+    struct stat st;
+    fprintf(stderr, "aria init: wrote %s, %.1f MB, in %.1f s\n", out,
+            stat(out, &st) == 0 ? (double)st.st_size / 1e6 : 0.0, now_s() - t0);
     return 0;
 }

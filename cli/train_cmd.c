@@ -13,22 +13,66 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "aria.h"
 #include "cli.h"
 
-/* ctx: non-NULL under mpirun, whose processes' stderr is a pipe to mpirun
-   even when mpirun's is a terminal, so it prints regardless (rank 0 only:
-   aria_train_run reports progress from that rank alone). */
+/* What the progress callbacks print from (rank 0 only: aria_train_run
+   reports from that rank alone). On a terminal one line is rewritten in
+   place after every step; anywhere else (a log file, a pipe, mpirun,
+   whose processes' stderr is a pipe even when its own is a terminal) a
+   whole line every `every` steps or LOG_SECONDS seconds, the first and
+   the last step included, so a redirected run is never silent. */
+#define LOG_SECONDS 30.0
+typedef struct {
+    int tty;
+    int line_open;   /* a rewritten line is on screen without its newline */
+    long every;      /* off a terminal: a line every this many steps */
+    double last_print;
+    long step;       /* the last step, its loss, and the last validation */
+    float loss, val_loss;
+    long val_step;
+} train_view;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void train_progress(void *ctx, long step, long total, float loss, double tps) {
-    if (!ctx && !isatty(2)) return;
-    fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tokens/s   ", step, total, loss, tps);
-    if (step == total) fputc('\n', stderr);
+    train_view *v = ctx;
+    v->step = step;
+    v->loss = loss;
+    char val[48] = "";
+    if (v->val_step > 0) snprintf(val, sizeof val, "  val loss %.4f (step %ld)", v->val_loss, v->val_step);
+    if (v->tty) {
+        fprintf(stderr, "\rstep %ld/%ld  loss %.4f%s  %.0f tokens/s   ", step, total, loss, val, tps);
+        v->line_open = 1;
+        return;
+    }
+    if (!v->every) v->every = total / 20 > 1 ? total / 20 : 1;
+    double t = now_s();
+    if (step == 1 || step == total || step % v->every == 0 || t - v->last_print >= LOG_SECONDS) {
+        fprintf(stderr, "step %ld/%ld  loss %.4f%s  %.0f tokens/s\n", step, total, loss, val, tps);
+        v->last_print = t;
+    }
+}
+
+static void train_validated(void *ctx, long step, float val_loss) {
+    train_view *v = ctx;
+    v->val_step = step;
+    v->val_loss = val_loss;
+    if (!v->tty) fprintf(stderr, "step %ld  val loss %.4f\n", step, val_loss);
 }
 
 /* ARIA_TRAIN_PROFILE: the trainer's time per kind of work, when it ends. */
 static void print_profile(void *ctx, const aria_trainer *t) {
+    train_view *v = ctx;
+    if (v->line_open) fputc('\n', stderr);
+    v->line_open = 0;
     const char *names[16];
     double secs[16], tot = 0;
     int n = aria_trainer_profile(t, names, secs, 16);
@@ -41,19 +85,24 @@ static void print_profile(void *ctx, const aria_trainer *t) {
 }
 
 static void help_train(void) {
-    puts("usage: aria train --data DATA/ --out RUN/ (--config CFG | --init CKPT) [options]\n"
+    fputs("usage: aria train --data DATA/ --out RUN/ (--config CFG | --init CKPT) [options]\n"
          "       aria train --resume RUN/\n"
          "\n"
          "Trains on the next-token loss (pretraining, or finetuning with --init and a\n"
          "--sep-sequences dataset). RUN/ receives log.jsonl (one line per step and per\n"
          "validation), model.safetensors (official tensor names), and checkpoints from which\n"
-         "--resume continues exactly where a killed run stopped.\n"
+         "--resume continues exactly where a killed run stopped. Off a terminal a line is\n"
+         "printed every 5 % of the steps or 30 s, whichever comes first, and each validation;\n"
+         "at the end, the last losses and where the weights are.\n"
          "\n"
          "options:\n"
          "  --data DIR            output of `aria dataset`\n"
-         "  --out DIR             run directory (created)\n"
-         "  --config CFG          model shape for a new model: JSON file or preset (tiny, medium)\n"
-         "  --init FILE           weights to start from (safetensors)\n"
+         "  --out DIR             run directory (created; one that holds a run is refused)\n"
+         "  --force               replace the run in --out DIR instead of refusing\n", stdout);
+    printf("  --config CFG          model shape for a new model: JSON file or preset\n"
+           "                        (%s); the dataset's --seq-len must fit\n"
+           "                        the model's context\n", preset_list());
+    puts("  --init FILE           weights to start from (safetensors)\n"
          "  --batch B             sequences per micro-batch, all processes together (default 8)\n"
          "  --grad-accum G        micro-batches per optimizer step (default 1)\n"
          "  --lr LR               peak learning rate (default 3e-4)\n"
@@ -107,7 +156,7 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
     long long v;
     double dv;
     enum { O_DATA = 256, O_OUT, O_CFG, O_INIT, O_BATCH, O_ACC, O_LR, O_WARM, O_SCHED, O_CLIP, O_STEPS, O_EPOCHS,
-           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK, O_VALB };
+           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK, O_VALB, O_FORCE };
     static const struct option lo[] = {
         {"data", required_argument, 0, O_DATA},      {"out", required_argument, 0, O_OUT},
         {"config", required_argument, 0, O_CFG},     {"init", required_argument, 0, O_INIT},
@@ -120,11 +169,11 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         {"seed", required_argument, 0, O_SEED},      {"threads", required_argument, 0, O_THREADS},
         {"resume", required_argument, 0, O_RESUME},  {"help", no_argument, 0, 'h'},
         {"precision", required_argument, 0, O_PREC}, {"peak-gflops", required_argument, 0, O_PEAK},
-        {"val-batches", required_argument, 0, O_VALB},
+        {"val-batches", required_argument, 0, O_VALB}, {"force", no_argument, 0, O_FORCE},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
-    opterr = !quiet;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case O_DATA: o.data_dir = optarg; break;
@@ -199,15 +248,17 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
             o.resume = 1;
             o.out_dir = optarg;
             break;
+        case O_FORCE: o.overwrite = 1; break;
         case 'h':
             if (!quiet) help_train();
             return 0;
-        default: return USAGE("unknown option");
+        default: return quiet ? EXIT_USAGE : option_error("train", argv, "h");
         }
     }
     if (optind != argc) return USAGE("unexpected argument '%s'", argv[optind]);
     if (!o.resume && (!o.data_dir || !o.out_dir)) return USAGE("--data and --out are required");
     if (!o.resume && !cfg_arg && !o.init_path) return USAGE("give --config or --init");
+    if (o.resume && o.overwrite) return USAGE("--force replaces a run; --resume continues one");
     if (cfg_arg) {
         aria_error err = {{0}};
         if (aria_config_preset(&o.config, cfg_arg) != ARIA_OK && aria_config_read(&o.config, cfg_arg, &err) != ARIA_OK) {
@@ -216,9 +267,10 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         }
         o.has_config = 1;
     }
-    static int under_mpi = 1; /* only its address matters: "print even without a terminal" */
+    train_view view = {.tty = aria_dist_size() == 1 && isatty(2), .last_print = now_s()};
     o.progress = train_progress;
-    o.progress_ctx = aria_dist_size() > 1 ? &under_mpi : NULL;
+    o.validated = train_validated;
+    o.progress_ctx = &view;
     o.launched_size = launch->size;
     const char *prof = getenv("ARIA_TRAIN_PROFILE");
     o.profile = prof && *prof && strcmp(prof, "0") != 0;
@@ -233,10 +285,21 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
     }
     int rc = aria_train_run(&o, &err);
     aria_ctx_free(o.ctx);
+    if (view.line_open) fputc('\n', stderr);
     if (rc != ARIA_OK) {
-        if (!quiet) fail_file(o.out_dir, err.msg);
+        /* the library's messages start with the file or directory at fault */
+        if (!quiet) fprintf(stderr, "aria: %s\n", err.msg);
         return EXIT_INPUT;
     }
+    if (quiet) return 0;
+    char val[64] = "";
+    if (view.val_step > 0) snprintf(val, sizeof val, ", val loss %.4f (step %ld)", view.val_loss, view.val_step);
+    if (view.step > 0)
+        fprintf(stderr, "aria train: %s: step %ld, loss %.4f%s; weights %s/model.safetensors (`aria train --resume %s` "
+                        "continues)\n",
+                o.out_dir, view.step, view.loss, val, o.out_dir, o.out_dir);
+    else
+        fprintf(stderr, "aria train: %s: no steps left to run; weights %s/model.safetensors\n", o.out_dir, o.out_dir);
     return 0;
 }
 

@@ -364,10 +364,12 @@ typedef struct {
     int class_size;  /* classifier classes, else 0 */
 } aria_model_config;
 
-/* Built-in shapes: "medium", "medium-emb", "tiny" (the shape of
-   ../shared/vectors/model: d 64, 4 heads, 2 layers, context 512, emb 32,
-   5 classes). */
+/* Built-in shapes, the files of configs/: "medium", "medium-emb", "small"
+   (d 512, 8 heads, 8 layers), "tiny" (the shape of ../shared/vectors/model:
+   d 64, 4 heads, 2 layers, context 512, emb 32, 5 classes). */
 int aria_config_preset(aria_model_config *c, const char *name);
+/* The name of preset i (0, 1, ...); NULL past the last. */
+const char *aria_config_preset_name(int i);
 /* Reads a JSON config: the reference's keys (d_model, n_heads, n_layers,
    ff_mult, max_seq_len, vocab_size, emb_size, class_size) or those of the
    released Hugging Face config.json (hidden_size, num_attention_heads,
@@ -381,7 +383,17 @@ int aria_config_to_json(const aria_model_config *c, char *buf, size_t cap);
    head size for RoPE ...). */
 int aria_config_check(const aria_model_config *c, aria_error *err);
 
-typedef enum { ARIA_DT_F32 = 0, ARIA_DT_BF16 = 1, ARIA_DT_F16 = 2 } aria_dtype;
+/* Tensor element types. I8 and U8 are safetensors dtypes (the integers of
+   a quantized matrix); Q8_0 and Q4_0 name whole block-quantized matrices
+   (docs/quantization.md): blocks of 32 weights with one float16 scale,
+   8-bit (q8_0) or 4-bit (q4_0) integers. They are never a tensor's dtype
+   in a file. */
+typedef enum {
+    ARIA_DT_F32 = 0, ARIA_DT_BF16 = 1, ARIA_DT_F16 = 2, ARIA_DT_I8 = 3, ARIA_DT_U8 = 4,
+    ARIA_DT_Q8_0 = 5, ARIA_DT_Q4_0 = 6
+} aria_dtype;
+/* "F32", "BF16", "F16", "I8", "U8", "q8_0", "q4_0"; NULL if unknown. */
+const char *aria_dtype_name(aria_dtype dt);
 
 typedef struct {
     const char *name;  /* NUL-terminated, owned by the file handle */
@@ -403,7 +415,7 @@ typedef struct {
 } aria_safetensors;
 
 /* Opens and validates a safetensors file: header JSON, dtypes (F32,
-   BF16, F16; others are an error naming the tensor), shapes against byte
+   BF16, F16, I8, U8; others are an error naming the tensor), shapes against byte
    ranges, ranges inside the file and not overlapping. */
 int aria_st_open(aria_safetensors *st, const char *path, aria_error *err);
 /* The same checks on a file image in memory; buf is copied, so it may be
@@ -476,7 +488,9 @@ enum {
    config.json beside the file (the layout of the released repos). A missing
    or mis-shaped tensor is an error naming it and the shape expected.
    float32 weights are used in place from the read-only mapping; bfloat16
-   matrices stay bfloat16 and are widened inside the matrix products. */
+   matrices stay bfloat16 and are widened inside the matrix products;
+   quantized matrices (aria_quantize_file: I8 / U8 integers and NAME.scale)
+   are used in place too, their scales checked at load. */
 int aria_model_load(aria_model **out, const char *path, const aria_model_config *cfg, aria_error *err);
 /* A model with random weights (normal, std 0.02; LayerNorm weight 1, bias
    0) and the given heads, for tests and benchmarks. */
@@ -501,6 +515,31 @@ void aria_model_set_ctx(aria_model *m, aria_ctx *ctx);
 void aria_model_set_threads(aria_model *m, int n_threads);
 /* The precision of the model's context (a trainer's default). */
 aria_precision aria_model_precision(const aria_model *m);
+/* The model's tensors in table order (official names): *t receives tensor
+   i's name, the type the model uses it in (ARIA_DT_F32, ARIA_DT_BF16,
+   ARIA_DT_Q8_0, ARIA_DT_Q4_0), shape (ndim 1 or 2), data and bytes
+   (quantized: the integers; their scales not counted). ARIA_ERR_ARG past
+   the end (aria_model_n_tensors). */
+size_t aria_model_n_tensors(const aria_model *m);
+int aria_model_tensor(const aria_model *m, size_t i, aria_tensor *t);
+
+/* Quantizing a weights file (aria quantize, docs/quantization.md): every
+   matrix of the layers and the heads becomes `type` (ARIA_DT_Q8_0 or
+   ARIA_DT_Q4_0; a matrix whose column count is not a multiple of 32 stays
+   bfloat16), the token embedding bfloat16 (or q8_0 with embedding_q8),
+   vectors float32. The output is a safetensors file: per matrix NAME the
+   integers (I8 [rows, cols] for q8_0, U8 [rows, cols/2] for q4_0) and
+   NAME.scale (F16 [rows, cols/32]), metadata "aria_quant" naming the
+   type, and the config ("aria_config"). The shape comes from cfg, else as
+   aria_model_load finds it. Refuses an input that is already quantized,
+   naming a quantized tensor, and weights that are not finite, naming the
+   tensor and row. Atomic: nothing is left at out_path on failure. */
+typedef struct {
+    aria_dtype type;  /* ARIA_DT_Q8_0 or ARIA_DT_Q4_0 */
+    int embedding_q8; /* 1: the token embedding as q8_0 too */
+} aria_quantize_opts;
+int aria_quantize_file(const char *in_path, const char *out_path, const aria_model_config *cfg,
+                       const aria_quantize_opts *opts, aria_error *err);
 
 typedef enum {
     ARIA_OUT_LOGITS = 0, /* [vocab_size] (needs lm_head) */
@@ -588,6 +627,21 @@ int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *p
 int aria_embed_score(const aria_model *m, const aria_tokenizer *t, const aria_score *s, float *out,
                      size_t *n_chunks, aria_error *err);
 
+/* The mean next-token loss of a model over a dataset split (aria
+   eval-loss): every sequence of epoch 0 of `split` ("train" or "val") of
+   an `aria dataset` directory, targets ids[t+1] with <P> targets left out
+   (the trainer's loss, in float32 logits with double sums), averaged over
+   all targets of all sequences. max_sequences 0: all. progress (may be
+   NULL) is called after each sequence. */
+typedef struct {
+    double loss;        /* mean over targets, nats */
+    uint64_t tokens;    /* targets counted */
+    size_t sequences;
+} aria_eval_result;
+int aria_eval_loss(const aria_model *m, const char *data_dir, const char *split, size_t max_sequences,
+                   void (*progress)(void *ctx, size_t done, size_t total), void *progress_ctx,
+                   aria_eval_result *out, aria_error *err);
+
 /* ====================================================================== */
 /* tasks: files in and out (what the `aria` commands do with files)      */
 /* ====================================================================== */
@@ -646,6 +700,8 @@ typedef struct {
     size_t n_toks;
     size_t *ends;      /* sequence k is toks[k ? ends[k-1] : 0 .. ends[k]) */
     size_t n_seqs;     /* 1, or the chunks; 0 for a failed file or a NULL path */
+    int n_warnings;    /* what the MIDI reader forgave (a damaged file read as far as it goes) */
+    char warning[160]; /* the first of them */
 } aria_batch_file;
 
 typedef struct {
@@ -691,6 +747,8 @@ aria_tokenizer *aria_tokenizer_for_model(const aria_model *m);
 typedef struct {
     int window_before_first_note; /* the first note starts after prompt_ms */
     int64_t first_note_ms;        /* its onset (0 when the file has no notes) */
+    int n_warnings;               /* what the MIDI reader forgave, and the first */
+    char warning[160];
 } aria_prompt_info;
 int aria_prompt_from_file(const aria_tokenizer *t, const char *path, int64_t prompt_ms, int32_t **ids, size_t *n,
                           aria_prompt_info *info, aria_error *err);
@@ -835,6 +893,13 @@ typedef struct {
     /* called with progress_ctx just before the trainer is freed (may be
        NULL): the place to read aria_trainer_profile */
     void (*trainer_done)(void *ctx, const aria_trainer *t);
+    /* A new run refuses a directory that holds one (run.json, log.jsonl or
+       checkpoint.json) unless `overwrite`; then the old run's files go.
+       Every input (data, weights, the run to resume, the sequence length
+       against the model's context) is checked before anything is created. */
+    int overwrite;
+    /* called with progress_ctx after each validation (may be NULL) */
+    void (*validated)(void *ctx, long step, float val_loss);
 } aria_train_opts;
 
 aria_train_opts aria_train_defaults(void);
@@ -864,6 +929,77 @@ void aria_dist_stop(void);
 /* This process (0 ..) and the number of processes: 0 and 1 without MPI. */
 int aria_dist_rank(void);
 int aria_dist_size(void);
+
+
+/* ====================================================================== */
+/* tasks: hearing and seeing a MIDI file (aria render, aria roll)         */
+/* ====================================================================== */
+
+/* Audio through libfluidsynth (src/tasks/render.c): offline, no sound
+   card. Built without FluidSynth, aria_render_midi fails with a message
+   saying how to get it. */
+typedef struct {
+    const char *soundfont; /* .sf2/.sf3 file; NULL: aria_soundfont_default() */
+    int sample_rate;       /* 44100 */
+    float gain;            /* FluidSynth's master gain, 0.6 */
+    double tail_s;         /* 2.0 s rendered after the last event (release, reverb) */
+} aria_render_opts;
+aria_render_opts aria_render_defaults(void);
+/* 1 when this library was built with FluidSynth. */
+int aria_render_available(void);
+/* The first General MIDI soundfont found at Debian's paths
+   (/usr/share/sounds/sf2/FluidR3_GM.sf2 first), or NULL. */
+const char *aria_soundfont_default(void);
+/* ARIA_OK when `path` can be opened and is a SoundFont (RIFF sfbk). */
+int aria_soundfont_check(const char *path, aria_error *err);
+
+typedef struct {
+    double music_s;        /* time of the last channel event */
+    double seconds;        /* music_s + tail_s: the length rendered */
+    size_t frames;
+    int peak;              /* largest |sample| (0..32767) */
+    size_t clipped;        /* samples that exceeded 16 bits (lower the gain) */
+    const char *soundfont; /* the one used */
+} aria_render_info;
+/* Every channel message of `m` (notes, pedal and other controllers,
+   programs, pitch bend), timed by the exact tempo map, rendered to 16-bit
+   interleaved stereo: *pcm (malloc'd) of *frames frames. info may be NULL. */
+int aria_render_midi(const aria_midi *m, const aria_render_opts *o, int16_t **pcm, size_t *frames,
+                     aria_render_info *info, aria_error *err);
+/* A 16-bit PCM WAV file, written atomically. */
+int aria_wav_write(const char *path, const int16_t *pcm, size_t frames, int channels, int sample_rate,
+                   aria_error *err);
+
+/* A piano roll (src/tasks/roll.c): pitch against seconds, velocity as
+   shade, a sustain pedal lane, a time axis; notes starting before
+   prompt_s (when >= 0) in the prompt's colour (blue), the rest orange. */
+typedef struct {
+    int width;        /* pixels, 200..20000 (1200) */
+    double prompt_s;  /* < 0: no prompt (-1) */
+} aria_roll_opts;
+aria_roll_opts aria_roll_defaults(void);
+
+typedef struct {
+    int width, height;
+    uint8_t *rgb;             /* height rows of width RGB pixels (malloc'd) */
+    /* where things are drawn (aria_roll_x / aria_roll_y) */
+    int x0;                   /* x of 0 s */
+    double px_per_s;
+    int top, row_h;           /* pitch p's row: y from aria_roll_y(p), row_h high */
+    int pitch_lo, pitch_hi;   /* the rows drawn (whole octaves) */
+    int pedal_top, pedal_h;   /* the sustain pedal lane */
+    double seconds;           /* the time drawn: 0 .. end of the last note or pedal */
+} aria_roll;
+/* Draws the score with its own tick->ms (set s->exact_timing for exact
+   times). aria_roll_free releases the pixels. */
+int aria_roll_draw(const aria_score *s, const aria_roll_opts *o, aria_roll *out, aria_error *err);
+void aria_roll_free(aria_roll *r);
+int aria_roll_x(const aria_roll *r, double seconds);
+int aria_roll_y(const aria_roll *r, int pitch);
+/* 1 when built with libpng; else aria_png_write says how to get it. */
+int aria_png_available(void);
+/* An 8-bit RGB PNG, written atomically. */
+int aria_png_write(const char *path, const uint8_t *rgb, int width, int height, aria_error *err);
 
 
 /* ====================================================================== */
@@ -938,6 +1074,29 @@ const char *aria_drop_name(int reason);
 #define ARIA_SHARD_HEADER_BYTES 32
 #define ARIA_SHARD_SEQUENCES 4096 /* sequences per shard (the last one fewer) */
 
+/* Files that belong together (src/tasks/groups.c): a split keeps each
+   group on one side, so that versions or parts of one piece are never in
+   both training and validation.
+     AUTO   the folder ("versions" counted as its parent) + the file name
+            without version / part marks (-v2, _mov_1, _no_12, _part1,
+            _cut ...): POP909's NNN/NNN.mid and NNN/versions/NNN-vK.mid, a
+            GiantMIDI recording's movements; and names ending in ", ID"
+            (an 11-character YouTube id, GiantMIDI's naming) join every
+            file whose name contains that ID.
+     DIR    the folder ("versions" counted as its parent).
+     REGEX  the first parenthesised part (else the whole) of the match of a
+            POSIX extended regular expression on the path; no match: alone.
+     NONE   each file alone. */
+typedef enum { ARIA_GROUP_AUTO = 0, ARIA_GROUP_DIR, ARIA_GROUP_REGEX, ARIA_GROUP_NONE } aria_group_mode;
+/* "auto", "dir", "none" or "regex:PATTERN" (*pattern points into text);
+   0, or -1 for anything else. */
+int aria_group_mode_parse(const char *text, aria_group_mode *mode, const char **pattern);
+/* group[i] (caller's array of n) receives the group of paths[i]; groups are
+   numbered 0.. in order of their first path; *n_groups their count.
+   ARIA_ERR_ARG for a pattern that does not compile (the message says why). */
+int aria_group_paths(const char *const *paths, size_t n, aria_group_mode mode, const char *pattern,
+                     size_t *group, size_t *n_groups, aria_error *err);
+
 typedef struct {
     int seq_len;          /* ids per sequence (8192, the model's context) */
     int epochs;           /* training epochs, each tokenized afresh (1) */
@@ -947,6 +1106,15 @@ typedef struct {
     int jobs;             /* threads (0: all CPUs) */
     uint64_t seed;        /* split, shuffles, tokenizer randomness (0) */
     int overwrite;        /* replace a finished dataset in the directory (0) */
+    aria_group_mode group_by; /* what the split keeps together (ARIA_GROUP_AUTO) */
+    const char *group_pattern; /* the regular expression of ARIA_GROUP_REGEX */
+    /* Called with progress_ctx from the building thread for every MIDI file
+       left out, in path order, once the scan and dedup are done (may be
+       NULL): its reason
+       (aria_drop_reason) and a detail: the reader's error, the filter's
+       measured value, the file it duplicates. DATA/dropped.tsv lists the
+       same (path, reason, detail). */
+    void (*on_drop)(void *ctx, const char *path, int reason, const char *detail);
     /* Called from the building thread, may be NULL: `stage` is "scan",
        "train e<N>" or "val e0"; done of total files. */
     void (*progress)(void *ctx, const char *stage, size_t done, size_t total);
@@ -962,6 +1130,7 @@ typedef struct {
     size_t filter_failures[ARIA_N_FILTERS]; /* every failing filter counted */
     size_t ids_sequences;       /* lines read from ids files */
     size_t train_files, val_files; /* kept files (an ids line counts as one) */
+    size_t groups, val_groups;     /* groups of kept files (an ids line is one) */
     uint64_t train_sequences;   /* over all epochs */
     uint64_t val_sequences;
     uint64_t tokens;            /* ids written, padding excluded, all shards */
@@ -970,9 +1139,9 @@ typedef struct {
 /* Builds a dataset in `out_dir` (created when missing): MIDI files found
    under `inputs` (directories walked recursively for *.mid / *.midi in any
    case, or files), plus pre-tokenized `ids_files` (one sequence of ids per
-   line), read, filtered, deduplicated, split by file into train and
-   validation, tokenized for every epoch (validation: once) and cut into
-   seq_len sequences, <P>-padded. The same inputs and options give
+   line), read, filtered, deduplicated, split into train and validation
+   keeping each group (opts->group_by) on one side, tokenized for every
+   epoch (validation: once) and cut into seq_len sequences, <P>-padded. The same inputs and options give
    byte-identical files. Errors name the file (and line) in err. Refuses a
    directory that holds manifest.json unless opts->overwrite. */
 int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_inputs,

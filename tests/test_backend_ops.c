@@ -58,6 +58,7 @@ static float *fvec(size_t n) {
 static const kern_backend_i *need(const char *name) {
     const kern_backend_i *be = !strcmp(name, "portable") ? kern_backend_portable()
                                : !strcmp(name, "avx512") ? kern_backend_avx512(NULL)
+                               : !strcmp(name, "quant")  ? kern_backend_quant(NULL)
                                                          : kern_backend_onednn(NULL);
     if (!be) cr_skip("no %s backend in this build or on this CPU: skipped, not passed", name);
     return be;
@@ -256,6 +257,188 @@ static void matmul_test(const char *name, int want_exact) {
 Test(backend_ops, matmul_portable) { matmul_test("portable", 1); }
 Test(backend_ops, matmul_avx512) { matmul_test("avx512", 1); }
 Test(backend_ops, matmul_onednn) { matmul_test("onednn", 0); }
+
+/* ---- quantized products: q8_0, q4_0 ---------------------------------------- */
+
+static aria_ctx *make_ctx(aria_precision prec, int portable);
+
+/* A random matrix quantized row by row; wf holds the dequantized values
+   (what the product must multiply), and each is checked against the
+   value it came from: within half a step of its block's scale (q4_0: a
+   step). */
+static mat make_qmat(int rows, int cols, aria_dtype dt) {
+    mat a = {0};
+    size_t n = (size_t)rows * cols, rb = kern_quant_row_bytes(dt, cols), nb = (size_t)cols / KERN_QBLOCK;
+    float *w = rand_vec(n, 0.5f);
+    a.wf = fvec(n);
+    a.raw = malloc(rows * rb + rows * nb * 2);
+    cr_assert(a.raw);
+    uint16_t *sc = (uint16_t *)((uint8_t *)a.raw + rows * rb);
+    for (int r = 0; r < rows; r++) {
+        kern_quant_row(dt, w + (size_t)r * cols, cols, (uint8_t *)a.raw + r * rb, sc + r * nb);
+        kern_dequant_row(dt, (uint8_t *)a.raw + r * rb, sc + r * nb, cols, a.wf + (size_t)r * cols);
+        for (int k = 0; k < cols; k++) {
+            double d = kern_f16_to_f32(sc[r * nb + k / KERN_QBLOCK]), e = fabs(a.wf[(size_t)r * cols + k] - w[(size_t)r * cols + k]);
+            /* q4_0's -8..7 reaches only 7/8 of the largest magnitude on
+               the side opposite to it: up to a whole step there */
+            double bound = fabs(d) * (dt == ARIA_DT_Q4_0 ? 1.005 : 0.5005) + 1e-7; /* + 8 x the scale's float16 rounding */
+            cr_assert(e <= bound, "%s quantization error %.3g > %.3g", aria_dtype_name(dt), e, bound);
+        }
+    }
+    free(w);
+    a.m = (kern_mat){.dtype = dt, .data = a.raw, .rows = rows, .cols = cols, .scales = sc};
+    return a;
+}
+
+/* x rounded as the VNNI backend rounds activations: per block of 32, to
+   the nearest multiple of (largest magnitude / 127). */
+static void quantize_x_blocks(const float *x, size_t n, float *out) {
+    for (size_t b = 0; b < n; b += KERN_QBLOCK) {
+        float amax = 0;
+        for (int j = 0; j < KERN_QBLOCK; j++) amax = fmaxf(amax, fabsf(x[b + j]));
+        float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < KERN_QBLOCK; j++) out[b + j] = nearbyintf(x[b + j] * id) * d;
+    }
+}
+
+/* Every shape: the product of the dequantized matrix in double is the
+   reference. The portable backend (float32 x) matches it to float32 sums;
+   the VNNI one matches the product of x rounded as it rounds x to float32
+   sums, and the true reference within the activations' rounding. */
+static int qmatmul_cases(const kern_backend_i *be, aria_precision prec) {
+    static const int Ts[] = {1, 2, 3, 4, 5, 16, 33};
+    static const int shapes[][2] = {{24, 32}, {37, 96}, {300, 288}, {256, 512}};
+    int cases = 0;
+    for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+            for (int dt = 0; dt < 2; dt++)
+                for (int acc = 0; acc < 2; acc++) {
+                    int T = Ts[a], R = shapes[s][0], C = shapes[s][1];
+                    mat W = make_qmat(R, C, dt ? ARIA_DT_Q4_0 : ARIA_DT_Q8_0);
+                    kern_shape sh = {T, R, C, W.m.dtype};
+                    if (!be->supports(KERN_OP_MATMUL, &sh, prec)) {
+                        free_mat(&W);
+                        continue;
+                    }
+                    size_t nx = (size_t)T * C, ny = (size_t)T * R;
+                    float *x = rand_vec(nx, 1.0f), *y0 = rand_vec(ny, 1.0f), *y = fvec(ny), *xq = fvec(nx);
+                    double *ref = dvec(ny), *mag = dvec(ny), *refq = dvec(ny), *magq = dvec(ny);
+                    int qx = be->mm_x_prepare != NULL; /* activations quantized */
+                    matmul_ref(x, T, &W, y0, acc, 0, ref, mag);
+                    quantize_x_blocks(x, nx, xq);
+                    matmul_ref(qx ? xq : x, T, &W, y0, acc, 0, refq, magq);
+                    memcpy(y, y0, ny * sizeof *y);
+                    run_matmul(be, x, T, &W, y, acc);
+                    double e = 0, et = 0;
+                    for (size_t i = 0; i < ny; i++) {
+                        double d = fabs(y[i] - refq[i]) / (magq[i] + 1e-30), dt2 = fabs(y[i] - ref[i]) / (mag[i] + 1e-30);
+                        if (isnan(d) || d > e) e = isnan(d) ? INFINITY : d;
+                        if (isnan(dt2) || dt2 > et) et = isnan(dt2) ? INFINITY : dt2;
+                    }
+                    const char *name = aria_dtype_name(W.m.dtype);
+                    cr_expect(e <= 1e-5, "%s %s T %d %dx%d acc %d: err %.3g", be->name, name, T, R, C, acc, e);
+                    /* half a step of 1/127 of the block's largest |x| per element */
+                    cr_expect(et <= (qx ? 1e-2 : 1e-5), "%s %s T %d %dx%d: err vs exact x %.3g", be->name, name, T, R,
+                              C, et);
+                    if (T >= 3) {
+                        x[3] = NAN;
+                        x[nx - 2] = INFINITY;
+                        memcpy(y, y0, ny * sizeof *y);
+                        run_matmul(be, x, T, &W, y, acc);
+                        cr_expect(all_nonfinite(y, (size_t)R), "%s %s: NaN input row came out finite", be->name, name);
+                        cr_expect(all_nonfinite(y + ny - R, (size_t)R), "%s %s: Inf input row came out finite",
+                                  be->name, name);
+                        cr_expect(all_finite(y + R, ny - 2 * (size_t)R), "%s %s: a NaN leaked into other rows",
+                                  be->name, name);
+                    }
+                    cases++;
+                    free(x), free(y0), free(y), free(xq), free(ref), free(mag), free(refq), free(magq);
+                    free_mat(&W);
+                }
+    return cases;
+}
+
+Test(backend_ops, qmatmul_portable) {
+    const kern_backend_i *be = need("portable");
+    int n = qmatmul_cases(be, ARIA_PREC_FAST) + qmatmul_cases(be, ARIA_PREC_EXACT);
+    cr_assert_eq(n, 2 * 7 * 4 * 2 * 2, "the portable backend takes every quantized product");
+    LOG_CASES("q8_0/q4_0 matmul", be, n);
+}
+
+Test(backend_ops, qmatmul_quant) {
+    const kern_backend_i *be = need("quant");
+    int n = qmatmul_cases(be, ARIA_PREC_FAST);
+    cr_assert_eq(n, 7 * 4 * 2 * 2, "the VNNI backend takes every quantized product in fast precision");
+    cr_expect_eq(qmatmul_cases(be, ARIA_PREC_EXACT), 0, "the VNNI backend rounds x: never in exact precision");
+    kern_shape f32 = {1, 64, 64, ARIA_DT_F32}, odd = {1, 64, 48, ARIA_DT_Q8_0};
+    cr_expect(!be->supports(KERN_OP_MATMUL, &f32, ARIA_PREC_FAST));
+    cr_expect(!be->supports(KERN_OP_MATMUL, &odd, ARIA_PREC_FAST), "cols not a multiple of 32");
+    LOG_CASES("q8_0/q4_0 matmul", be, n);
+}
+
+/* The formats themselves: float16 scales, a block's extremes, zeros. */
+Test(backend_ops, quant_formats) {
+    static const float f16_cases[] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 1e-3f, 3.14159f};
+    for (size_t i = 0; i < sizeof f16_cases / sizeof *f16_cases; i++) {
+        float f = f16_cases[i], g = kern_f16_to_f32(kern_f32_to_f16(f));
+        cr_expect(fabsf(g - f) <= fabsf(f) * 0x1p-11f, "f16 round trip of %g gave %g", f, g);
+    }
+    cr_expect_eq(kern_f32_to_f16(1.0f), 0x3c00);
+    cr_expect_eq(kern_f32_to_f16(65520.0f), 0x7c00, "65520 rounds to inf");
+    cr_expect_eq(kern_f32_to_f16(1.0f + 0x1p-11f), 0x3c00, "a tie rounds to even");
+    float x[64], out[64];
+    uint8_t q[64];
+    uint16_t sc[2];
+    for (int j = 0; j < 64; j++) x[j] = j < 32 ? (float)(j - 16) / 16.0f : 0.0f;
+    kern_quant_row(ARIA_DT_Q8_0, x, 64, q, sc);
+    cr_expect_eq((int8_t)q[0], -127, "the largest magnitude maps to -127");
+    cr_expect_eq(sc[1], 0, "an all-zero block has scale 0");
+    kern_dequant_row(ARIA_DT_Q8_0, q, sc, 64, out);
+    cr_expect_eq(out[0], kern_f16_to_f32(sc[0]) * -127.0f);
+    cr_expect_eq(out[40], 0.0f);
+    kern_quant_row(ARIA_DT_Q4_0, x, 64, q, sc);
+    cr_expect_eq(q[0] & 15, 0, "the largest magnitude maps to -8 (nibble 0)");
+    cr_expect_eq(q[0] >> 4, 8, "x[16] = 0 maps to nibble 8");
+    kern_dequant_row(ARIA_DT_Q4_0, q, sc, 64, out);
+    cr_expect_eq(out[0], -1.0f, "-1 is exact: scale 1/8");
+    cr_expect_eq(out[31], 0.875f, "15/16 = 7.5 steps clamps to 7");
+}
+
+/* Through dispatch in every context: the VNNI backend in fast precision
+   where the CPU has it, the portable product otherwise. */
+Test(backend_ops, dispatch_quantized) {
+    int cases = 0;
+    for (int portable = 0; portable < 2; portable++)
+        for (int prec = 0; prec < 2; prec++) {
+            aria_ctx *c = make_ctx(prec ? ARIA_PREC_EXACT : ARIA_PREC_FAST, portable);
+            for (int dt = 0; dt < 2; dt++)
+                for (int T = 1; T <= 40; T += 39) {
+                    mat W = make_qmat(300, 288, dt ? ARIA_DT_Q4_0 : ARIA_DT_Q8_0);
+                    size_t nx = (size_t)T * 288, ny = (size_t)T * 300;
+                    float *x = rand_vec(nx, 1), *y = fvec(ny), *y0 = rand_vec(ny, 1);
+                    double *ref = dvec(ny), *mag = dvec(ny);
+                    const char *be = kern_matmul_backend(c, T, &W.m);
+                    int vnni = !strcmp(be, "quant");
+                    cr_expect(!vnni || (!prec && !portable), "the VNNI product outside fast precision");
+                    cr_expect(vnni || !strcmp(be, "portable"), "%s took a quantized product", be);
+                    matmul_ref(x, T, &W, y0, 1, 0, ref, mag);
+                    memcpy(y, y0, ny * 4);
+                    kern_matmul(c, x, T, &W.m, y, 1);
+                    double e = 0;
+                    for (size_t i = 0; i < ny; i++) {
+                        double d = fabs(y[i] - ref[i]) / (mag[i] + 1e-30);
+                        if (isnan(d) || d > e) e = isnan(d) ? INFINITY : d;
+                    }
+                    cr_expect(e <= (vnni ? 1e-2 : 1e-5), "%s %s T %d: %.3g", aria_ctx_describe(c),
+                              aria_dtype_name(W.m.dtype), T, e);
+                    cases++;
+                    free(x), free(y), free(y0), free(ref), free(mag);
+                    free_mat(&W);
+                }
+            aria_ctx_free(c);
+        }
+    cr_log_info("q8_0/q4_0 matmul through dispatch: %d cases compared (4 contexts)", cases);
+}
 
 /* ---- general products --------------------------------------------------- */
 
@@ -1011,10 +1194,12 @@ Test(backend_ops, backends_of_this_build) {
 #ifdef ARIA_PORTABLE
     cr_assert_null(kern_backend_avx512(NULL), "a PORTABLE build has no AVX-512 backend");
     cr_assert_null(kern_backend_onednn(NULL), "a PORTABLE build has no oneDNN backend");
+    cr_assert_null(kern_backend_quant(NULL), "a PORTABLE build has no VNNI backend");
 #endif
     aria_ctx *c = make_ctx(ARIA_PREC_FAST, 0);
     cr_assert(kern_ctx_has_backend(c, "portable"));
-    cr_log_info("backends here: %s%s%s", kern_ctx_has_backend(c, "onednn") ? "onednn, " : "",
-                kern_ctx_has_backend(c, "avx512") ? "avx512, " : "", "portable");
+    cr_log_info("backends here: %s%s%s%s", kern_ctx_has_backend(c, "onednn") ? "onednn, " : "",
+                kern_ctx_has_backend(c, "quant") ? "quant (VNNI), " : "", kern_ctx_has_backend(c, "avx512") ? "avx512, " : "",
+                "portable");
     aria_ctx_free(c);
 }

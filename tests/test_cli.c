@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "aria.h"
 #include "cli_helpers.h"
 
 
@@ -237,7 +238,8 @@ Test(cli, notes_and_info) {
     static run_result r;
     run(&r, "notes " BASIC);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_expect(strncmp(r.out, "0\t2000\t48\t127\t0\n", 16) == 0, "%.40s", r.out);
+    /* channels 1-16, as `aria info` numbers them (issue 13 item 9; 0-15 before) */
+    cr_expect(strncmp(r.out, "0\t2000\t48\t127\t1\n", 16) == 0, "%.40s", r.out);
     cr_expect_eq(count_lines(r.out), 54);
     run(&r, "info " BASIC);
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -354,4 +356,426 @@ Test(cli, environment_reaches_the_library_through_the_cli) {
     }
     snprintf(args, sizeof args, "rm -rf %s", dir);
     cr_expect_eq(system(args), 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* What a new user meets (issue 13): one test per item                    */
+/* ---------------------------------------------------------------------- */
+
+#define WALTZ "tests/data/vectors/waltz/waltz.mid"
+#define NOCTURNE "tests/data/vectors/nocturne/nocturne.mid"
+
+static int count_in(const char *s, const char *what) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, what)); p += strlen(what)) n++;
+    return n;
+}
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* dir/cut.mid: the waltz cut to its first 100 bytes (a track that runs
+   past the end of the file) */
+static void write_cut_midi(const char *dir) {
+    char buf[100], p[600];
+    FILE *f = fopen(WALTZ, "rb");
+    cr_assert(f && fread(buf, 1, sizeof buf, f) == sizeof buf);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/cut.mid", dir);
+    f = fopen(p, "wb");
+    cr_assert(f && fwrite(buf, 1, sizeof buf, f) == sizeof buf);
+    fclose(f);
+}
+
+/* dir/data: 64-id sequences of two reference files; dir/lm.safetensors,
+   dir/emb.safetensors: tiny models with an lm_head and with an emb_head */
+static void make_fixtures(const char *dir, int data, int models) {
+    static char args[2048];
+    static run_result r;
+    if (data) {
+        snprintf(args, sizeof args, "dataset --out %s/data --seq-len 64 --filters none " BASIC " " WALTZ, dir);
+        run(&r, args);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+    }
+    if (models) {
+        snprintf(args, sizeof args, "init --config tiny -o %s/lm.safetensors", dir);
+        run(&r, args);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        snprintf(args, sizeof args, "init --config tiny --heads emb -o %s/emb.safetensors", dir);
+        run(&r, args);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+    }
+}
+
+static void remove_tree(const char *dir) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* 1. Nothing is overwritten silently. */
+Test(cli_ux, nothing_is_overwritten_silently) {
+    char dir[] = "/tmp/aria_ux1XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 1, 0);
+    static char args[2048], before[1 << 16], after[1 << 16];
+    static run_result r;
+    char mid[600], p[600];
+    /* detokenize's default output is the MIDI file the tokens came from */
+    snprintf(args, sizeof args, "cp " BASIC " %s/w.mid && %s tokenize %s/w.mid > %s/w.json", dir, aria_bin(), dir, dir);
+    cr_assert_eq(system(args), 0);
+    snprintf(mid, sizeof mid, "%s/w.mid", dir);
+    slurp(mid, before, sizeof before);
+    snprintf(args, sizeof args, "detokenize %s/w.json", dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "already exists") && strstr(r.err, "-o") && strstr(r.err, "--force"), "%s", r.err);
+    slurp(mid, after, sizeof after);
+    cr_expect(!memcmp(before, after, sizeof before), "w.mid was changed");
+    snprintf(args, sizeof args, "detokenize --force %s/w.json", dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    snprintf(args, sizeof args, "detokenize -o %s/w.mid %s/w.json", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "-o naming the file replaces it: %s", r.err);
+
+    /* a finished run is refused, pointing to --resume and --force */
+    const char *targs = "--config tiny --batch 2 --steps 2 --threads 1";
+    snprintf(args, sizeof args, "train --data %s/data --out %s/run %s", dir, dir, targs);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(p, sizeof p, "%s/run/log.jsonl", dir);
+    cr_expect_eq(count_step_lines(p), 2);
+    snprintf(args, sizeof args, "train --data %s/data --out %s/run %s --steps 1", dir, dir, targs);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "holds a run") && strstr(r.err, "--resume") && strstr(r.err, "--force"), "%s", r.err);
+    cr_expect_eq(count_step_lines(p), 2, "the old run is untouched");
+    snprintf(args, sizeof args, "train --data %s/data --out %s/run %s --steps 1 --force", dir, dir, targs);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_eq(count_step_lines(p), 1, "--force replaced the run");
+    snprintf(p, sizeof p, "%s/run/ckpt-00000002.safetensors", dir);
+    cr_expect(!exists(p), "the old run's checkpoint is gone");
+    remove_tree(dir);
+}
+
+/* 2. Nothing is left behind on failure. */
+Test(cli_ux, nothing_is_left_behind_on_failure) {
+    char dir[] = "/tmp/aria_ux2XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 1, 1);
+    write_cut_midi(dir);
+    static char args[2048];
+    static run_result r;
+    char p[600];
+    /* each: the command, then the directory that must not appear */
+    static const char *const cases[][2] = {
+        {"train --resume %s/ghost_run", "%s/ghost_run"},
+        {"train --data %s/bad --out %s/rX --config tiny", "%s/rX"},
+        {"train --data %s/big --out %s/rY --config tiny", "%s/rY"},      /* seq-len 8192 > context 512 */
+        {"train --data %s/data --out %s/rW --init %s/emb.safetensors", "%s/rW"}, /* no lm_head */
+        {"tokenize --out-dir %s/tk /nonexistent/a.mid", "%s/tk"},
+        {"generate --model %s/lm.safetensors --prompt %s/cut.mid --strict --out-dir %s/gen", "%s/gen"},
+    };
+    snprintf(args, sizeof args, "dataset --out %s/big --filters none " WALTZ, dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(args, sizeof args, cases[i][0], dir, dir, dir);
+        run(&r, args);
+        cr_expect_eq(r.status, 1, "%s: %s", args, r.err);
+        cr_expect_eq(count_lines(r.err), 1, "%s: one line: %s", args, r.err);
+        snprintf(p, sizeof p, cases[i][1], dir);
+        cr_expect(!exists(p), "%s left %s behind", args, p);
+    }
+    remove_tree(dir);
+}
+
+/* 3. Errors name the thing that is wrong. */
+Test(cli_ux, errors_name_the_thing_that_is_wrong) {
+    char dir[] = "/tmp/aria_ux3XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 1, 1);
+    static char args[2048], want[700];
+    static run_result r;
+    /* weights of the wrong shape: the weights file, not the run directory */
+    snprintf(args, sizeof args, "train --data %s/data --out %s/rZ --init %s/lm.safetensors --config small", dir, dir,
+             dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    snprintf(want, sizeof want, "aria: %s/lm.safetensors: tensor ", dir);
+    cr_expect(strstr(r.err, want) == r.err, "%s", r.err);
+    /* a missing dataset: the dataset, alone */
+    snprintf(args, sizeof args, "train --data %s/bad --out %s/rX --config tiny", dir, dir);
+    run(&r, args);
+    snprintf(want, sizeof want, "aria: %s/bad: no manifest.json", dir);
+    cr_expect(strstr(r.err, want) == r.err, "%s", r.err);
+    /* the sequence length against the context, with the fix */
+    snprintf(args, sizeof args, "train --data %s/data --out %s/rX --config tiny --batch 2 --steps 1", dir, dir);
+    /* generate into a directory that does not exist yet: made */
+    snprintf(args, sizeof args,
+             "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 4 --seed 1 --out-dir %s/out2/deep", dir,
+             dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    snprintf(want, sizeof want, "%s/out2/deep/res_1.mid", dir);
+    cr_expect(exists(want), "%s", r.err);
+    /* tokenize --out-dir: a missing directory is made; a file in its way is one line */
+    snprintf(args, sizeof args, "tokenize --out-dir %s/tk " BASIC " " WALTZ, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    snprintf(want, sizeof want, "%s/tk/waltz.json", dir);
+    cr_expect(exists(want));
+    snprintf(args, sizeof args, "tokenize --out-dir %s/data/manifest.json " BASIC " " WALTZ " " NOCTURNE, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect_eq(count_lines(r.err), 1, "%s", r.err);
+    cr_expect(strstr(r.err, "manifest.json: not a directory") != NULL, "%s", r.err);
+    remove_tree(dir);
+}
+
+/* 4. Damaged input is reported: read as far as it goes, one warning per
+   file and command, refused with --strict. */
+Test(cli_ux, damaged_input_is_reported) {
+    char dir[] = "/tmp/aria_ux4XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 0, 1);
+    write_cut_midi(dir);
+    static char args[2048], cut[600];
+    static run_result r;
+    snprintf(cut, sizeof cut, "%s/cut.mid", dir);
+    static const char *const cmds[] = {
+        "tokenize --ids %s", "notes %s", "embed --model %s/emb.safetensors %s",
+        "generate --model %s/lm.safetensors --prompt %s --max-new 2 --seed 1 --out-dir %s"};
+    for (int k = 0; k < 4; k++) {
+        for (int strict = 0; strict < 2; strict++) {
+            if (k == 0 || k == 1) snprintf(args, sizeof args, cmds[k], cut);
+            else snprintf(args, sizeof args, cmds[k], dir, cut, dir);
+            if (strict) strcat(args, " --strict");
+            run(&r, args);
+            cr_expect_eq(r.status, strict ? 1 : 0, "%s: %s", args, r.err);
+            cr_expect_eq(count_in(r.err, "runs past the end of the file"), 1, "%s: one line: %s", args, r.err);
+            cr_expect_eq(count_in(r.err, "aria: warning: "), !strict, "%s: %s", args, r.err);
+            if (strict) cr_expect(strstr(r.err, "refused by --strict") != NULL, "%s", r.err);
+            else if (k < 3) cr_expect(r.out[0] != 0, "%s: what could be read still comes out", args);
+        }
+    }
+    snprintf(args, sizeof args, "%s/res_1.mid", dir);
+    cr_expect(exists(args), "the continuation of what could be read");
+    /* a sound file: no warning */
+    run(&r, "tokenize --ids " WALTZ);
+    cr_expect(!strstr(r.err, "warning"), "%s", r.err);
+    remove_tree(dir);
+}
+
+/* 5. Many files in, one answer per file. */
+Test(cli_ux, many_files_one_answer_per_file) {
+    static run_result r;
+    run(&r, "tokenize --ids " BASIC " /nonexistent/bad.mid " WALTZ);
+    cr_expect_eq(r.status, 1);
+    cr_expect_eq(count_lines(r.out), 2);
+    cr_expect(strncmp(r.out, BASIC "\t6 ", strlen(BASIC) + 3) == 0, "%.80s", r.out);
+    const char *second = strchr(r.out, '\n') + 1;
+    cr_expect(strncmp(second, WALTZ "\t", strlen(WALTZ) + 1) == 0, "%.80s", second);
+    cr_expect(strstr(r.err, "1 of 3 files refused") != NULL, "%s", r.err);
+    /* one file: the tokens alone, as before */
+    run(&r, "tokenize --ids " WALTZ);
+    cr_expect(strncmp(r.out, "6 ", 2) == 0, "%.40s", r.out);
+
+    char dir[] = "/tmp/aria_ux5XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 0, 1);
+    static char args[2048], buf[8192];
+    char npy[600], list[600];
+    snprintf(npy, sizeof npy, "%s/x.npy", dir);
+    snprintf(list, sizeof list, "%s/x.files.txt", dir);
+    /* without --skip-bad: nothing written, and the way out is named */
+    snprintf(args, sizeof args, "embed --model %s/emb.safetensors -o %s " WALTZ " " BASIC, dir, npy);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(!exists(npy) && strstr(r.err, "--skip-bad"), "%s", r.err);
+    /* with it: the others embedded, their names listed beside */
+    snprintf(args, sizeof args, "embed --model %s/emb.safetensors -o %s --skip-bad " WALTZ " " BASIC " " NOCTURNE, dir,
+             npy);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    slurp(npy, buf, sizeof buf);
+    cr_expect(strstr(buf + 10, "'shape': (2, 32)") != NULL, "%s", buf + 10);
+    slurp(list, buf, sizeof buf);
+    cr_expect_str_eq(buf, WALTZ "\n" NOCTURNE "\n");
+    remove_tree(dir);
+}
+
+/* Every file of configs/, sorted: the preset list. */
+static void configs_list(char *out, size_t cap) {
+    FILE *p = popen("ls configs | sed -n 's/\\.json$//p' | sort | paste -sd, - | sed 's/,/, /g'", "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    pclose(p);
+    while (n && out[n - 1] == '\n') n--;
+    out[n] = 0;
+}
+
+/* 6. Presets and defaults agree. */
+Test(cli_ux, presets_and_defaults_agree) {
+    static char list[256], want[300], args[2048];
+    static run_result r;
+    configs_list(list, sizeof list);
+    cr_assert(strstr(list, "small") && strstr(list, "tiny"), "%s", list);
+    snprintf(want, sizeof want, "(%s)", list);
+    static const char *const helps[] = {"generate --help", "embed --help", "logits --help", "init --help",
+                                        "train --help"};
+    for (int i = 0; i < 5; i++) {
+        run(&r, helps[i]);
+        cr_expect(strstr(r.out, want) != NULL, "`%s` lists the presets %s:\n%s", helps[i], want, r.out);
+    }
+    /* every name works as --config NAME (the error is then about the
+       weights), and is the shape its file holds */
+    for (char *name = strtok(list, ", "); name; name = strtok(NULL, ", ")) {
+        aria_model_config a, b;
+        aria_error e = {{0}};
+        char path[300];
+        snprintf(path, sizeof path, "configs/%s.json", name);
+        cr_expect_eq(aria_config_preset(&a, name), ARIA_OK, "no preset %s", name);
+        cr_expect_eq(aria_config_read(&b, path, &e), ARIA_OK, "%s: %s", path, e.msg);
+        cr_expect(!memcmp(&a, &b, sizeof a), "%s differs from the preset %s", path, name);
+        snprintf(args, sizeof args, "logits --config %s --model /nonexistent/m.safetensors --ids " BASIC, name);
+        run(&r, args);
+        cr_expect_eq(r.status, 1);
+        cr_expect(strstr(r.err, "aria: /nonexistent/m.safetensors: ") == r.err, "--config %s: %s", name, r.err);
+    }
+    run(&r, "logits --config nosuch --model m.safetensors --ids x");
+    cr_expect(strstr(r.err, "neither a preset") != NULL, "%s", r.err);
+
+    /* `aria init --config tiny` (which has emb_size) makes a model that generates */
+    char dir[] = "/tmp/aria_ux6XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 0, 1);
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 4 --seed 1 --out-dir %s",
+             dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    /* and a model without an lm_head says how to get one */
+    snprintf(args, sizeof args, "generate --model %s/emb.safetensors --prompt " WALTZ " --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "no lm_head") && strstr(r.err, "--heads lm"), "%s", r.err);
+    /* a dataset longer than the model's context: refused with the fix */
+    snprintf(args, sizeof args, "dataset --out %s/big --filters none " WALTZ, dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(args, sizeof args, "train --data %s/big --out %s/run --config tiny", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "context of 512") && strstr(r.err, "--seq-len 512"), "%s", r.err);
+    remove_tree(dir);
+}
+
+/* 7. Progress and results are visible off a terminal. */
+Test(cli_ux, progress_is_visible_off_a_terminal) {
+    char dir[] = "/tmp/aria_ux7XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 1, 0);
+    static char args[2048];
+    static run_result r;
+    snprintf(args, sizeof args, "train --data %s/data --out %s/run --config tiny --batch 2 --steps 3 --threads 1", dir,
+             dir);
+    run(&r, args); /* stderr is a file here */
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "step 1/3  loss ") && strstr(r.err, "step 3/3  loss "), "%s", r.err);
+    cr_expect(!strchr(r.err, '\r'), "no terminal rewrites in a file: %s", r.err);
+    char want[700];
+    snprintf(want, sizeof want, "weights %s/run/model.safetensors", dir);
+    cr_expect(strstr(r.err, "aria train: ") && strstr(r.err, "step 3, loss ") && strstr(r.err, want), "%s", r.err);
+    cr_expect(strstr(r.err, "val loss ") != NULL, "the dataset has a val split: %s", r.err);
+    /* init says what it does */
+    snprintf(args, sizeof args, "init --config tiny -o %s/m.safetensors", dir);
+    run(&r, args);
+    cr_expect(strstr(r.err, "random weights") && strstr(r.err, "wrote "), "%s", r.err);
+    remove_tree(dir);
+}
+
+/* 8. Generation says when it stops short. */
+Test(cli_ux, generation_says_when_it_stops_short) {
+    char dir[] = "/tmp/aria_ux8XXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 0, 1);
+    static char args[2048];
+    static run_result r;
+    /* the waltz's 15 s prompt is 229 tokens; the tiny context 512 */
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 2048 --seed 1 "
+             "--out-dir %s --no-mask", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "warning: --max-new 2048") && strstr(r.err, "room for 283 new tokens"), "%s", r.err);
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 8 --temp 0 "
+             "--variations 2 --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "--temp 0") && strstr(r.err, "identical"), "%s", r.err);
+    /* neither warning when the run fits and varies */
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 8 --seed 1 "
+             "--variations 2 --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_expect(!strstr(r.err, "warning"), "%s", r.err);
+    remove_tree(dir);
+}
+
+/* 9. Small ones. */
+Test(cli_ux, small_ones) {
+    static run_result r;
+    /* the drum channel's program is a kit */
+    run(&r, "info " BASIC);
+    cr_expect(strstr(r.out, "ch10:0(drum kit)") && !strstr(r.out, "ch10:0(piano)"), "%s", r.out);
+    /* one channel numbering, said in --help */
+    run(&r, "notes --help");
+    cr_expect(strstr(r.out, "channel 1-16") != NULL, "%s", r.out);
+    run(&r, "notes " BASIC);
+    cr_expect(!strstr(r.out, "\t0\n"), "no channel 0 in 1-16 numbering");
+    /* an unknown option is reported once, named */
+    static const char *const cmds[] = {"tokenize", "detokenize", "notes", "info", "generate", "embed",
+                                       "logits", "init", "train", "dataset"};
+    for (int i = 0; i < 10; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "%s --bogus x", cmds[i]);
+        run(&r, args);
+        cr_expect_eq(r.status, 2, "%s", args);
+        cr_expect_eq(count_in(r.err, "--bogus"), 1, "%s: %s", args, r.err);
+        cr_expect(strstr(r.err, "unknown option '--bogus'") != NULL, "%s: %s", args, r.err);
+    }
+    run(&r, "tokenize --seed");
+    cr_expect(strstr(r.err, "'--seed' needs a value") != NULL, "%s", r.err);
+    /* info and notes take many files */
+    run(&r, "info " BASIC " " WALTZ);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_eq(count_in(r.out, "file\t"), 2, "%s", r.out);
+    run(&r, "notes " BASIC " " WALTZ);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, BASIC "\t0\t2000\t48\t127\t1\n", strlen(BASIC) + 17) == 0, "%.80s", r.out);
+    cr_expect(strstr(r.out, WALTZ "\t") != NULL);
+    /* --help states the valid ranges, and the parser keeps to them */
+    run(&r, "generate --help");
+    cr_expect(strstr(r.out, "0..2") && strstr(r.out, "--min-p P             min-p filter, 0..1") &&
+              strstr(r.out, "0.5..1"), "%s", r.out);
+    run(&r, "generate --model m --prompt p --top-p 0.3");
+    cr_expect_eq(r.status, 2);
+    /* the README's fuzz list names every fuzz target */
+    static char readme[1 << 16];
+    slurp("README.md", readme, sizeof readme);
+    FILE *p = popen("ls fuzz | sed -n 's/\\.c$//p'", "r");
+    cr_assert(p);
+    char name[128];
+    int n = 0;
+    while (fgets(name, sizeof name, p)) {
+        name[strcspn(name, "\n")] = 0;
+        cr_expect(strstr(readme, name) != NULL, "README.md does not mention %s", name);
+        n++;
+    }
+    pclose(p);
+    cr_expect_geq(n, 4);
 }

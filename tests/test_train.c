@@ -542,3 +542,39 @@ Test(train_cli, val_batches_limits_validation) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* Resuming says what it did: a finished run has no steps left (exit 0,
+   nothing rewritten), a run without a checkpoint names its directory, a
+   resumed run ends with its last losses and where the weights are. */
+Test(train_cli, resume_says_what_it_did) {
+    char dir[] = "/tmp/aria_train_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char cmd[4096], errf[700], err[4096];
+    make_data(dir, "tests/data/vectors/synth_tie_order", "");
+    snprintf(errf, sizeof errf, "%s/err.txt", dir);
+    snprintf(cmd, sizeof cmd, "%s train --data %s/data --out %s/a --config tiny --batch 2 --steps 2 --threads 1 2>%s",
+             aria_bin(), dir, dir, errf);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s train --resume %s/a 2>%s", aria_bin(), dir, errf);
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
+    FILE *f = fopen(errf, "r");
+    size_t n = f ? fread(err, 1, sizeof err - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    cr_expect(strstr(err, "no steps left to run") != NULL, "%s", err);
+    snprintf(cmd, sizeof cmd, "%s/a/log.jsonl", dir);
+    cr_expect_eq(count_step_lines(cmd), 2);
+    /* the checkpoint pointer gone: the run directory is named */
+    snprintf(cmd, sizeof cmd, "rm %s/a/checkpoint.json && %s train --resume %s/a 2>%s", dir, aria_bin(), dir, errf);
+    int st = system(cmd);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s", cmd);
+    f = fopen(errf, "r");
+    n = f ? fread(err, 1, sizeof err - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    char want[700];
+    snprintf(want, sizeof want, "aria: %s/a: no checkpoint to resume from", dir);
+    cr_expect(strstr(err, want) == err, "%s", err);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}

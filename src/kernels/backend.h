@@ -6,7 +6,7 @@
  * and `supports`, which says whether it takes an op for a given shape and
  * precision. dispatch.c is the only caller of these tables and the only
  * place that falls back: it asks the context's backends in order (oneDNN,
- * AVX-512, portable) and gives the call to the first that supports it;
+ * quantized VNNI, AVX-512, portable) and gives the call to the first that supports it;
  * when that one fails, the next. A backend never calls another backend.
  *
  * Most ops are written for one thread over a range (rows, columns,
@@ -152,7 +152,7 @@ typedef struct kern_backend_i {
 /* The context (aria_ctx in include/aria.h): its backends in the order
    dispatch.c asks them, the precision, the pool and scratch. A derived
    context shares its base's pool and scratch (owns = 0). */
-#define KERN_MAX_BACKENDS 4
+#define KERN_MAX_BACKENDS 5
 struct aria_ctx {
     aria_precision prec;
     int portable;
@@ -168,5 +168,6 @@ struct aria_ctx {
 const kern_backend_i *kern_backend_portable(void);
 const kern_backend_i *kern_backend_avx512(const char **desc);
 const kern_backend_i *kern_backend_onednn(const char **desc);
+const kern_backend_i *kern_backend_quant(const char **desc);
 
 #endif

@@ -4,6 +4,10 @@
  * against it (tests/test_backend_ops.c), and its training ops keep the
  * exact order of the reference code: what "exact" precision runs.
  *
+ * Quantized weights (q8_0, q4_0) are widened block by block, times their
+ * scale, and multiply float32 activations: the exact-precision path of a
+ * quantized model, and every CPU's without VNNI.
+ *
  * The matrix product keeps 16 independent partial sums per dot product
  * so the compiler can vectorise it without reassociating floats; 4 x 1
  * blocks of (token, output) pairs reuse each loaded weight four times. On
@@ -28,11 +32,13 @@
 #define ARIA_CLONES
 #endif
 
-/* Every op in either precision, but the bfloat16 products (oneDNN's) and
-   weights of other dtypes than float32 and bfloat16. */
+/* Every op in either precision, but the bfloat16 products (oneDNN's).
+   Matrix products with float32, bfloat16, q8_0 and q4_0 weights. */
 static int portable_supports(kern_op op, const kern_shape *s, aria_precision prec) {
     (void)prec;
-    if (op == KERN_OP_MATMUL) return s->dtype == ARIA_DT_F32 || s->dtype == ARIA_DT_BF16;
+    if (op == KERN_OP_MATMUL)
+        return s->dtype == ARIA_DT_F32 || s->dtype == ARIA_DT_BF16 ||
+               (kern_dtype_quantized(s->dtype) && s->k % KERN_QBLOCK == 0);
     return op != KERN_OP_GEMM_BF16 && op != KERN_OP_GEMM_BF16_ST;
 }
 
@@ -115,9 +121,59 @@ DEFINE_MM_BLOCK(mm_bf16_block, uint16_t, bf16_f32)
 #undef LOAD_F32
 #undef DEFINE_MM_BLOCK
 
+/* Quantized weights (q8_0, q4_0): each block of 32 is widened to float32
+   times its scale, then multiplies float32 activations: the product of
+   the dequantized matrix, 32 partial sums per (token, output), for up to 4
+   tokens per weight block read. */
+#define QB KERN_QBLOCK
+
+static inline void dequant_block(aria_dtype dt, const uint8_t *q, float d, float *w) {
+    if (dt == ARIA_DT_Q4_0) {
+        for (int j = 0; j < QB / 2; j++) {
+            w[j] = d * (float)((q[j] & 15) - 8);
+            w[j + QB / 2] = d * (float)((q[j] >> 4) - 8);
+        }
+    } else {
+        for (int j = 0; j < QB; j++) w[j] = d * (float)(int8_t)q[j];
+    }
+}
+
+ARIA_CLONES
+static void mm_quant_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y, int ys,
+                           int acc) {
+    int nb = W->cols / QB;
+    size_t rb = kern_quant_row_bytes(W->dtype, W->cols), qb = rb / (size_t)nb;
+    for (int t = 0; t < T; t += 4) {
+        int nt = T - t < 4 ? T - t : 4;
+        const float *xt = x + (size_t)t * xs;
+        for (int o = o0; o < o1; o++) {
+            const uint8_t *q = (const uint8_t *)W->data + (size_t)o * rb;
+            const uint16_t *sc = W->scales + (size_t)o * nb;
+            float a[4][QB] = {{0}};
+            for (int b = 0; b < nb; b++) {
+                float w[QB];
+                dequant_block(W->dtype, q + (size_t)b * qb, kern_f16_to_f32(sc[b]), w);
+                for (int i = 0; i < nt; i++) {
+                    const float *xi = xt + (size_t)i * xs + (size_t)b * QB;
+                    for (int j = 0; j < QB; j++) a[i][j] += xi[j] * w[j];
+                }
+            }
+            for (int i = 0; i < nt; i++) {
+                float s = 0.0f;
+                for (int j = 0; j < QB; j++) s += a[i][j];
+                float *yo = y + (size_t)(t + i) * ys + o;
+                *yo = acc ? *yo + s : s;
+            }
+        }
+    }
+}
+#undef QB
+
 static void portable_mm_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y,
                               int ys, int acc) {
-    if (W->dtype == ARIA_DT_BF16)
+    if (kern_dtype_quantized(W->dtype))
+        mm_quant_block(x, xs, T, W, o0, o1, y, ys, acc);
+    else if (W->dtype == ARIA_DT_BF16)
         mm_bf16_block(x, xs, T, W->data, W->cols, o0, o1, y, ys, acc);
     else
         mm_f32_block(x, xs, T, W->data, W->cols, o0, o1, y, ys, acc);

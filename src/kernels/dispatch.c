@@ -37,9 +37,9 @@
 /* The context                                                            */
 /* ---------------------------------------------------------------------- */
 
-static void ctx_describe(aria_ctx *c, const char *avx, const char *dn) {
-    snprintf(c->desc, sizeof c->desc, "%s%s%s, precision %s, %d thread%s", *avx ? avx : "portable C",
-             *dn ? " + " : "", dn, c->prec == ARIA_PREC_EXACT ? "exact" : "fast", aria_pool_size(c->res.pool),
+static void ctx_describe(aria_ctx *c, const char *avx, const char *q, const char *dn) {
+    snprintf(c->desc, sizeof c->desc, "%s%s%s%s%s, precision %s, %d thread%s", *avx ? avx : "portable C",
+             *q ? " + " : "", q, *dn ? " + " : "", dn, c->prec == ARIA_PREC_EXACT ? "exact" : "fast", aria_pool_size(c->res.pool),
              aria_pool_size(c->res.pool) == 1 ? "" : "s");
 }
 
@@ -59,15 +59,19 @@ int aria_ctx_new(aria_ctx **out, const aria_ctx_opts *opts, aria_error *err) {
         aria_ctx_free(c);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory for a kernel context");
     }
-    const char *dn = "", *avx = "";
+    const char *dn = "", *avx = "", *q = "";
     if (!c->portable) {
         const kern_backend_i *b = kern_backend_onednn(&dn);
+        if (b) c->be[c->n_be++] = b;
+        /* the quantized products with VNNI (no other backend but the
+           portable one has them) */
+        b = kern_backend_quant(&q);
         if (b) c->be[c->n_be++] = b;
         b = kern_backend_avx512(&avx);
         if (b) c->be[c->n_be++] = b;
     }
     c->be[c->n_be++] = kern_backend_portable();
-    ctx_describe(c, avx, dn);
+    ctx_describe(c, avx, q, dn);
     *out = c;
     return ARIA_OK;
 }
@@ -177,7 +181,10 @@ static inline float bf16_f32(uint16_t h) {
 }
 
 void kern_row_f32(const kern_mat *W, int r, float *out) {
-    if (W->dtype == ARIA_DT_BF16) {
+    if (kern_dtype_quantized(W->dtype)) {
+        kern_dequant_row(W->dtype, (const uint8_t *)W->data + (size_t)r * kern_quant_row_bytes(W->dtype, W->cols),
+                         W->scales + (size_t)r * (W->cols / KERN_QBLOCK), W->cols, out);
+    } else if (W->dtype == ARIA_DT_BF16) {
         const uint16_t *w = (const uint16_t *)W->data + (size_t)r * W->cols;
         for (int k = 0; k < W->cols; k++) out[k] = bf16_f32(w[k]);
     } else {
@@ -240,7 +247,8 @@ static int mm_by_blocks(aria_ctx *c, const kern_backend_i *be, const float *x, i
         /* tasks of about 64 KB of weights (a multiple of 16 rows): enough
            of them that the threads finish a product together (decoding
            waits for the slowest), big enough that taking one costs nothing */
-        size_t row_bytes = (size_t)W->cols * (W->dtype == ARIA_DT_BF16 ? 2 : 4);
+        size_t row_bytes = kern_dtype_quantized(W->dtype) ? kern_quant_row_bytes(W->dtype, W->cols)
+                           : (size_t)W->cols * (W->dtype == ARIA_DT_BF16 ? 2 : 4);
         int per = (int)((65536 + row_bytes - 1) / row_bytes);
         per = (per + 15) / 16 * 16;
         if (per > W->rows) per = (W->rows + 15) / 16 * 16;

@@ -16,6 +16,9 @@
  *     otherwise). A product's result does not depend on T or on which rows
  *     share the call. Used for every small product, for decoding and in
  *     exact precision.
+ *   - quantized weights (q8_0, q4_0; see kern_mat): in fast precision on
+ *     AVX-512 VNNI with int8 activations (backend_quant.c), else the
+ *     portable float32 product of the dequantized weights.
  *   - oneDNN (builds with HAVE_DNNL) for large products in fast precision
  *     (T >= 16 and both sides of W >= 256): bfloat16 weights multiply
  *     activations rounded to bfloat16 (float32 accumulation and output);
@@ -57,16 +60,42 @@
 typedef struct kern_packed kern_packed;
 
 typedef struct {
-    aria_dtype dtype;  /* ARIA_DT_F32 or ARIA_DT_BF16 */
-    const void *data;  /* [rows][cols], row-major, aligned for its dtype */
+    aria_dtype dtype;  /* ARIA_DT_F32, ARIA_DT_BF16, ARIA_DT_Q8_0 or ARIA_DT_Q4_0 */
+    const void *data;  /* [rows][cols], row-major, aligned for its dtype; quantized:
+                          the integers, kern_quant_row_bytes per row (see below) */
     int rows, cols;    /* out, in */
     kern_packed *_Atomic packed; /* NULL until then (zero-initialise kern_mat) */
+    const uint16_t *scales; /* quantized: [rows][cols / KERN_QBLOCK] float16 */
 } kern_mat;
+
+/* Block-quantized matrices (docs/quantization.md). Each row is cut into
+   blocks of KERN_QBLOCK weights; a block keeps one float16 scale d and
+   integers q with weight = d q:
+     q8_0: 32 int8 (-127..127), one byte each, in order;
+     q4_0: 16 bytes, byte j holding weight j in its low nibble and weight
+           j + 16 in its high nibble, each stored as q + 8 (q in -8..7).
+   Integers and scales lie in two arrays (the file's two tensors), so a
+   mapped file is used as it is. cols must be a multiple of KERN_QBLOCK. */
+#define KERN_QBLOCK 32
+/* Whether dtype is one of the quantized types. */
+static inline int kern_dtype_quantized(aria_dtype dt) { return dt == ARIA_DT_Q8_0 || dt == ARIA_DT_Q4_0; }
+/* Bytes of integers in one row of cols weights. */
+size_t kern_quant_row_bytes(aria_dtype type, int cols);
+/* Quantizes one row of cols floats: the integers into q, cols/32 float16
+   scales into scales. Scales are rounded to float16 first and the
+   integers chosen for the rounded scale. Non-finite inputs are the
+   caller's to refuse (kern_quant_row gives them no meaning). */
+void kern_quant_row(aria_dtype type, const float *x, int cols, void *q, uint16_t *scales);
+/* The weights of one quantized row as float32. */
+void kern_dequant_row(aria_dtype type, const void *q, const uint16_t *scales, int cols, float *out);
+/* float16 <-> float32 (round to nearest even; what the scales are). */
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_f16(float f);
 
 /* Frees the packed copy, if any (with the model, or when the weights
    change). */
 void kern_mat_release(kern_mat *W);
-/* Row `r` of W widened to float32. */
+/* Row `r` of W as float32 (widened, or dequantized). */
 void kern_row_f32(const kern_mat *W, int r, float *out);
 
 /* ---- the context, as kernels' callers see it ------------------------- */

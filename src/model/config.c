@@ -64,13 +64,23 @@ typedef struct {
    separate MAX_EMBEDDING_SEQ_LEN of the embedding code (spec 2.4), and the
    Hugging Face config.json of aria-medium-embedding, which says 2048, is
    read as it is by aria_config_parse. max_seq_len sizes only the RoPE
-   table, so the weights are the same either way. "tiny" is the shape of
-   the golden vectors (../shared/vectors/model/config.json). */
+   table, so the weights are the same either way. "small" is the shape
+   the training benchmarks use between the two. "tiny" is the shape of
+   the golden vectors (../shared/vectors/model/config.json). Every preset
+   is a file configs/<name>.json and every file there is a preset (the
+   tests hold the two lists equal), so a name a user sees in configs/
+   always works as --config NAME. */
 static const cfg_preset cfg_presets[] = {
     {"medium", {1536, 24, 16, 4, 8192, CFG_VOCAB, 0, 0}},
     {"medium-emb", {1536, 24, 16, 4, 8192, CFG_VOCAB, 512, 0}},
+    {"small", {512, 8, 8, 4, 8192, CFG_VOCAB, 0, 0}},
     {"tiny", {64, 4, 2, 4, 512, CFG_VOCAB, 32, 5}},
 };
+
+const char *aria_config_preset_name(int i)
+{
+    return i >= 0 && (size_t)i < sizeof cfg_presets / sizeof cfg_presets[0] ? cfg_presets[i].name : NULL;
+}
 
 int aria_config_preset(aria_model_config *c, const char *name)
 {

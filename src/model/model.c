@@ -6,8 +6,9 @@
  *
  * Weights come from a safetensors file: float32 tensors are used where
  * they lie in the read-only mapping, bfloat16 matrices stay bfloat16 (the
- * matrix product widens them), anything else is converted to float32 once
- * (copies the model owns). A random model, and any model a trainer has
+ * matrix product widens them), quantized matrices (integers NAME plus
+ * float16 scales NAME.scale, docs/quantization.md) stay quantized, anything
+ * else is converted to float32 once (copies the model owns). A random model, and any model a trainer has
  * made trainable, holds every weight in one float32 arena instead.
  *
  * The kernels run on the model's context: its own (all CPUs, fast
@@ -88,15 +89,68 @@ static void shape_str(const aria_tensor *t, char *buf, size_t cap) {
     if (o < cap) snprintf(buf + o, cap - o, "]");
 }
 
-/* The file's tensor for p, with p's shape. */
-static int find_tensor(const aria_model *m, const model_param *p, const aria_tensor **out, aria_error *err) {
+/* A quantized matrix's integers t (I8: q8_0, U8: q4_0) and the scales
+   beside them (NAME.scale, F16 [rows][cols / 32]): checked against p's
+   shape, the scales finite. *scales receives the scale tensor. */
+static int find_quantized(const aria_model *m, const model_param *p, const aria_tensor *t,
+                          const aria_tensor **scales, aria_error *err) {
+    const char *dt = aria_dtype_name(t->dtype);
+    if (!p->cols)
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is %s: integers are only for quantized matrices", p->name,
+                         dt);
+    if (p->cols % KERN_QBLOCK)
+        return aria_fail(err, ARIA_ERR_FORMAT,
+                         "tensor %s is %s, but its %lld columns are not a multiple of the block size %d", p->name,
+                         dt, (long long)p->cols, KERN_QBLOCK);
+    int64_t icols = t->dtype == ARIA_DT_U8 ? p->cols / 2 : p->cols;
+    if (t->ndim != 2 || t->shape[0] != p->rows || t->shape[1] != icols) {
+        char got[64];
+        shape_str(t, got, sizeof got);
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s (%s, %s) has shape %s, expected [%lld, %lld]", p->name, dt,
+                         t->dtype == ARIA_DT_U8 ? "q4_0" : "q8_0", got, (long long)p->rows, (long long)icols);
+    }
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s.scale", p->name);
+    const aria_tensor *s = aria_st_find(&m->st, sname);
+    int64_t nb = p->cols / KERN_QBLOCK;
+    if (!s)
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is %s but %s (its scales, F16 [%lld, %lld]) is missing",
+                         p->name, dt, sname, (long long)p->rows, (long long)nb);
+    if (s->dtype != ARIA_DT_F16 || s->ndim != 2 || s->shape[0] != p->rows || s->shape[1] != nb) {
+        char got[64];
+        shape_str(s, got, sizeof got);
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is %s %s, expected F16 [%lld, %lld] (one scale per block of %d)",
+                         sname, aria_dtype_name(s->dtype), got, (long long)p->rows, (long long)nb, KERN_QBLOCK);
+    }
+    const uint8_t *b = s->data;
+    for (size_t i = 0; i < (size_t)(p->rows * nb); i++) {
+        uint16_t h;
+        memcpy(&h, b + 2 * i, 2);
+        if ((h & 0x7c00) == 0x7c00)
+            return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s: the scale of row %lld, block %lld is not finite", sname,
+                             (long long)(i / (size_t)nb), (long long)(i % (size_t)nb));
+    }
+    *scales = s;
+    return ARIA_OK;
+}
+
+/* The file's tensor for p, with p's shape (quantized matrices: their
+   integers, *scales their scales; else *scales is NULL). */
+static int find_tensor(const aria_model *m, const model_param *p, const aria_tensor **out, const aria_tensor **scales,
+                       aria_error *err) {
     const aria_tensor *t = aria_st_find(&m->st, p->name);
     char want[64];
+    *scales = NULL;
     if (p->cols)
         snprintf(want, sizeof want, "[%lld, %lld]", (long long)p->rows, (long long)p->cols);
     else
         snprintf(want, sizeof want, "[%lld]", (long long)p->rows);
     if (!t) return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is missing (expected shape %s)", p->name, want);
+    if (t->dtype == ARIA_DT_I8 || t->dtype == ARIA_DT_U8) {
+        int rc = find_quantized(m, p, t, scales, err);
+        if (!rc) *out = t;
+        return rc;
+    }
     int ok = p->cols ? t->ndim == 2 && t->shape[0] == p->rows && t->shape[1] == p->cols
                      : t->ndim == 1 && t->shape[0] == p->rows;
     if (!ok) {
@@ -129,7 +183,7 @@ static const float *tensor_f32(aria_model *m, const aria_tensor *t) {
 
 /* Points p at its tensor: a matrix in place when float32 or (kept)
    bfloat16 and aligned, otherwise a float32 copy. */
-static int bind_tensor(aria_model *m, const model_param *p, const aria_tensor *t) {
+static int bind_tensor(aria_model *m, const model_param *p, const aria_tensor *t, const aria_tensor *scales) {
     if (!p->mat) {
         *p->vec = tensor_f32(m, t);
         return *p->vec ? 0 : -1;
@@ -137,6 +191,18 @@ static int bind_tensor(aria_model *m, const model_param *p, const aria_tensor *t
     kern_mat *km = p->mat;
     km->rows = (int)p->rows;
     km->cols = (int)p->cols;
+    if (scales) { /* quantized: integers in place, scales too when aligned */
+        km->dtype = t->dtype == ARIA_DT_U8 ? ARIA_DT_Q4_0 : ARIA_DT_Q8_0;
+        km->data = t->data;
+        km->scales = scales->data;
+        if ((uintptr_t)scales->data & 1) {
+            uint16_t *c = own(m, malloc(scales->nbytes + 2));
+            if (!c) return -1;
+            memcpy(c, scales->data, scales->nbytes);
+            km->scales = c;
+        }
+        return 0;
+    }
     if (p->spec->keeps_bf16 && t->dtype == ARIA_DT_BF16 && ((uintptr_t)t->data & 1) == 0) {
         km->dtype = ARIA_DT_BF16;
         km->data = t->data;
@@ -168,9 +234,9 @@ static int load_weights(aria_model *m, aria_error *err) {
     find_heads(m);
     int rc = model_params_build(m, err);
     for (size_t i = 0; i < m->n_params && !rc; i++) {
-        const aria_tensor *t = NULL;
-        rc = find_tensor(m, &m->params[i], &t, err);
-        if (!rc && bind_tensor(m, &m->params[i], t)) rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        const aria_tensor *t = NULL, *scales = NULL;
+        rc = find_tensor(m, &m->params[i], &t, &scales, err);
+        if (!rc && bind_tensor(m, &m->params[i], t, scales)) rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     }
     return rc;
 }
@@ -313,21 +379,24 @@ int aria_model_new_random(aria_model **out, const aria_model_config *cfg, int he
 /* Saving                                                                 */
 /* ---------------------------------------------------------------------- */
 
-/* One tensor's bytes in the file's dtype (float32 or bfloat16), from a
-   float32 or bfloat16 source. */
+/* One tensor's bytes in the file's dtype (float32 or bfloat16), from any
+   source (quantized matrices dequantized). */
 static void *save_bytes(const model_param *p, aria_dtype dtype) {
-    aria_dtype src = p->mat ? p->mat->dtype : ARIA_DT_F32;
-    const uint8_t *data = p->mat ? p->mat->data : (const void *)*p->vec;
     void *buf = malloc(p->n * (dtype == ARIA_DT_F32 ? 4 : 2) + 1);
-    if (!buf) return NULL;
+    float *row = p->mat ? malloc(((size_t)p->mat->cols + 1) * sizeof *row) : NULL;
+    if (!buf || (p->mat && !row)) {
+        free(buf);
+        free(row);
+        return NULL;
+    }
     for (size_t i = 0; i < p->n; i++) {
         float f;
-        if (src == ARIA_DT_BF16) {
-            uint16_t h;
-            memcpy(&h, data + 2 * i, 2);
-            f = aria_bf16_to_f32(h);
+        if (p->mat) {
+            size_t c = i % (size_t)p->mat->cols;
+            if (c == 0) kern_row_f32(p->mat, (int)(i / (size_t)p->mat->cols), row);
+            f = row[c];
         } else {
-            memcpy(&f, data + 4 * i, 4);
+            f = (*p->vec)[i];
         }
         if (dtype == ARIA_DT_F32) {
             memcpy((uint8_t *)buf + 4 * i, &f, 4);
@@ -336,6 +405,7 @@ static void *save_bytes(const model_param *p, aria_dtype dtype) {
             memcpy((uint8_t *)buf + 2 * i, &h, 2);
         }
     }
+    free(row);
     return buf;
 }
 

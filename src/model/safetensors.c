@@ -12,7 +12,7 @@
  * cannot be mapped, e.g. a pipe); aria_st_open_memory copies a buffer.
  * Everything is validated before any tensor is handed out: header length
  * within the file and below 100 MB (the limit of the Rust reader), strict
- * JSON, dtype (F32, BF16, F16 only), at most 4 dimensions, shape x element
+ * JSON, dtype (F32, BF16, F16, and I8/U8 for quantized matrices, only), at most 4 dimensions, shape x element
  * size == end - begin (overflow-checked), ranges inside the data section,
  * no two non-empty ranges overlapping, names unique and free of NUL bytes,
  * metadata values strings. Gaps between tensors and trailing bytes are
@@ -23,7 +23,7 @@
  *
  * Writing follows the Rust serializer that torch's save_file uses, so the
  * bytes match a file torch writes for the same tensors: tensors ordered by
- * dtype, widest first (F32, BF16, F16), then by name (bytewise); compact
+ * dtype, widest first (F32, BF16, F16, I8, U8), then by name (bytewise); compact
  * JSON with "__metadata__" first (keys in the caller's order: the Rust
  * writer's order comes from a hash map, so no order can match it in
  * general; it is omitted when there is no pair), then
@@ -64,8 +64,11 @@ typedef struct {
     const aria_tensor **by_name; /* n_tensors pointers, sorted by name */
 } st_priv;
 
-static const char *const st_dtype_names[] = {"F32", "BF16", "F16"};
-static const size_t st_dtype_sizes[] = {4, 2, 2};
+/* Indexed by aria_dtype; the file dtypes end at U8 (Q8_0 and Q4_0 name
+   whole quantized matrices, never a tensor in a file). */
+static const char *const st_dtype_names[] = {"F32", "BF16", "F16", "I8", "U8"};
+static const size_t st_dtype_sizes[] = {4, 2, 2, 1, 1};
+#define ST_N_DTYPES 5
 
 /* strerror without the shared buffer of plain strerror() (reentrancy). */
 static const char *st_errstr(int e, char *buf, size_t cap)
@@ -75,7 +78,13 @@ static const char *st_errstr(int e, char *buf, size_t cap)
 
 static int st_dtype_ok(int dt)
 {
-    return dt >= ARIA_DT_F32 && dt <= ARIA_DT_F16;
+    return dt >= ARIA_DT_F32 && dt < ST_N_DTYPES;
+}
+
+const char *aria_dtype_name(aria_dtype dt)
+{
+    if ((int)dt >= 0 && (int)dt < ST_N_DTYPES) return st_dtype_names[dt];
+    return dt == ARIA_DT_Q8_0 ? "q8_0" : dt == ARIA_DT_Q4_0 ? "q4_0" : NULL;
 }
 
 static uint64_t st_le64(const uint8_t *p)
@@ -95,14 +104,14 @@ static int st_parse_dtype(const char *name, const json_value *v, aria_dtype *out
     if (!s)
         return aria_fail(err, ARIA_ERR_FORMAT, "tensor '%s': dtype is missing or not a string",
                          name);
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < ST_N_DTYPES; d++) {
         if (strcmp(s, st_dtype_names[d]) == 0) {
             *out = (aria_dtype)d;
             return ARIA_OK;
         }
     }
     return aria_fail(err, ARIA_ERR_FORMAT,
-                     "tensor '%s': unsupported dtype '%s' (supported: F32, BF16, F16)", name, s);
+                     "tensor '%s': unsupported dtype '%s' (supported: F32, BF16, F16, I8, U8)", name, s);
 }
 
 /* Shape into t; the element count (exact, no overflow) into *nelem. */

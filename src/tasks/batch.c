@@ -11,6 +11,7 @@
  * shared counter; nothing in a worker prints or exits.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,6 +145,10 @@ static void batch_file(const aria_tokenizer *t, const char *path, const aria_bat
     aria_midi m = {0};
     aria_score s = {0};
     int rc = aria_midi_read_file(&m, path, &f->err);
+    if (rc == ARIA_OK && m.n_warnings) { /* read as far as it goes, but the caller should say so */
+        f->n_warnings = m.n_warnings;
+        snprintf(f->warning, sizeof f->warning, "%s", m.warnings[0]);
+    }
     if (rc == ARIA_OK) rc = aria_score_from_midi(&s, &m, &f->err);
     aria_midi_free(&m);
     if (rc == ARIA_OK) {

@@ -8,17 +8,22 @@
  *      parallel, run the quality filters (filters.c) on the score as read,
  *      remove the tokenizer's ignored instruments, hash what is left;
  *   2. dedup, in path order (the first file of a content hash is kept);
- *   3. split: kept files (and lines of --ids files) ranked by a seeded
- *      hash of their content; the first val_fraction of the ranking is
- *      validation. A file's side depends only on its content and the
- *      seed, so growing a corpus moves few files across;
+ *   3. split: the files are grouped (groups.c: versions and parts of one
+ *      piece together, opts->group_by); kept files (and lines of --ids
+ *      files, a group each) ranked by a seeded hash of their content, a
+ *      group by its first member's rank; groups are taken in rank order
+ *      into validation while they fit in val_fraction of the files, so a
+ *      group is never split. A side depends only on the contents, the
+ *      grouping and the seed, so growing a corpus moves few files across;
  *   4. per epoch (validation: once): the split's files in a seeded
  *      shuffled order, tokenized in parallel batches (aria_batch_tokenize,
  *      batch.c) with an RNG seeded from (seed, epoch, file), appended in
  *      order to a shard writer that cuts seq_len sequences (concatenated,
  *      or one file per run of sequences with sep_sequences) and writes a
  *      shard per 4096;
- *   5. manifest.json, last.
+ *   5. val-files.txt, dropped.tsv (every file left out, why, and the
+ *      detail: the reader's error, the filter's value, the original of a
+ *      duplicate) and manifest.json, last.
  * MIDI files are read again in every epoch instead of being kept in
  * memory: a large corpus does not fit, and parsing is cheap next to
  * tokenizing. Every file is written with aria_write_file_atomic.
@@ -283,6 +288,8 @@ typedef struct {
     int reason;         /* aria_drop_reason, or -1 when kept */
     uint32_t fail_mask; /* every failing filter */
     uint64_t hash[2];
+    size_t dup_of;      /* a duplicate's original (index into the paths) */
+    char detail[160];   /* why it was dropped: the reader's error, the filter's value */
 } scan_result;
 
 typedef struct {
@@ -298,8 +305,10 @@ static void scan_one(void *arg, size_t i) {
     aria_midi m = {0};
     aria_score s = {0};
     r->reason = -1;
-    if (aria_midi_read_file(&m, j->paths[i], NULL) != ARIA_OK || aria_score_from_midi(&s, &m, NULL) != ARIA_OK) {
+    aria_error e = {{0}};
+    if (aria_midi_read_file(&m, j->paths[i], &e) != ARIA_OK || aria_score_from_midi(&s, &m, &e) != ARIA_OK) {
         r->reason = ARIA_DROP_READ_ERROR;
+        snprintf(r->detail, sizeof r->detail, "%.159s", e.msg);
         goto done;
     }
     if (s.n_notes == 0) {
@@ -313,6 +322,9 @@ static void scan_one(void *arg, size_t i) {
     }
     if (first >= 0) {
         r->reason = ARIA_DROP_FILTER + first;
+        double value = 0;
+        if (aria_filter_run(&s, first, &value) >= 0)
+            snprintf(r->detail, sizeof r->detail, "measured %.4g; rule: %s", value, aria_filter_rule(first));
         goto done;
     }
     /* the reference hashes the score after its pre-processing, which is
@@ -351,6 +363,7 @@ typedef struct {
     uint64_t hash[2];
     uint64_t rank;     /* seeded hash deciding the split */
     size_t index;      /* position among all items: seeds its tokenizer RNG */
+    size_t group;      /* items of a group go to the same side */
     int val;
 } item;
 
@@ -358,12 +371,6 @@ static uint64_t hash_ids(const idseq *s, uint64_t salt) {
     uint64_t h = mix64(salt ^ s->n);
     for (size_t i = 0; i < s->n; i++) h = mix64(h ^ s->ids[i]);
     return h;
-}
-
-static int cmp_rank(const void *a, const void *b) {
-    const item *const *x = a, *const *y = b;
-    if ((*x)->rank != (*y)->rank) return (*x)->rank < (*y)->rank ? -1 : 1;
-    return (*x)->index < (*y)->index ? -1 : (*x)->index > (*y)->index;
 }
 
 /* Validation gets round(fraction * n) items, at least 1 when there are 2
@@ -375,17 +382,59 @@ static size_t val_count(size_t n, double fraction) {
     return k > n - 1 ? n - 1 : k;
 }
 
-static int assign_split(item *items, size_t n, double fraction, uint64_t seed) {
-    item **by_rank = malloc((n ? n : 1) * sizeof *by_rank);
-    if (!by_rank) return ARIA_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++) {
-        items[i].rank = derive_seed(seed, SEED_SPLIT, items[i].hash[0], items[i].hash[1]);
-        by_rank[i] = &items[i];
+/* A group's place in the ranking: its best-ranked member. */
+typedef struct {
+    uint64_t rank;
+    size_t first, size, id;
+    int val;
+} group_rank;
+
+static int cmp_group_rank(const void *a, const void *b) {
+    const group_rank *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Groups in rank order go to validation while they fit in its share (a
+   group larger than what is left is passed over for a smaller one); when
+   none fits, the first group goes alone. With every group a single file
+   this is the first val_count(n) files of the ranking. */
+static int assign_split(item *items, size_t n, size_t n_groups, double fraction, uint64_t seed,
+                        size_t *val_groups) {
+    group_rank *g = malloc((n_groups ? n_groups : 1) * sizeof *g);
+    size_t *where = malloc((n_groups ? n_groups : 1) * sizeof *where);
+    if (!g || !where) {
+        free(g);
+        free(where);
+        return ARIA_ERR_NOMEM;
     }
-    qsort(by_rank, n, sizeof *by_rank, cmp_rank);
-    size_t k = val_count(n, fraction);
-    for (size_t i = 0; i < n; i++) by_rank[i]->val = i < k;
-    free(by_rank);
+    for (size_t k = 0; k < n_groups; k++) g[k] = (group_rank){UINT64_MAX, SIZE_MAX, 0, k, 0};
+    for (size_t i = 0; i < n; i++) {
+        group_rank *x = &g[items[i].group];
+        items[i].rank = derive_seed(seed, SEED_SPLIT, items[i].hash[0], items[i].hash[1]);
+        if (items[i].rank < x->rank || (items[i].rank == x->rank && items[i].index < x->first)) {
+            x->rank = items[i].rank;
+            x->first = items[i].index;
+        }
+        x->size++;
+    }
+    qsort(g, n_groups, sizeof *g, cmp_group_rank);
+    size_t want = val_count(n, fraction), taken = 0;
+    *val_groups = 0;
+    for (size_t k = 0; k < n_groups && taken < want; k++)
+        if (taken + g[k].size <= want) {
+            g[k].val = 1;
+            taken += g[k].size;
+            ++*val_groups;
+        }
+    if (taken == 0 && want > 0 && n_groups >= 2) {
+        g[0].val = 1;
+        *val_groups = 1;
+    }
+    for (size_t k = 0; k < n_groups; k++) where[g[k].id] = k;
+    for (size_t i = 0; i < n; i++) items[i].val = g[where[items[i].group]].val;
+    free(g);
+    free(where);
     return ARIA_OK;
 }
 
@@ -689,10 +738,23 @@ static void manifest_summary(textbuf *t, const aria_dataset_summary *s, int filt
             tb_printf(t, "%s\"%s\": %zu", f ? ", " : "", aria_filter_name(f), s->filter_failures[f]);
         tb_printf(t, "},\n");
     }
+    tb_printf(t, "    \"groups\": %zu,\n    \"val_groups\": %zu,\n", s->groups, s->val_groups);
     tb_printf(t, "    \"ids_sequences\": %zu,\n    \"train_files\": %zu,\n    \"val_files\": %zu,\n"
                  "    \"train_sequences\": %" PRIu64 ",\n    \"val_sequences\": %" PRIu64 ",\n"
                  "    \"tokens\": %" PRIu64 "\n  }\n",
               s->ids_sequences, s->train_files, s->val_files, s->train_sequences, s->val_sequences, s->tokens);
+}
+
+/* A JSON string of a + b, escaped. */
+static void tb_json_string(textbuf *t, const char *a, const char *b) {
+    tb_printf(t, "\"");
+    for (int k = 0; k < 2; k++)
+        for (const unsigned char *c = (const unsigned char *)(k ? b : a); *c; c++) {
+            if (*c == '"' || *c == '\\') tb_printf(t, "\\%c", *c);
+            else if (*c < 0x20) tb_printf(t, "\\u%04x", *c);
+            else tb_printf(t, "%c", *c);
+        }
+    tb_printf(t, "\"");
 }
 
 /* The shortest of %.15g / %.17g that reads back as the same double. */
@@ -710,9 +772,13 @@ static int write_manifest(const char *dir, const aria_dataset_opts *o, int vocab
     tb_printf(&t, "{\n  \"format\": \"aria-shards\",\n  \"version\": %d,\n  \"seq_len\": %d,\n"
                   "  \"vocab_size\": %d,\n  \"tokenizer\": \"abs\",\n  \"sep_sequences\": %s,\n"
                   "  \"epochs\": %d,\n  \"seed\": %" PRIu64 ",\n  \"val_fraction\": %s,\n"
-                  "  \"filters\": \"%s\",\n  \"shard_sequences\": %d,\n",
+                  "  \"filters\": \"%s\",\n  \"shard_sequences\": %d,\n  \"group_by\": ",
               ARIA_SHARD_VERSION, o->seq_len, vocab, o->sep_sequences ? "true" : "false", o->epochs,
               o->seed, frac, o->filters ? "default" : "none", ARIA_SHARD_SEQUENCES);
+    static const char *const modes[] = {"auto", "dir", "regex:", "none"};
+    int gm = o->group_by >= ARIA_GROUP_AUTO && o->group_by <= ARIA_GROUP_NONE ? (int)o->group_by : 0;
+    tb_json_string(&t, modes[gm], gm == ARIA_GROUP_REGEX && o->group_pattern ? o->group_pattern : "");
+    tb_printf(&t, ",\n");
     manifest_split(&t, "train", train, o->epochs);
     manifest_split(&t, "val", val, 1);
     manifest_summary(&t, s, o->filters);
@@ -807,16 +873,40 @@ static int mark_duplicates(build_state *b, aria_error *err) {
     for (size_t i = 0; i < n; i++)
         if (b->scan[i].reason < 0) h[m++] = (hash_at){b->scan[i].hash[0], b->scan[i].hash[1], i};
     qsort(h, m, sizeof *h, cmp_hash_at);
-    for (size_t k = 1; k < m; k++)
-        if (h[k].h0 == h[k - 1].h0 && h[k].h1 == h[k - 1].h1) b->scan[h[k].i].reason = ARIA_DROP_DUPLICATE;
+    size_t orig = 0; /* the first of a run of equal hashes: the earliest path */
+    for (size_t k = 1; k < m; k++) {
+        if (h[k].h0 != h[k - 1].h0 || h[k].h1 != h[k - 1].h1) {
+            orig = k;
+            continue;
+        }
+        b->scan[h[k].i].reason = ARIA_DROP_DUPLICATE;
+        b->scan[h[k].i].dup_of = h[orig].i;
+    }
     free(h);
     return ARIA_OK;
 }
 
 static int make_items(build_state *b, aria_dataset_summary *sum, aria_error *err) {
-    size_t n = b->paths.n;
+    size_t n = b->paths.n, n_groups = 0;
     b->items = calloc(n + b->ids.n + 1, sizeof *b->items);
-    if (!b->items) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    /* grouped over every file found, so that a dropped file still joins
+       the files it links (a group number per path, then renumbered over
+       the kept ones) */
+    size_t *group = malloc((n ? n : 1) * sizeof *group), *renum = malloc((n ? n : 1) * sizeof *renum);
+    if (!b->items || !group || !renum) {
+        free(group);
+        free(renum);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    int grc = aria_group_paths((const char *const *)b->paths.v, n, b->o->group_by, b->o->group_pattern, group,
+                               &n_groups, err);
+    if (grc) {
+        free(group);
+        free(renum);
+        return grc;
+    }
+    for (size_t g = 0; g < n_groups; g++) renum[g] = SIZE_MAX;
+    n_groups = 0;
     for (size_t i = 0; i < n; i++) {
         const scan_result *r = &b->scan[i];
         if (r->reason >= 0) {
@@ -824,13 +914,17 @@ static int make_items(build_state *b, aria_dataset_summary *sum, aria_error *err
             continue;
         }
         item *it = &b->items[b->n_items];
-        *it = (item){.path = b->paths.v[i], .hash = {r->hash[0], r->hash[1]}, .index = b->n_items};
+        if (renum[group[i]] == SIZE_MAX) renum[group[i]] = n_groups++;
+        *it = (item){.path = b->paths.v[i], .hash = {r->hash[0], r->hash[1]}, .index = b->n_items,
+                     .group = renum[group[i]]};
         b->n_items++;
     }
+    free(group);
+    free(renum);
     sum->kept = b->n_items;
     for (size_t i = 0; i < b->ids.n; i++) {
         item *it = &b->items[b->n_items];
-        *it = (item){.ids = &b->ids.v[i], .index = b->n_items};
+        *it = (item){.ids = &b->ids.v[i], .index = b->n_items, .group = n_groups++};
         it->hash[0] = hash_ids(&b->ids.v[i], 1);
         it->hash[1] = hash_ids(&b->ids.v[i], 2);
         b->n_items++;
@@ -838,7 +932,10 @@ static int make_items(build_state *b, aria_dataset_summary *sum, aria_error *err
     if (b->n_items == 0)
         return aria_fail(err, ARIA_ERR_EMPTY, "nothing to build: %zu MIDI file%s found, none kept, and no ids input",
                          n, n == 1 ? "" : "s");
-    return assign_split(b->items, b->n_items, b->o->val_fraction, b->o->seed);
+    sum->groups = n_groups;
+    if (assign_split(b->items, b->n_items, n_groups, b->o->val_fraction, b->o->seed, &sum->val_groups))
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    return ARIA_OK;
 }
 
 /* Tokenizes every epoch of the training split and epoch 0 of validation. */
@@ -894,6 +991,51 @@ static int write_val_list(const build_state *b, const char *dir, aria_error *err
     return rc;
 }
 
+/* The detail of a dropped file: the scan's, or the original of a duplicate. */
+static const char *drop_detail(const build_state *b, size_t i, char *buf, size_t cap) {
+    const scan_result *r = &b->scan[i];
+    if (r->reason == ARIA_DROP_DUPLICATE) {
+        snprintf(buf, cap, "same music as %s", b->paths.v[r->dup_of]);
+        return buf;
+    }
+    return r->detail;
+}
+
+/* Every dropped file to opts->on_drop, in path order. */
+static void report_drops(const build_state *b) {
+    char buf[PATH_CAP + 32];
+    for (size_t i = 0; b->o->on_drop && i < b->paths.n; i++)
+        if (b->scan[i].reason >= 0)
+            b->o->on_drop(b->o->progress_ctx, b->paths.v[i], b->scan[i].reason, drop_detail(b, i, buf, sizeof buf));
+}
+
+/* dropped.tsv: path, reason, detail for every file left out, in path
+   order (tabs and newlines in a field become spaces). */
+static int write_drop_list(const build_state *b, const char *dir, aria_error *err) {
+    textbuf t = {0};
+    char buf[PATH_CAP + 32];
+    tb_printf(&t, "path\treason\tdetail\n");
+    for (size_t i = 0; i < b->paths.n; i++) {
+        if (b->scan[i].reason < 0) continue;
+        const char *f[3] = {b->paths.v[i], aria_drop_name(b->scan[i].reason), drop_detail(b, i, buf, sizeof buf)};
+        for (int k = 0; k < 3; k++) {
+            size_t start = t.n;
+            tb_printf(&t, "%s%s", f[k], k < 2 ? "\t" : "\n");
+            for (size_t c = start; !t.oom && c + 1 < t.n; c++)
+                if (t.p[c] == '\t' || t.p[c] == '\n') t.p[c] = ' ';
+        }
+    }
+    if (t.oom) {
+        free(t.p);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/dropped.tsv", dir);
+    int rc = aria_write_file_atomic(path, t.p, t.n, err);
+    free(t.p);
+    return rc;
+}
+
 int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_inputs,
                        const char *const *ids_files, size_t n_ids_files,
                        const aria_dataset_opts *opts, aria_dataset_summary *summary,
@@ -914,11 +1056,13 @@ int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_
     if (rc == ARIA_OK) rc = refuse_finished(out_dir, o.overwrite, err);
     if (rc == ARIA_OK) rc = scan_inputs(&b, sum, err);
     if (rc == ARIA_OK) rc = mark_duplicates(&b, err);
+    if (rc == ARIA_OK) report_drops(&b);
     if (rc == ARIA_OK) rc = make_items(&b, sum, err);
     /* the directory is touched only once there is something to write */
     if (rc == ARIA_OK) rc = prepare_out_dir(out_dir, o.overwrite, err);
     if (rc == ARIA_OK) rc = write_epochs(&b, out_dir, sum, err);
     if (rc == ARIA_OK) rc = write_val_list(&b, out_dir, err);
+    if (rc == ARIA_OK) rc = write_drop_list(&b, out_dir, err);
     if (rc == ARIA_OK)
         rc = write_manifest(out_dir, &o, aria_tok_vocab_size(b.tk), b.writers, &b.writers[o.epochs], sum, err);
     build_state_free(&b);

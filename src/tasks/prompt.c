@@ -8,8 +8,11 @@
  * without notes ([piano prefix, <S>]). That is not an error, but a user
  * asking for 2 s of a piece that starts at 3.2 s almost certainly wants
  * to hear about it: the condition comes back as a flag (with the first
- * note's time) for the caller to turn into a warning.
+ * note's time) for the caller to turn into a warning. A damaged file
+ * (cut short, say) is read as far as it goes, as the reference's users
+ * expect, and flagged the same way with the reader's first warning.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "aria.h"
@@ -39,12 +42,16 @@ int aria_prompt_from_file(const aria_tokenizer *t, const char *path, int64_t pro
     *n = 0;
     aria_prompt_info local;
     if (!info) info = &local;
-    *info = (aria_prompt_info){0, 0};
+    *info = (aria_prompt_info){0};
     aria_midi m = {0};
     aria_score s = {0};
     aria_token *toks = NULL;
     size_t nt = 0;
     int rc = aria_midi_read_file(&m, path, err);
+    if (rc == ARIA_OK && m.n_warnings) { /* a damaged file: read as far as it goes, flagged */
+        info->n_warnings = m.n_warnings;
+        snprintf(info->warning, sizeof info->warning, "%s", m.warnings[0]);
+    }
     if (rc == ARIA_OK) rc = aria_score_from_midi(&s, &m, err);
     aria_midi_free(&m);
     if (rc == ARIA_OK) {

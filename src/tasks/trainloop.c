@@ -17,6 +17,13 @@
  * schedule) derives from the seed and the step, so a resumed run repeats
  * the uninterrupted run's losses.
  *
+ * Nothing is created before every input has been checked: the run to
+ * resume, the data, the weights, the sequence length against the model's
+ * context and the model's heads. Only then is the directory made and
+ * run.json written, so a refused run leaves nothing behind, and a new
+ * run never lands on an old one unless asked to (opts->overwrite).
+ * Errors start with the file or directory they are about.
+ *
  * Data parallel (MPI running, src/dist/dist.c): `batch` stays the global batch
  * and each of the W processes takes a contiguous W-th of every
  * micro-batch. A process scales its gradients by its share of the
@@ -27,6 +34,7 @@
  * way. Rank 0 alone writes the run directory; errors are agreed on at
  * fixed points so all stop together.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -79,6 +87,79 @@ static void path_in(char *buf, size_t cap, const char *dir, const char *name) {
     snprintf(buf, cap, "%s/%s", dir, name);
 }
 
+/* Puts "path: " before err's message unless it starts with it already, so
+   that every error names the file it is about. Returns rc. */
+static int name_file(aria_error *err, int rc, const char *path) {
+    if (rc == ARIA_OK || !err || !path) return rc;
+    if (strncmp(err->msg, path, strlen(path)) == 0) return rc;
+    char msg[sizeof err->msg];
+    memcpy(msg, err->msg, sizeof msg);
+    size_t n = strlen(path);
+    if (n + 2 >= sizeof err->msg) return rc;
+    memcpy(err->msg, path, n);
+    memcpy(err->msg + n, ": ", 2);
+    snprintf(err->msg + n + 2, sizeof err->msg - n - 2, "%.*s", (int)(sizeof err->msg - n - 3), msg);
+    return rc;
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char p[4096];
+    struct stat st;
+    path_in(p, sizeof p, dir, name);
+    return stat(p, &st) == 0;
+}
+
+/* The files of a run (see above), which a new run in the same directory
+   would mix with its own: run.json, log.jsonl or checkpoint.json. */
+static const char *run_file_in(const char *dir) {
+    static const char *const names[] = {"run.json", "log.jsonl", "checkpoint.json"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (file_exists(dir, names[i])) return names[i];
+    return NULL;
+}
+
+/* A new run's directory: refused when it holds a run (unless
+   overwrite), checked only (nothing made yet). */
+static int check_new_run_dir(const aria_train_opts *o, aria_error *err) {
+    struct stat st;
+    if (stat(o->out_dir, &st) != 0) return ARIA_OK; /* made later, once every input is known to be good */
+    if (!S_ISDIR(st.st_mode)) return aria_fail(err, ARIA_ERR_ARG, "%s: not a directory", o->out_dir);
+    const char *f = run_file_in(o->out_dir);
+    if (f && !o->overwrite)
+        return aria_fail(err, ARIA_ERR_ARG,
+                         "%s: holds a run already (%s); continue it with --resume %s, or give --force to replace it",
+                         o->out_dir, f, o->out_dir);
+    return ARIA_OK;
+}
+
+/* Makes the run directory; with overwrite, removes the old run's files
+   (the checkpoint pointer first, so a kill halfway leaves nothing that a
+   resume would mistake for this run's). */
+static int make_run_dir(const aria_train_opts *o, aria_error *err) {
+    if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST)
+        return aria_fail(err, ARIA_ERR_IO, "%s: cannot create: %s", o->out_dir, strerror(errno));
+    if (!o->overwrite) return ARIA_OK;
+    static const char *const fixed[] = {"checkpoint.json", "log.jsonl", "run.json", "model.safetensors"};
+    char p[4096];
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        path_in(p, sizeof p, o->out_dir, fixed[i]);
+        unlink(p);
+    }
+    DIR *d = opendir(o->out_dir);
+    if (!d) return aria_fail(err, ARIA_ERR_IO, "%s: %s", o->out_dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        int ckpt = !strncmp(e->d_name, "ckpt-", 5) && n > 17 && !strcmp(e->d_name + n - 12, ".safetensors");
+        int state = !strncmp(e->d_name, "state-", 6) && n > 10 && !strcmp(e->d_name + n - 4, ".bin");
+        if (!ckpt && !state) continue;
+        path_in(p, sizeof p, o->out_dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    return ARIA_OK;
+}
+
 static int write_run_json(const aria_train_opts *o, const aria_model_config *c, aria_error *err) {
     char cfg[512], buf[4096], p[4096];
     aria_config_to_json(c, cfg, sizeof cfg);
@@ -98,8 +179,14 @@ static int write_run_json(const aria_train_opts *o, const aria_model_config *c, 
 static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_error *err) {
     char p[4096], e[256];
     path_in(p, sizeof p, o->out_dir, "run.json");
+    struct stat st;
+    if (stat(o->out_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return aria_fail(err, ARIA_ERR_IO, "%s: no such run directory", o->out_dir);
+    if (!file_exists(o->out_dir, "run.json"))
+        return aria_fail(err, ARIA_ERR_IO, "%s: no run to resume here (no run.json); start one with --data and --out",
+                         o->out_dir);
     json_doc *d;
-    if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) return aria_fail(err, ARIA_ERR_FORMAT, "%s", e);
+    if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) return name_file(err, aria_fail(err, ARIA_ERR_FORMAT, "%s", e), p);
     const json_value *r = json_root(d);
     size_t l;
     const char *data = json_string(json_get(r, "data"), &l);
@@ -436,13 +523,15 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         return aria_fail(err, ARIA_ERR_ARG, "started as one of %d processes, but %s", opts->launched_size,
                          dist_built_with_mpi() ? "this program did not start MPI"
                                                : "this aria is built without MPI (install libopenmpi-dev and rebuild)");
-    if (lead) mkdir(o.out_dir, 0777);
     if (o.resume) {
         rc = read_run_json(&o, data_buf, sizeof data_buf, err);
         o.threads = opts->threads;
         o.progress = opts->progress;
         o.progress_ctx = opts->progress_ctx;
+    } else if (lead) {
+        rc = check_new_run_dir(&o, err);
     }
+    if ((rc = dist_agree(&w, rc, err))) goto out;
     /* --batch is the global batch: each process takes batch / W of it */
     if (!rc && o.batch % w.size != 0)
         rc = aria_fail(err, ARIA_ERR_ARG, "--batch %d is the global batch; it must be a multiple of the %d processes",
@@ -460,7 +549,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         json_doc *d;
         char e[256];
         if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) {
-            rc = aria_fail(err, ARIA_ERR_FORMAT, "no checkpoint to resume from (%s)", e);
+            rc = aria_fail(err, ARIA_ERR_FORMAT, "%s: no checkpoint to resume from (%s)", o.out_dir, e);
         } else {
             size_t l1, l2;
             const char *mm = json_string(json_get(json_root(d), "model"), &l1);
@@ -468,10 +557,10 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
             if (mm) snprintf(ckpt_model, sizeof ckpt_model, "%s/%.*s", o.out_dir, (int)l1, mm);
             if (ss) snprintf(ckpt_state, sizeof ckpt_state, "%s/%.*s", o.out_dir, (int)l2, ss);
             json_doc_free(d);
-            rc = aria_model_load(&m, ckpt_model, NULL, err);
+            rc = name_file(err, aria_model_load(&m, ckpt_model, NULL, err), ckpt_model);
         }
     } else if (o.init_path) {
-        rc = aria_model_load(&m, o.init_path, o.has_config ? &o.config : NULL, err);
+        rc = name_file(err, aria_model_load(&m, o.init_path, o.has_config ? &o.config : NULL, err), o.init_path);
     } else if (o.has_config) {
         rc = aria_model_new_random(&m, &o.config, ARIA_HEAD_LM, o.seed, err);
     } else {
@@ -487,14 +576,29 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         aria_model_set_threads(m, share); /* a context like the current one, this many threads */
     }
     if (o.exact < 0) o.exact = aria_model_precision(m) == ARIA_PREC_EXACT;
+    const aria_model_config *mc = aria_model_get_config(m);
+    /* the weights' source, for errors about the model */
+    const char *model_src = o.resume ? ckpt_model : o.init_path ? o.init_path : "--config";
+    if (T > mc->max_seq_len)
+        rc = aria_fail(err, ARIA_ERR_ARG,
+                       "%s: its sequences have %d tokens, more than the model's context of %d; rebuild it with "
+                       "`aria dataset --seq-len %d ...`",
+                       o.data_dir, T, mc->max_seq_len, mc->max_seq_len);
+    else if (!(aria_model_heads(m) & ARIA_HEAD_LM))
+        rc = aria_fail(err, ARIA_ERR_ARG,
+                       "%s: the model has no lm_head, which training the next-token loss needs (make one with "
+                       "`aria init --heads lm`)",
+                       model_src);
+    if (!rc) rc = name_file(err, aria_trainer_new(&t, m, Bl, T, err), model_src);
+    if ((rc = dist_agree(&w, rc, err))) goto out;
+
+    /* every input is good: now the run directory */
     if (lead && !o.resume) {
-        rc = write_run_json(&o, aria_model_get_config(m), err);
+        rc = make_run_dir(&o, err);
+        if (!rc) rc = name_file(err, write_run_json(&o, mc, err), o.out_dir);
         path_in(p, sizeof p, o.out_dir, "log.jsonl");
         unlink(p);
     }
-    if ((rc = dist_agree(&w, rc, err))) goto out;
-
-    rc = aria_trainer_new(&t, m, Bl, T, err);
     if ((rc = dist_agree(&w, rc, err))) goto out;
     aria_trainer_set_exact(t, o.exact);
     aria_trainer_set_profile(t, o.profile);
@@ -526,7 +630,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         total = seqs / seqs_per_step;
     }
     if (total <= 0)
-        rc = aria_fail(err, ARIA_ERR_ARG, "the dataset has fewer sequences than one step needs (%ld)", seqs_per_step);
+        rc = aria_fail(err, ARIA_ERR_ARG, "%s: the dataset has fewer sequences than one step needs (%ld)", o.data_dir,
+                       seqs_per_step);
     if (!rc) rc = check_same(&w, &o, ds, val, total, st.step, n_params, err);
     tk = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
     ids = malloc((size_t)Bl * T * sizeof *ids);
@@ -618,12 +723,13 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
             if (ok && lead && !rc) {
                 snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f}\n", done, vl);
                 rc = append_log(o.out_dir, line, err);
+                if (!rc && o.validated) o.validated(o.progress_ctx, done, vl);
             }
         }
         if (lead && !rc && save) {
             run_state saved = st;
             saved.step = done;
-            rc = save_checkpoint(m, t, &saved, &o, err);
+            rc = name_file(err, save_checkpoint(m, t, &saved, &o, err), o.out_dir);
         }
         if ((rc = dist_agree(&w, rc, err))) break;
     }

@@ -388,8 +388,9 @@ static int tempo_piece(const aria_tokenizer *t, const aria_token *in, size_t fro
         free(ev);
         return -1;
     }
-    /* group by (segment, onset) in time order, events of a group in order */
-    qsort(ev, ne, sizeof *ev, cmp_tempo_event);
+    /* group by (segment, onset) in time order, events of a group in order
+       (a sequence without notes has no events, and ev may be NULL) */
+    if (ne) qsort(ev, ne, sizeof *ev, cmp_tempo_event);
 
     int64_t prev_seg = 0;
     for (size_t g = 0; g < ne;) {
