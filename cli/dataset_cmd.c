@@ -78,6 +78,7 @@ static void help_dataset(void) {
          "  --jobs J           threads (default: all CPUs)\n"
          "  --seed S           seeds the split, the shuffles, the tokenizer (default 0)\n"
          "  --force            replace a finished dataset in DATA\n"
+         "  --strict           drop damaged MIDI files (default: read what can be read, and warn)\n"
          "  -h, --help         this help\n"
          "\n"
          "Duplicates: files whose scores (notes, pedal, programs, tempo map, after the\n"
@@ -98,9 +99,20 @@ static void help_dataset(void) {
 typedef struct {
     int tty;
     int open; /* a progress line without its newline is on screen */
+    int strict; /* --strict: damaged files are dropped */
     char **drops; /* "path: reason: detail" of the files left out */
     size_t n_drops;
 } progress_state;
+
+/* One warning line per damaged file (the reader kept what it could). */
+static void on_damaged(void *ctx, const char *path, int n_warnings, const char *first) {
+    progress_state *p = ctx;
+    if (p->open) { /* finish the progress line first */
+        fputc('\n', stderr);
+        p->open = 0;
+    }
+    warn_damaged(path, n_warnings, first ? first : "damaged", p->strict);
+}
 
 /* Keeps the line of a dropped file for the summary. */
 static void on_drop(void *ctx, const char *path, int reason, const char *detail) {
@@ -168,7 +180,7 @@ static int arglist_push(arglist *a, const char *s) {
     return 0;
 }
 
-enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP };
+enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP, O_STRICT };
 
 /* One option into o; returns 0, or the exit status of a usage error. */
 static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char **out, arglist *ids) {
@@ -208,6 +220,7 @@ static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char
         o->seed = (uint64_t)v;
         return 0;
     case O_FORCE: o->overwrite = 1; return 0;
+    case O_STRICT: o->strict = 1; return 0;
     case O_GROUP:
         if (aria_group_mode_parse(arg, &o->group_by, &o->group_pattern))
             return usage_error("dataset", "--group-by wants auto, dir, none or regex:PATTERN, got '%s'", arg);
@@ -223,6 +236,7 @@ int cmd_dataset(int argc, char **argv) {
         {"sep-sequences", no_argument, 0, O_SEP},     {"filters", required_argument, 0, O_FILTERS},
         {"ids", required_argument, 0, O_IDS},         {"jobs", required_argument, 0, O_JOBS},
         {"seed", required_argument, 0, O_SEED},       {"force", no_argument, 0, O_FORCE},
+        {"strict", no_argument, 0, O_STRICT},
         {"group-by", required_argument, 0, O_GROUP},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     aria_dataset_opts o = aria_dataset_defaults();
@@ -246,9 +260,10 @@ int cmd_dataset(int argc, char **argv) {
         return status;
     }
 
-    progress_state ps = {.tty = isatty(2)};
+    progress_state ps = {.tty = isatty(2), .strict = o.strict};
     o.progress = on_progress;
     o.on_drop = on_drop;
+    o.on_damaged = on_damaged;
     o.progress_ctx = &ps;
     aria_dataset_summary sum;
     aria_error err = {{0}};

@@ -1119,6 +1119,11 @@ typedef struct {
        "train e<N>" or "val e0"; done of total files. */
     void (*progress)(void *ctx, const char *stage, size_t done, size_t total);
     void *progress_ctx;
+    /* Called like on_drop for every MIDI file the reader could read only
+       in part (damaged: a chunk cut short, a bad event...), kept or not:
+       how many problems and the first (may be NULL). */
+    void (*on_damaged)(void *ctx, const char *path, int n_warnings, const char *first);
+    int strict;           /* 1: drop damaged files as read errors (0) */
 } aria_dataset_opts;
 
 aria_dataset_opts aria_dataset_defaults(void);

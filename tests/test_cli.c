@@ -573,6 +573,31 @@ Test(cli_ux, damaged_input_is_reported) {
     remove_tree(dir);
 }
 
+/* 4, dataset: a damaged file among sound ones is kept with one warning
+   line, or dropped as a read error with --strict. */
+Test(cli_ux, dataset_reports_damaged_files) {
+    char dir[] = "/tmp/aria_ux4dXXXXXX";
+    cr_assert(mkdtemp(dir));
+    write_cut_midi(dir);
+    static char args[2048], buf[8192];
+    static run_result r;
+    for (int strict = 0; strict < 2; strict++) {
+        snprintf(args, sizeof args, "dataset --out %s/data%d --seq-len 64 --filters none --val-fraction 0 %s %s%s", dir,
+                 strict, WALTZ, dir, strict ? " --strict" : "");
+        run(&r, args);
+        cr_expect_eq(r.status, 0, "%s: %s", args, r.err);
+        /* one line per damaged file; with --strict the summary's list of
+           dropped files names it once more */
+        cr_expect_eq(count_in(r.err, "runs past the end of the file"), 1 + strict, "%s: %s", args, r.err);
+        cr_expect_eq(count_in(r.err, "aria: warning: "), !strict, "%s: %s", args, r.err);
+        cr_expect_eq(count_in(r.err, "refused by --strict"), strict, "%s: %s", args, r.err);
+        snprintf(args, sizeof args, "%s/data%d/dropped.tsv", dir, strict);
+        slurp(args, buf, sizeof buf);
+        cr_expect_eq(strstr(buf, "cut.mid") != NULL, strict, "dropped.tsv: %s", buf);
+    }
+    remove_tree(dir);
+}
+
 /* 5. Many files in, one answer per file. */
 Test(cli_ux, many_files_one_answer_per_file) {
     static run_result r;

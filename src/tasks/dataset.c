@@ -290,12 +290,15 @@ typedef struct {
     uint64_t hash[2];
     size_t dup_of;      /* a duplicate's original (index into the paths) */
     char detail[160];   /* why it was dropped: the reader's error, the filter's value */
+    int n_warnings;     /* what the MIDI reader forgave (a damaged file), and the first */
+    char warning[160];
 } scan_result;
 
 typedef struct {
     char *const *paths;
     scan_result *res;
     int filters;
+    int strict; /* a damaged file is dropped as a read error */
     uint32_t ignore_mask;
 } scan_job;
 
@@ -310,6 +313,15 @@ static void scan_one(void *arg, size_t i) {
         r->reason = ARIA_DROP_READ_ERROR;
         snprintf(r->detail, sizeof r->detail, "%.159s", e.msg);
         goto done;
+    }
+    if (m.n_warnings) { /* read as far as it goes; the caller says so, or refuses it */
+        r->n_warnings = m.n_warnings;
+        snprintf(r->warning, sizeof r->warning, "%.159s", m.warnings[0]);
+        if (j->strict) {
+            r->reason = ARIA_DROP_READ_ERROR;
+            snprintf(r->detail, sizeof r->detail, "damaged (%.120s); refused as strict", m.warnings[0]);
+            goto done;
+        }
     }
     if (s.n_notes == 0) {
         r->reason = ARIA_DROP_NO_NOTES;
@@ -839,7 +851,7 @@ static int scan_inputs(build_state *b, aria_dataset_summary *sum, aria_error *er
     sum->files_seen = n;
     b->scan = calloc(n ? n : 1, sizeof *b->scan);
     if (!b->scan) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
-    scan_job job = {b->paths.v, b->scan, b->o->filters, tokenizer_ignore_mask(b->tk)};
+    scan_job job = {b->paths.v, b->scan, b->o->filters, b->o->strict, tokenizer_ignore_mask(b->tk)};
     size_t step = (size_t)b->jobs * 64;
     for (size_t base = 0; base < n; base += step) { /* in slices, for progress */
         size_t k = n - base < step ? n - base : step;
@@ -1001,9 +1013,13 @@ static const char *drop_detail(const build_state *b, size_t i, char *buf, size_t
     return r->detail;
 }
 
-/* Every dropped file to opts->on_drop, in path order. */
+/* Every damaged file to opts->on_damaged and every dropped file to
+   opts->on_drop, in path order. */
 static void report_drops(const build_state *b) {
     char buf[PATH_CAP + 32];
+    for (size_t i = 0; b->o->on_damaged && i < b->paths.n; i++)
+        if (b->scan[i].n_warnings)
+            b->o->on_damaged(b->o->progress_ctx, b->paths.v[i], b->scan[i].n_warnings, b->scan[i].warning);
     for (size_t i = 0; b->o->on_drop && i < b->paths.n; i++)
         if (b->scan[i].reason >= 0)
             b->o->on_drop(b->o->progress_ctx, b->paths.v[i], b->scan[i].reason, drop_detail(b, i, buf, sizeof buf));
