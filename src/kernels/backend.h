@@ -170,4 +170,14 @@ const kern_backend_i *kern_backend_avx512(const char **desc);
 const kern_backend_i *kern_backend_onednn(const char **desc);
 const kern_backend_i *kern_backend_quant(const char **desc);
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ARIA_PORTABLE)
+/* The AVX-512 subset (F, BW, VL, DQ, with FMA) that the x86 backends are
+   compiled for; each adds what else it needs. */
+static inline int kern_cpu_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+#endif
+
 #endif

@@ -676,11 +676,7 @@ static const kern_backend_i avx512 = {
 };
 
 const kern_backend_i *kern_backend_avx512(const char **desc) {
-    __builtin_cpu_init();
-    /* every feature this file is compiled for */
-    int ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("fma");
+    int ok = kern_cpu_avx512(); /* every feature this file is compiled for */
     if (desc) *desc = ok ? "avx512" : "";
     return ok ? &avx512 : NULL;
 }

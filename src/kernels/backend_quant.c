@@ -219,11 +219,7 @@ static const kern_backend_i quant = {
 };
 
 const kern_backend_i *kern_backend_quant(const char **desc) {
-    __builtin_cpu_init();
-    int ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
-             __builtin_cpu_supports("fma");
+    int ok = kern_cpu_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
     if (desc) *desc = ok ? "vnni" : "";
     return ok ? &quant : NULL;
 }
