@@ -11,6 +11,20 @@ CPPFLAGS += -Iinclude -Isrc
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lm -pthread
 
+# oneDNN, MPI, FluidSynth and libpng are compiled against but not linked:
+# the code that uses each opens it with dlopen at its first use
+# (src/base/dynlib.h), so that a command needing none of them starts as
+# fast as a bare process (bench/startup.sh). soname_of gives the file to
+# open: the soname that a program linked with the flags $(1) records for
+# the library whose name starts with $(2) (empty when that fails; the
+# source then has a default). DL_LIBS: -ldl where dlopen is not in libc.
+soname_of = $(shell t=$$(mktemp) && printf 'int main(void){return 0;}\n' | \
+              $(CC) -x c - -o $$t -Wl,--no-as-needed $(1) >/dev/null 2>&1 && \
+              objdump -p $$t 2>/dev/null | sed -n 's/^ *NEEDED *\($(2)[^ ]*\)$$/\1/p' | head -n 1; rm -f $$t)
+DL_LIBS := $(shell printf '\043include <dlfcn.h>\nint main(void){return !dlopen(0, RTLD_NOW);}\n' | \
+              $(CC) -x c - -o /dev/null >/dev/null 2>&1 || echo -ldl)
+LDLIBS   += $(DL_LIBS)
+
 # PORTABLE=1 builds the plain C kernels only: no x86 intrinsics (the
 # AVX-512 backend compiles to nothing), no target_clones, no oneDNN, as
 # on a CPU other than x86-64. CI builds and tests it (.ci/run) so that
@@ -29,8 +43,10 @@ DNNL ?= $(shell printf '\043include <dnnl.h>\nint main(void){return dnnl_version
           $(CC) -x c - -o /dev/null -ldnnl >/dev/null 2>&1 && echo 1 || echo 0)
 endif
 ifeq ($(DNNL),1)
-CPPFLAGS += -DHAVE_DNNL
-LDLIBS   += -ldnnl -lgomp
+DNNL_SONAME ?= $(call soname_of,-ldnnl,libdnnl)
+DNNL_SONAME := $(DNNL_SONAME)
+CPPFLAGS += -DHAVE_DNNL $(if $(DNNL_SONAME),-DARIA_DNNL_SONAME='"$(DNNL_SONAME)"')
+BENCH_LIBS += -ldnnl -lgomp   # bench_model/bench_train time oneDNN's own matmul
 endif
 
 # FluidSynth (Debian: libfluidsynth-dev) renders MIDI to audio (aria render,
@@ -42,15 +58,18 @@ FLUIDSYNTH ?= $(shell printf '\043include <fluidsynth.h>\nint main(void){return 
           $(CC) -x c - -o /dev/null -lfluidsynth >/dev/null 2>&1 && echo 1 || echo 0)
 FLUIDSYNTH := $(FLUIDSYNTH)
 ifeq ($(FLUIDSYNTH),1)
-CPPFLAGS += -DHAVE_FLUIDSYNTH
-LDLIBS   += -lfluidsynth
+FLUIDSYNTH_SONAME ?= $(call soname_of,-lfluidsynth,libfluidsynth)
+FLUIDSYNTH_SONAME := $(FLUIDSYNTH_SONAME)
+CPPFLAGS += -DHAVE_FLUIDSYNTH $(if $(FLUIDSYNTH_SONAME),-DARIA_FLUIDSYNTH_SONAME='"$(FLUIDSYNTH_SONAME)"')
 endif
 PNG ?= $(shell printf '\043include <png.h>\nint main(void){return !png_get_libpng_ver(0);}\n' | \
           $(CC) -x c - -o /dev/null -lpng >/dev/null 2>&1 && echo 1 || echo 0)
 PNG := $(PNG)
 ifeq ($(PNG),1)
-CPPFLAGS += -DHAVE_PNG
-LDLIBS   += -lpng
+PNG_SONAME ?= $(call soname_of,-lpng,libpng)
+PNG_SONAME := $(PNG_SONAME)
+CPPFLAGS += -DHAVE_PNG $(if $(PNG_SONAME),-DARIA_PNG_SONAME='"$(PNG_SONAME)"')
+TEST_LIBS += -lpng   # tests/test_media.c reads the pictures back
 endif
 
 # MPI (Debian: libopenmpi-dev openmpi-bin) lets `aria train` run data
@@ -68,8 +87,9 @@ MPI ?= $(shell printf '\043include <mpi.h>\nint main(void){return MPI_Init(0, 0)
 MPI := $(MPI)
 endif
 ifeq ($(MPI),1)
-CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS)
-LDLIBS   += $(MPI_LIBS)
+MPI_SONAME ?= $(call soname_of,$(MPI_LIBS),libmpi)
+MPI_SONAME := $(MPI_SONAME)
+CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS) $(if $(MPI_SONAME),-DARIA_MPI_SONAME='"$(MPI_SONAME)"')
 endif
 
 LIB_SRC  := $(wildcard src/*/*.c)
@@ -82,7 +102,7 @@ TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 LIB      := $(BUILD)/libaria.a
 BIN      := $(if $(filter build,$(BUILD)),aria,$(BUILD)/aria)
 
-.PHONY: all test test-asan fuzz bench bench-model bench-train clean shared python install test-python
+.PHONY: all test test-asan fuzz bench bench-model bench-sampler bench-train clean shared python install test-python
 all: $(BIN)
 
 $(BUILD)/src/%.o: src/%.c $(LIB_HDR)
@@ -117,7 +137,7 @@ $(LIB): $(LIB_OBJ)
 $(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/test_aria: $(TEST_OBJ) $(LIB)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ -lcriterion $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ -lcriterion $(LDLIBS) $(TEST_LIBS)
 
 # The suite runs the CLI too (ARIA_BIN) and reads fixtures under tests/data;
 # optional tests that need ../shared skip themselves when it is absent.
@@ -151,7 +171,8 @@ $(SO): $(PIC_OBJ) $(BUILD)/libaria.map
 shared: $(SO)
 
 # pkg-config file: -laria for the shared library; Libs.private lists what the
-# static one needs (pkg-config --static), oneDNN and MPI included when built in.
+# static one needs (pkg-config --static); the optional libraries are opened
+# at run time (dlopen), never linked.
 PREFIX ?= /usr/local
 $(BUILD)/aria.pc: Makefile include/aria.h
 	@mkdir -p $(BUILD)
@@ -160,8 +181,9 @@ $(BUILD)/aria.pc: Makefile include/aria.h
 	  'Version: $(ARIA_VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -laria' \
 	  'Libs.private: $(strip $(LDLIBS))' > $@
 
-# make install PREFIX=/opt/aria: the header, both libraries, aria.pc and the
-# aria command. DESTDIR is honoured for packaging.
+# make install PREFIX=/opt/aria: the header, both libraries, aria.pc, the
+# aria command and the bundled models (share/aria/models, where `aria
+# generate` and `aria embed` find them from bin/). DESTDIR is honoured.
 install: $(BIN) $(LIB) $(SO) $(BUILD)/aria.pc
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/aria.h $(DESTDIR)$(PREFIX)/include/
@@ -171,6 +193,10 @@ install: $(BIN) $(LIB) $(SO) $(BUILD)/aria.pc
 	ln -sf libaria.so.$(ARIA_VERSION) $(DESTDIR)$(PREFIX)/lib/libaria.so
 	install -m 644 $(BUILD)/aria.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
+	for m in aria-small-gen aria-small-emb; do \
+	  install -d $(DESTDIR)$(PREFIX)/share/aria/models/$$m && \
+	  install -m 644 models/$$m/* $(DESTDIR)$(PREFIX)/share/aria/models/$$m/ || exit 1; \
+	done
 
 # The Python package (bindings/python/aria_c, ctypes): `make python` puts the
 # shared library beside it, so PYTHONPATH=bindings/python works from the
@@ -203,12 +229,17 @@ $(BUILD)/bench_tokenize: bench/bench_tokenize.c $(LIB)
 # The model benchmark (bench/run_model.sh runs it beside PyTorch).
 bench-model: $(BUILD)/bench_model
 $(BUILD)/bench_model: bench/bench_model.c bench/bench_common.h $(LIB) $(LIB_HDR)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_model.c $(LIB) -o $@ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_model.c $(LIB) -o $@ $(LDLIBS) $(BENCH_LIBS)
+
+# The sampler's draws for bench/sampler_check.py (beside a PyTorch sampler).
+bench-sampler: $(BUILD)/sampler_dump
+$(BUILD)/sampler_dump: bench/sampler_dump.c $(LIB) $(LIB_HDR)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/sampler_dump.c $(LIB) -o $@ $(LDLIBS)
 
 # The training benchmark (bench/run_train.sh runs it beside PyTorch).
 bench-train: $(BUILD)/bench_train
 $(BUILD)/bench_train: bench/bench_train.c bench/bench_common.h $(LIB)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_train.c $(LIB) -o $@ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench_train.c $(LIB) -o $@ $(LDLIBS) $(BENCH_LIBS)
 
 clean:
 	rm -rf build build-asan build-portable build-fuzz aria

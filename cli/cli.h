@@ -40,6 +40,16 @@ int load_config_arg(const char *arg, aria_model_config *c);
    ARIA_KERNELS=generic (the portable C kernels only). */
 aria_ctx_opts cli_ctx_opts(int threads);
 
+/* cli/bundled.c: the path of the bundled model models/NAME/model.safetensors
+   found relative to the program or the working directory (0), else the
+   error is printed (-1). */
+int cli_bundled_model(const char *name, char *out, size_t cap);
+/* The embedding a conditioned generation steers by: one row of `dim`
+   float32 values from `npy`, else the embedding model's global embedding
+   of `midi`. Errors are printed; *emb is malloc'd. */
+int cli_cond_embedding(const char *npy, const char *emb_model, const char *midi, int threads, int dim,
+                       float **emb);
+
 int cmd_generate(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
@@ -50,6 +60,8 @@ int cmd_render(int argc, char **argv);
 int cmd_roll(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_eval_loss(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 /* What `aria info` prints for a weights file (cli/quant_cmd.c); the exit status. */
 int cli_model_info(const char *path);
 /* render_cmd.c's work, also for `aria generate --render --roll`: MIDI file

@@ -649,14 +649,17 @@ static void help_main(void) {
          "  embed        embedding vectors of MIDI files\n"
          "  logits       model logits for a list of ids\n"
          "  init         write a model with random weights\n"
-         "  train        train or finetune a model on a dataset\n"
+         "  train        train or finetune a model (next-token, contrastive, classifier)\n"
+         "  classify     label MIDI files with a finetuned classifier\n"
          "  dataset      MIDI folders -> token shards for training\n"
          "  quantize     a q8_0 / q4_0 copy of a weights file\n"
          "  eval-loss    a model's mean next-token loss over a dataset split\n"
+         "  probe        linear probe of embeddings or features on labelled files\n"
          "  render       MIDI -> WAV audio (FluidSynth, a General MIDI soundfont)\n"
          "  roll         MIDI -> PNG piano roll"
          "\n"
-         "`aria COMMAND --help` describes each command and its defaults.");
+         "`aria COMMAND --help` describes each command and its defaults;\n"
+         "`aria --version --verbose` the kernels and optional libraries this aria uses.");
 }
 
 int main(int argc, char **argv) {
@@ -671,6 +674,17 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "--version")) {
         puts("aria " ARIA_VERSION);
+        if (argc > 2 && (!strcmp(argv[2], "--verbose") || !strcmp(argv[2], "-v"))) {
+            /* what the model commands would run on, and which optional
+               libraries load here (each is opened at its first use) */
+            aria_ctx *ctx = NULL;
+            aria_ctx_opts co = cli_ctx_opts(0);
+            if (aria_ctx_new(&ctx, &co, NULL) == ARIA_OK) printf("kernels: %s\n", aria_ctx_describe(ctx));
+            aria_ctx_free(ctx);
+            char libs[1024];
+            aria_libs_describe(libs, sizeof libs);
+            fputs(libs, stdout);
+        }
         return 0;
     }
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
@@ -682,9 +696,11 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "classify")) return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(cmd, "dataset")) return cmd_dataset(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval-loss")) return cmd_eval_loss(argc - 1, argv + 1);
+    if (!strcmp(cmd, "probe")) return cmd_probe(argc - 1, argv + 1);
     if (!strcmp(cmd, "render")) return cmd_render(argc - 1, argv + 1);
     if (!strcmp(cmd, "roll")) return cmd_roll(argc - 1, argv + 1);
     fprintf(stderr, "aria: unknown command '%s'\nTry 'aria --help'.\n", cmd);

@@ -18,6 +18,10 @@
 /* The most tokens (prompt + new) aria_generate runs, whatever the model's
    context: the reference's cap (src/tasks/generate.c). */
 #define GEN_MAX_CONTEXT 8096
+/* The model `aria generate` uses without --model (models/NAME, cli/bundled.c). */
+#define BUNDLED_GEN "aria-small-gen"
+/* ... and the one `aria embed` uses (a contrastive finetune of it). */
+#define BUNDLED_EMB "aria-small-emb"
 
 static double now_s(void) {
     struct timespec ts;
@@ -107,12 +111,15 @@ static void gen_progress(void *ctx, int step, int max_new, int rows_done) {
 }
 
 static void help_generate(void) {
-    printf("usage: aria generate --model M.safetensors (--prompt IN.mid | --prompt-ids FILE) [options]\n"
+    printf("usage: aria generate [--model M.safetensors] (--prompt IN.mid | --prompt-ids FILE) [options]\n"
+           "       aria generate --model GEN.safetensors --prompt IN.mid (--embedding ROW.npy |\n"
+           "                     --embedding-model EMB.safetensors --embedding-midi STYLE.mid) [--cfg G]\n"
            "\n"
            "Continues a performance. Writes DIR/res_1.mid ... one file per variation.\n"
            "\n"
            "options:\n"
-           "  --model FILE          weights (safetensors; e.g. aria-medium-gen)\n"
+           "  --model FILE          weights (safetensors; e.g. aria-medium-gen); default: the bundled\n"
+           "                        model, models/" BUNDLED_GEN "/model.safetensors\n"
            "  --config CFG          a config JSON or a preset (%s);\n"
            "                        default: the file's metadata, else config.json beside the weights\n",
            preset_list());
@@ -121,7 +128,8 @@ static void help_generate(void) {
          "  --prompt-ids FILE     prompt as token ids (instead of --prompt)\n"
          "  --prompt-seconds S    seconds of the MIDI prompt to keep (default 15)\n"
          "  --max-new N           tokens to generate at most, 1..8192 (default 2048); the\n"
-         "                        prompt and the new tokens share the model's context\n"
+         "                        prompt and the new tokens share the model's context (a\n"
+         "                        warning says when an explicit N does not fit)\n"
          "  --temp T              sampling temperature, 0..2, 0 = greedy (default 0.98)\n"
          "  --min-p P             min-p filter, 0..1 (default 0.035; 0 turns it off; off when\n"
          "                        only --top-p is given)\n"
@@ -137,7 +145,16 @@ static void help_generate(void) {
          "  --soundfont FILE      the soundfont for --render (default: the General MIDI one found)\n"
          "  --roll                also write DIR/res_N.png (aria roll: prompt blue, continuation orange)\n"
          "  --threads N           CPU threads (default: all)\n"
-         "  -h, --help            this help");
+         "  -h, --help            this help\n"
+         "\n"
+         "steering by an embedding (classifier-free guidance; the model needs embedding_adapter):\n"
+         "  --embedding FILE.npy  the style embedding: one float32 row of the adapter's size\n"
+         "  --embedding-model F   an embedding model (e.g. aria-medium-embedding) ...\n"
+         "  --embedding-midi F    ... and the MIDI file whose global embedding steers\n"
+         "  --cfg G               guidance, 0..10 (default 1: the conditioned model; 0: unconditioned;\n"
+         "                        above 1: pushed further towards the style); <D> is never sampled\n"
+         "  --cfg-warmup N        steps over which guidance rises linearly from 0, 0..8192\n"
+         "                        (default min(250, --max-new); 0: none)");
 }
 
 /* Where the prompt ends in a continuation's MIDI file (1 tick = 1 ms from
@@ -154,12 +171,16 @@ static double prompt_end_s(const aria_tokenizer *tk, const int32_t *ids, size_t 
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *cfg_arg = NULL, *prompt = NULL, *prompt_ids = NULL, *out_dir = ".";
-    double prompt_s = 15.0, temp = 0.98, min_p = 0.035, top_p = 0.0;
-    long long max_new = 2048, variations = 1, seed = -1, threads = 0;
+    const char *emb_npy = NULL, *emb_model = NULL, *emb_midi = NULL;
+    double prompt_s = 15.0, temp = 0.98, min_p = 0.035, top_p = 0.0, cfg = 1.0;
+    long long max_new = 2048, variations = 1, seed = -1, threads = 0, cfg_warmup = -1;
+    int cfg_given = 0, max_new_given = 0;
+    char bundled[4096];
     int end = 0, mask = 1, print_ids = 0, min_p_given = 0, strict = 0, render = 0, roll = 0;
     aria_render_opts ro = aria_render_defaults();
     enum { O_MODEL = 256, O_CFG, O_PROMPT, O_PIDS, O_PSEC, O_MAXNEW, O_TEMP, O_MINP, O_TOPP, O_VAR, O_SEED,
-           O_END, O_NOMASK, O_OUT, O_PRINT, O_THREADS, O_STRICT, O_RENDER, O_SF, O_ROLL };
+           O_END, O_NOMASK, O_OUT, O_PRINT, O_THREADS, O_STRICT, O_RENDER, O_SF, O_ROLL, O_EMB, O_EMBM,
+           O_EMBMIDI, O_CFGW, O_CFGWU };
     static const struct option lo[] = {
         {"model", required_argument, 0, O_MODEL},     {"config", required_argument, 0, O_CFG},
         {"prompt", required_argument, 0, O_PROMPT},   {"prompt-ids", required_argument, 0, O_PIDS},
@@ -171,7 +192,9 @@ int cmd_generate(int argc, char **argv) {
         {"print-ids", no_argument, 0, O_PRINT},       {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},                {"strict", no_argument, 0, O_STRICT},
         {"render", no_argument, 0, O_RENDER},         {"soundfont", required_argument, 0, O_SF},
-        {"roll", no_argument, 0, O_ROLL},
+        {"roll", no_argument, 0, O_ROLL},             {"embedding", required_argument, 0, O_EMB},
+        {"embedding-model", required_argument, 0, O_EMBM}, {"embedding-midi", required_argument, 0, O_EMBMIDI},
+        {"cfg", required_argument, 0, O_CFGW},        {"cfg-warmup", required_argument, 0, O_CFGWU},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -187,6 +210,7 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_MAXNEW:
             if (parse_long(optarg, 1, 8192, &max_new)) return usage_error("generate", "--max-new wants 1..8192");
+            max_new_given = 1;
             break;
         case O_TEMP:
             if (parse_double(optarg, &temp) || temp < 0 || temp > 2) return usage_error("generate", "--temp wants 0..2");
@@ -215,13 +239,35 @@ int cmd_generate(int argc, char **argv) {
         case O_RENDER: render = 1; break;
         case O_SF: ro.soundfont = optarg; break;
         case O_ROLL: roll = 1; break;
+        case O_EMB: emb_npy = optarg; break;
+        case O_EMBM: emb_model = optarg; break;
+        case O_EMBMIDI: emb_midi = optarg; break;
+        case O_CFGW:
+            if (parse_double(optarg, &cfg) || cfg < 0 || cfg > 10) return usage_error("generate", "--cfg wants 0..10");
+            cfg_given = 1;
+            break;
+        case O_CFGWU:
+            if (parse_long(optarg, 0, 8192, &cfg_warmup)) return usage_error("generate", "--cfg-warmup wants 0..8192");
+            cfg_given = 1;
+            break;
         case 'h': help_generate(); return 0;
         default: return option_error("generate", argv, "h");
         }
     }
     if (optind != argc) return usage_error("generate", "unexpected argument '%s'", argv[optind]);
-    if (!model_path) return usage_error("generate", "--model is required");
     if (!prompt == !prompt_ids) return usage_error("generate", "give one of --prompt and --prompt-ids");
+    int conditioned = emb_npy || emb_model || emb_midi;
+    if (emb_npy && (emb_model || emb_midi))
+        return usage_error("generate", "give --embedding or --embedding-model with --embedding-midi, not both");
+    if (!emb_npy && !emb_model != !emb_midi)
+        return usage_error("generate", "--embedding-model and --embedding-midi go together");
+    if (cfg_given && !conditioned)
+        return usage_error("generate", "--cfg and --cfg-warmup need an embedding (--embedding or --embedding-midi)");
+    if (!model_path) {
+        if (cli_bundled_model(BUNDLED_GEN, bundled, sizeof bundled)) return EXIT_INPUT;
+        model_path = bundled;
+        fprintf(stderr, "aria: using the bundled model %s\n", model_path);
+    }
     if (top_p > 0 && !min_p_given) min_p = 0.0;
     if (ro.soundfont && !render) return usage_error("generate", "--soundfont goes with --render");
     /* what --render and --roll need is checked before the long part */
@@ -249,12 +295,20 @@ int cmd_generate(int argc, char **argv) {
     aria_tokenizer *tk = aria_tokenizer_for_model(m);
     int status = EXIT_INPUT;
     int32_t *pids = NULL;
+    float *cond_emb = NULL;
     size_t np = 0;
     aria_error err = {{0}};
     if (!(aria_model_heads(m) & ARIA_HEAD_LM)) {
         fail_file(model_path, NO_LM_HEAD);
         goto out;
     }
+    int cond_dim = aria_model_adapter_dim(m);
+    if (conditioned && cond_dim <= 0) {
+        fail_file(model_path, "the model has no embedding_adapter, so it cannot be steered by an embedding "
+                              "(--embedding, --embedding-midi): use a model trained with embedding conditioning");
+        goto out;
+    }
+    if (conditioned && cli_cond_embedding(emb_npy, emb_model, emb_midi, (int)threads, cond_dim, &cond_emb)) goto out;
     if (prompt_ids) {
         if (read_ids(prompt_ids, mc->vocab_size, &pids, &np)) goto out;
     } else {
@@ -275,10 +329,13 @@ int cmd_generate(int argc, char **argv) {
     {
         /* the prompt and the new tokens share the context (aria_generate
            caps the total as the reference does): say so before the run
-           rather than stop short without a word */
-        long ctx_len = mc->max_seq_len < GEN_MAX_CONTEXT ? mc->max_seq_len : GEN_MAX_CONTEXT;
+           rather than stop short without a word (when --max-new was
+           asked for; the default means as much as fits). An embedding
+           takes position 0. */
+        long ctx_len = mc->max_seq_len - (conditioned ? 1 : 0);
+        if (ctx_len > GEN_MAX_CONTEXT) ctx_len = GEN_MAX_CONTEXT;
         long room = ctx_len - (long)np;
-        if (room < max_new && room > 0)
+        if (max_new_given && room < max_new && room > 0)
             fprintf(stderr,
                     "aria: warning: --max-new %lld: a context of %ld tokens leaves room for %ld new tokens after "
                     "the %zu-token prompt\n",
@@ -289,8 +346,11 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "aria: seed %lld\n", seed);
     }
     progress_state ps = {now_s(), isatty(2), (int)variations};
-    aria_generate_opts go = {(int)variations, (int)max_new, (uint64_t)seed,
-                             {(float)temp, (float)min_p, (float)top_p, mask, end}, gen_progress, &ps};
+    aria_generate_opts go = {.variations = (int)variations, .max_new = (int)max_new, .seed = (uint64_t)seed,
+                             .sample = {(float)temp, (float)min_p, (float)top_p, mask, end},
+                             .progress = gen_progress, .progress_ctx = &ps, .cond_embedding = cond_emb,
+                             .cond_dim = cond_dim, .cfg = (float)cfg,
+                             .cfg_warmup = cfg_warmup < 0 ? 0 : cfg_warmup == 0 ? -1 : (int)cfg_warmup};
     int32_t **seqs = calloc((size_t)variations, sizeof *seqs);
     size_t *lens = calloc((size_t)variations, sizeof *lens);
     double t0 = now_s();
@@ -344,6 +404,7 @@ int cmd_generate(int argc, char **argv) {
     free(lens);
 out:
     free(pids);
+    free(cond_emb);
     aria_tokenizer_free(tk);
     aria_model_free(m);
     aria_ctx_free(ctx);
@@ -355,7 +416,7 @@ out:
 /* ---------------------------------------------------------------------- */
 
 static void help_embed(void) {
-    printf("usage: aria embed --model EMB.safetensors [-o OUT.npy] [--skip-bad] FILE.mid...\n"
+    printf("usage: aria embed [--model EMB.safetensors] [-o OUT.npy] [--skip-bad] FILE.mid...\n"
            "\n"
            "Global embedding of each file (mean over 300-note chunks of the embedding at <E>), one\n"
            "row per file: as TSV on stdout (file name, then the values), or as a float32 .npy.\n"
@@ -363,7 +424,8 @@ static void help_embed(void) {
            "read as far as it goes, with a warning.\n"
            "\n"
            "options:\n"
-           "  --model FILE     embedding model weights (e.g. aria-medium-embedding)\n"
+           "  --model FILE     embedding model weights (e.g. aria-medium-embedding); default: the\n"
+           "                   bundled models/" BUNDLED_EMB " (a small contrastive finetune, see its card)\n"
            "  --config CFG     config JSON or preset (%s);\n"
            "                   default: metadata / config.json beside\n"
            "  -o, --output F   write a .npy [files][emb_size] instead of TSV; nothing is written\n"
@@ -451,8 +513,13 @@ int cmd_embed(int argc, char **argv) {
     if (parsed >= 0) return parsed;
     const char *model_path = a.model, *cfg_arg = a.config, *out = a.output;
     long long threads = a.threads;
-    if (!model_path) return usage_error("embed", "--model is required");
     if (optind >= argc) return usage_error("embed", "no input file");
+    char bundled[4096];
+    if (!model_path) {
+        if (cli_bundled_model(BUNDLED_EMB, bundled, sizeof bundled)) return EXIT_INPUT;
+        model_path = bundled;
+        fprintf(stderr, "aria: using the bundled embedding model %s\n", model_path);
+    }
     aria_ctx *ctx;
     aria_model *m = load_model(model_path, cfg_arg, (int)threads, &ctx);
     if (!m) return EXIT_INPUT;
@@ -623,9 +690,10 @@ int cmd_init(int argc, char **argv) {
                    "\n"
                    "options:\n"
                    "  --config CFG     config JSON or preset (%s)\n"
-                   "  --heads LIST     comma-separated: lm, emb, cls (default lm, a model that\n"
-                   "                   `aria generate` and `aria train` use; emb needs emb_size and\n"
-                   "                   cls class_size in the config)\n"
+                   "  --heads LIST     comma-separated: lm, emb, cls, adapter (default lm, a model\n"
+                   "                   that `aria generate` and `aria train` use; emb and adapter\n"
+                   "                   (embedding_adapter: `aria generate --embedding`) need emb_size\n"
+                   "                   and cls class_size in the config)\n"
                    "  --dtype T        f32 or bf16 (default f32)\n"
                    "  --seed S         random seed (default 0)\n"
                    "  -o, --output F   the safetensors file to write\n",
@@ -647,16 +715,17 @@ int cmd_init(int argc, char **argv) {
             if (!strcmp(tok, "lm")) heads |= ARIA_HEAD_LM;
             else if (!strcmp(tok, "emb")) heads |= ARIA_HEAD_EMB;
             else if (!strcmp(tok, "cls")) heads |= ARIA_HEAD_CLS;
-            else return usage_error("init", "unknown head '%s' (lm, emb, cls)", tok);
+            else if (!strcmp(tok, "adapter")) heads |= ARIA_HEAD_ADAPTER;
+            else return usage_error("init", "unknown head '%s' (lm, emb, cls, adapter)", tok);
         }
     }
     aria_model *m;
     aria_error err = {{0}};
     /* a medium model takes tens of seconds: each stage says what it does */
     double t0 = now_s();
-    char hs[32];
-    snprintf(hs, sizeof hs, "%s%s%s", heads & ARIA_HEAD_LM ? ",lm" : "", heads & ARIA_HEAD_EMB ? ",emb" : "",
-             heads & ARIA_HEAD_CLS ? ",cls" : "");
+    char hs[48];
+    snprintf(hs, sizeof hs, "%s%s%s%s", heads & ARIA_HEAD_LM ? ",lm" : "", heads & ARIA_HEAD_EMB ? ",emb" : "",
+             heads & ARIA_HEAD_CLS ? ",cls" : "", heads & ARIA_HEAD_ADAPTER ? ",adapter" : "");
     fprintf(stderr, "aria init: %s: d_model %d, %d layers, heads %s: drawing random weights...\n", cfg_arg,
             cfg.d_model, cfg.n_layers, hs + 1);
     if (aria_model_new_random(&m, &cfg, heads, (uint64_t)seed, &err) != ARIA_OK) {

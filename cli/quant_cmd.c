@@ -30,7 +30,7 @@ static double clock_s(void) {
 /* ---------------------------------------------------------------------- */
 
 static void help_quantize(void) {
-    printf("usage: aria quantize --type q8_0|q4_0 [options] IN.safetensors -o OUT.safetensors\n"
+    printf("usage: aria quantize --type q8_0|q4_0|bf16|f32 [options] IN.safetensors -o OUT.safetensors\n"
            "\n"
            "Writes a copy of a weights file whose matrices (every layer's and the heads')\n"
            "are block-quantized: q8_0 = blocks of 32 int8 with one float16 scale (8.5 bits\n"
@@ -38,9 +38,12 @@ static void help_quantize(void) {
            "The token embedding stays bfloat16 (--embedding-q8: q8_0 too), LayerNorm\n"
            "vectors float32. Every model command reads the result; `aria info OUT` lists\n"
            "each tensor's type. The layout is in docs/quantization.md.\n"
+           "--type bf16 or f32 converts instead: every matrix to that type (bf16 rounds\n"
+           "to nearest even), vectors float32, e.g. a training run's float32 weights to\n"
+           "a bf16 file half the size. The input's metadata (class names, ...) is kept.\n"
            "\n"
            "options:\n"
-           "  --type T          q8_0 or q4_0 (required)\n"
+           "  --type T          q8_0, q4_0, bf16 or f32 (required)\n"
            "  --config CFG      a config JSON or a preset (%s); default: the\n"
            "                    file's metadata, else config.json beside it\n"
            "  --embedding-q8    the token embedding as q8_0 as well\n"
@@ -68,11 +71,13 @@ int cmd_quantize(int argc, char **argv) {
         default: return option_error("quantize", argv, "o:h");
         }
     }
-    if (!type_arg) return usage_error("quantize", "--type is required (q8_0 or q4_0)");
+    if (!type_arg) return usage_error("quantize", "--type is required (q8_0, q4_0, bf16 or f32)");
     aria_quantize_opts qo = {.embedding_q8 = emb_q8};
     if (!strcmp(type_arg, "q8_0")) qo.type = ARIA_DT_Q8_0;
     else if (!strcmp(type_arg, "q4_0")) qo.type = ARIA_DT_Q4_0;
-    else return usage_error("quantize", "unknown --type '%s' (q8_0 or q4_0)", type_arg);
+    else if (!strcmp(type_arg, "bf16")) qo.type = ARIA_DT_BF16;
+    else if (!strcmp(type_arg, "f32")) qo.type = ARIA_DT_F32;
+    else return usage_error("quantize", "unknown --type '%s' (q8_0, q4_0, bf16 or f32)", type_arg);
     if (optind >= argc) return usage_error("quantize", "no input file");
     if (optind + 1 < argc) return usage_error("quantize", "unexpected argument '%s'", argv[optind + 1]);
     if (!out) return usage_error("quantize", "-o OUT.safetensors is required");

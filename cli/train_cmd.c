@@ -86,6 +86,10 @@ static void print_profile(void *ctx, const aria_trainer *t) {
 
 static void help_train(void) {
     fputs("usage: aria train --data DATA/ --out RUN/ (--config CFG | --init CKPT) [options]\n"
+         "       aria train --objective contrastive --out RUN/ (--init LM | --config CFG) [options]\n"
+         "                  (MIDI files and folders... | --files-from LIST)\n"
+         "       aria train --objective classify --labels LABELS.csv --task NAME --out RUN/\n"
+         "                  (--init LM | --config CFG) [options]\n"
          "       aria train --resume RUN/\n"
          "\n"
          "Trains on the next-token loss (pretraining, or finetuning with --init and a\n"
@@ -130,6 +134,45 @@ static void help_train(void) {
          "  --resume DIR          continue the run in DIR with its own options\n"
          "  -h, --help            this help\n"
          "\n"
+         "Objectives (docs/training.md):\n"
+         "  --objective O         lm (default: next-token loss on --data), contrastive (an\n"
+         "                        embedding model, spec 3.4) or classify (a classifier, spec 3.5)\n"
+         "  contrastive: each step takes --batch files (given as arguments, folders walked for\n"
+         "  *.mid/*.midi, or listed one per line in --files-from LIST) and two random views of\n"
+         "  100-650 notes of each; loss = symmetric NT-Xent of emb_head at <E>. --init LM gets an\n"
+         "  emb_head N(0, 0.02) and loses its lm_head; RUN/model.safetensors is read by\n"
+         "  `aria embed`. Defaults: --lr 1e-5, --warmup 1000, no augmentation (--augment: the\n"
+         "  pitch/velocity/tempo draws above, per view). Under mpirun every process embeds its\n"
+         "  share of the files and the embeddings are gathered, so the loss is the one of the\n"
+         "  global batch. log.jsonl: loss, retrieval_acc (rows whose most similar other view\n"
+         "  is their own), val_loss and val_retrieval_acc on the held-out files.\n"
+         "  --tau T               NT-Xent temperature (default 0.1)\n"
+         "  --emb-size N          size of a new emb_head (default: the config's, else 512)\n"
+         "  --files-from LIST     training files, one path per line\n"
+         "  --val-list LIST       validation files, one path per line (default: --val-fraction)\n"
+         "  classify: class_head at <E> over the labelled files of --task, the <E> embedding row\n"
+         "  re-drawn N(0, 0.02); files cut into chunks of --notes-per-chunk notes (piano only),\n"
+         "  each chunk a training sequence labelled as its file. Defaults: --lr 1e-5, --warmup\n"
+         "  0, no augmentation. Validation per file (chunk probabilities weighted by token\n"
+         "  counts): val_acc and val_macro_f1 in log.jsonl. The class names go into the\n"
+         "  checkpoint (metadata aria_classes) for `aria classify`. No residual dropout.\n"
+         "  --labels CSV          columns path,task,label,group (../shared/midi/eval/labels.csv)\n"
+         "  --task NAME           which task of the CSV\n"
+         "  --root DIR            the folder the CSV's paths are relative to (default: the CSV's)\n"
+         "  --per-class N         at most N training files per class (default 0 = all)\n"
+         "  --folds K --fold F    K folds by group, fold F (0..K-1) held out (default: one\n"
+         "                        fold of round(1 / --val-fraction))\n"
+         "  --notes-per-chunk N   notes per chunk (default 300)\n"
+         "  --max-chunks K        at most K chunks of each file, evenly spaced, for training and\n"
+         "                        validation (default 0 = all; aria probe --max-chunks alike)\n"
+         "  both:\n"
+         "  --seq-len N           tokens per sequence (default 2048 contrastive, 1024 classify)\n"
+         "  --val-fraction F      held-out share of the files, split by group so that versions\n"
+         "                        of one piece stay together (default 0.05 contrastive, 0.2\n"
+         "                        classify; 0 = none)\n"
+         "  Files that cannot be used are skipped, counted in log.jsonl's first line and listed\n"
+         "  with the reason in RUN/skipped.txt; RUN/train_files.txt and val_files.txt hold the split."
+         "\n"
          "Several processes, data parallel (MPI):\n"
          "  mpirun -np 4 aria train --data DATA/ --out RUN/ --config CFG --batch 8 ...\n"
          "  mpirun --hostfile HOSTS -np 16 aria train ...   (HOSTS: one `host slots=N` per line)\n"
@@ -147,6 +190,22 @@ static void help_train(void) {
                                  "to start as one of several processes under mpirun.");
 }
 
+/* The files a contrastive or classify run left out (RUN/skipped.txt:
+   path, tab, reason), counted and named on stderr. */
+static void report_skipped(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/skipped.txt", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return;
+    char line[4700];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!n++) fprintf(stderr, "aria train: skipped files (also in %s):\n", p);
+        fprintf(stderr, "  %s", line);
+    }
+    fclose(f);
+}
+
 /* The command on one process; `quiet` on all ranks but 0, which exit with
    the same status as rank 0 without a word. */
 #define USAGE(...) (quiet ? EXIT_USAGE : usage_error("train", __VA_ARGS__))
@@ -156,7 +215,9 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
     long long v;
     double dv;
     enum { O_DATA = 256, O_OUT, O_CFG, O_INIT, O_BATCH, O_ACC, O_LR, O_WARM, O_SCHED, O_CLIP, O_STEPS, O_EPOCHS,
-           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK, O_VALB, O_FORCE };
+           O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK, O_VALB, O_FORCE, O_OBJ,
+           O_TAU, O_SEQ, O_VFRAC, O_VLIST, O_FILES, O_LABELS, O_TASK, O_ROOT, O_PERCLASS, O_FOLDS, O_FOLD, O_EMBSZ,
+           O_NPC, O_MAXCH };
     static const struct option lo[] = {
         {"data", required_argument, 0, O_DATA},      {"out", required_argument, 0, O_OUT},
         {"config", required_argument, 0, O_CFG},     {"init", required_argument, 0, O_INIT},
@@ -170,7 +231,17 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         {"resume", required_argument, 0, O_RESUME},  {"help", no_argument, 0, 'h'},
         {"precision", required_argument, 0, O_PREC}, {"peak-gflops", required_argument, 0, O_PEAK},
         {"val-batches", required_argument, 0, O_VALB}, {"force", no_argument, 0, O_FORCE},
+        {"objective", required_argument, 0, O_OBJ},  {"tau", required_argument, 0, O_TAU},
+        {"seq-len", required_argument, 0, O_SEQ},    {"val-fraction", required_argument, 0, O_VFRAC},
+        {"val-list", required_argument, 0, O_VLIST}, {"files-from", required_argument, 0, O_FILES},
+        {"labels", required_argument, 0, O_LABELS},  {"task", required_argument, 0, O_TASK},
+        {"root", required_argument, 0, O_ROOT},      {"per-class", required_argument, 0, O_PERCLASS},
+        {"folds", required_argument, 0, O_FOLDS},    {"fold", required_argument, 0, O_FOLD},
+        {"emb-size", required_argument, 0, O_EMBSZ}, {"notes-per-chunk", required_argument, 0, O_NPC},
+        {"max-chunks", required_argument, 0, O_MAXCH},
         {0, 0, 0, 0}};
+    int lr_given = 0, warm_given = 0, aug_given = 0;
+    const char *files_from = NULL;
     int c;
     optind = 1;
     opterr = 0;
@@ -191,10 +262,12 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         case O_LR:
             if (parse_double(optarg, &dv) || dv <= 0 || dv > 1) return USAGE("--lr wants a number in (0, 1]");
             o.lr = (float)dv;
+            lr_given = 1;
             break;
         case O_WARM:
             if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--warmup wants a count >= 0");
             o.warmup = (int)v;
+            warm_given = 1;
             break;
         case O_SCHED:
             if (!strcmp(optarg, "aria")) o.constant_lr = 0;
@@ -213,8 +286,55 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
             if (parse_long(optarg, 1, 100000, &v)) return USAGE("--epochs wants a count >= 1");
             o.epochs = (int)v;
             break;
-        case O_AUG: o.augment = 1; break;
-        case O_NOAUG: o.augment = 0; break;
+        case O_AUG: o.augment = 1, aug_given = 1; break;
+        case O_NOAUG: o.augment = 0, aug_given = 1; break;
+        case O_OBJ:
+            if (!strcmp(optarg, "lm")) o.objective = ARIA_OBJ_LM;
+            else if (!strcmp(optarg, "contrastive")) o.objective = ARIA_OBJ_CONTRASTIVE;
+            else if (!strcmp(optarg, "classify")) o.objective = ARIA_OBJ_CLASSIFY;
+            else return USAGE("--objective wants lm, contrastive or classify");
+            break;
+        case O_TAU:
+            if (parse_double(optarg, &dv) || !(dv > 0) || dv > 100) return USAGE("--tau wants a number in (0, 100]");
+            o.tau = (float)dv;
+            break;
+        case O_SEQ:
+            if (parse_long(optarg, 16, 1 << 20, &v)) return USAGE("--seq-len wants 16..1048576");
+            o.seq_len = (int)v;
+            break;
+        case O_VFRAC:
+            if (parse_double(optarg, &dv) || dv < 0 || dv >= 1) return USAGE("--val-fraction wants a number in [0, 1)");
+            o.val_fraction = dv;
+            break;
+        case O_VLIST: o.val_list = optarg; break;
+        case O_FILES: files_from = optarg; break;
+        case O_LABELS: o.labels = optarg; break;
+        case O_TASK: o.task = optarg; break;
+        case O_ROOT: o.root = optarg; break;
+        case O_PERCLASS:
+            if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--per-class wants a count >= 0");
+            o.per_class = (int)v;
+            break;
+        case O_FOLDS:
+            if (parse_long(optarg, 2, 1000, &v)) return USAGE("--folds wants 2..1000");
+            o.folds = (int)v;
+            break;
+        case O_FOLD:
+            if (parse_long(optarg, 0, 999, &v)) return USAGE("--fold wants 0..999");
+            o.fold = (int)v;
+            break;
+        case O_EMBSZ:
+            if (parse_long(optarg, 1, 65536, &v)) return USAGE("--emb-size wants 1..65536");
+            o.emb_size = (int)v;
+            break;
+        case O_MAXCH:
+            if (parse_long(optarg, 0, 100000, &v)) return USAGE("--max-chunks wants 0..100000");
+            o.max_chunks = (int)v;
+            break;
+        case O_NPC:
+            if (parse_long(optarg, 1, 100000, &v)) return USAGE("--notes-per-chunk wants 1..100000");
+            o.notes_per_chunk = (int)v;
+            break;
         case O_VAL:
             if (parse_long(optarg, 0, 1000000000, &v)) return USAGE("--val-every wants a count >= 0");
             o.val_every = (int)v;
@@ -255,8 +375,25 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         default: return quiet ? EXIT_USAGE : option_error("train", argv, "h");
         }
     }
-    if (optind != argc) return USAGE("unexpected argument '%s'", argv[optind]);
-    if (!o.resume && (!o.data_dir || !o.out_dir)) return USAGE("--data and --out are required");
+    int heads_obj = o.objective != ARIA_OBJ_LM;
+    if (optind != argc && !(o.objective == ARIA_OBJ_CONTRASTIVE && !o.resume))
+        return USAGE("unexpected argument '%s'", argv[optind]);
+    if (heads_obj && o.data_dir) return USAGE("--data is for --objective lm; %s reads MIDI files",
+                                              o.objective == ARIA_OBJ_CONTRASTIVE ? "contrastive" : "classify");
+    if (o.objective == ARIA_OBJ_CONTRASTIVE && !o.resume && optind == argc && !files_from)
+        return USAGE("--objective contrastive wants MIDI files or folders (or --files-from LIST)");
+    if (o.objective == ARIA_OBJ_CLASSIFY && !o.resume && (!o.labels || !o.task))
+        return USAGE("--objective classify wants --labels CSV and --task NAME");
+    if (o.folds && o.fold >= o.folds) return USAGE("--fold wants 0..%d for --folds %d", o.folds - 1, o.folds);
+    if (!heads_obj && (o.labels || o.task || files_from || o.val_list))
+        return USAGE("--labels, --task, --files-from and --val-list need --objective classify or contrastive");
+    if (heads_obj) {
+        if (!lr_given) o.lr = 1e-5f;
+        if (!warm_given) o.warmup = o.objective == ARIA_OBJ_CONTRASTIVE ? 1000 : 0;
+        if (!aug_given) o.augment = 0;
+    }
+    if (!o.resume && !heads_obj && (!o.data_dir || !o.out_dir)) return USAGE("--data and --out are required");
+    if (!o.resume && heads_obj && !o.out_dir) return USAGE("--out is required");
     if (!o.resume && !cfg_arg && !o.init_path) return USAGE("give --config or --init");
     if (o.resume && o.overwrite) return USAGE("--force replaces a run; --resume continues one");
     if (cfg_arg) {
@@ -266,6 +403,45 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
             return EXIT_INPUT;
         }
         o.has_config = 1;
+    }
+    /* contrastive inputs: the arguments, then the lines of --files-from */
+    char **inputs = NULL, *text = NULL;
+    size_t n_inputs = 0;
+    if (o.objective == ARIA_OBJ_CONTRASTIVE && !o.resume) {
+        size_t cap = (size_t)(argc - optind) + 1;
+        if (files_from) {
+            uint8_t *buf;
+            size_t len;
+            aria_error e = {{0}};
+            if (aria_read_file(files_from, &buf, &len, &e) != ARIA_OK) {
+                if (!quiet) fail_file(files_from, e.msg);
+                return EXIT_INPUT;
+            }
+            text = realloc(buf, len + 1);
+            if (!text) {
+                free(buf);
+                return EXIT_INPUT;
+            }
+            text[len] = 0;
+            for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
+            cap++;
+        }
+        inputs = malloc(cap * sizeof *inputs);
+        if (!inputs) {
+            free(text);
+            return EXIT_INPUT;
+        }
+        for (int i = optind; i < argc; i++) inputs[n_inputs++] = argv[i];
+        for (char *line = text, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next) *next++ = 0;
+            size_t l = strlen(line);
+            while (l && (line[l - 1] == '\r' || line[l - 1] == ' ')) line[--l] = 0;
+            if (l && line[0] != '#') inputs[n_inputs++] = line;
+            if (!next) break;
+        }
+        o.inputs = (const char *const *)inputs;
+        o.n_inputs = n_inputs;
     }
     train_view view = {.tty = aria_dist_size() == 1 && isatty(2), .last_print = now_s()};
     o.progress = train_progress;
@@ -284,6 +460,8 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         return EXIT_INPUT;
     }
     int rc = aria_train_run(&o, &err);
+    free(inputs);
+    free(text);
     aria_ctx_free(o.ctx);
     if (view.line_open) fputc('\n', stderr);
     if (rc != ARIA_OK) {
@@ -292,6 +470,7 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         return EXIT_INPUT;
     }
     if (quiet) return 0;
+    report_skipped(o.out_dir);
     char val[64] = "";
     if (view.val_step > 0) snprintf(val, sizeof val, ", val loss %.4f (step %ld)", view.val_loss, view.val_step);
     if (view.step > 0)

@@ -467,6 +467,12 @@ void aria_ctx_free(aria_ctx *c);
 /* What the context runs on, e.g. "avx512 + oneDNN 2.7.3 (avx512_core_bf16),
    precision fast, 2 threads". */
 const char *aria_ctx_describe(const aria_ctx *c);
+/* The optional libraries (oneDNN, MPI, FluidSynth, libpng) are not linked
+   but opened at their first use, so a program that needs none of them
+   never loads them. This opens each one now and writes a line per library
+   into buf ("oneDNN: libdnnl.so.2, loaded", or why it is not there; never
+   an error: the library then does without it). Returns how many loaded. */
+int aria_libs_describe(char *buf, size_t cap);
 
 /* ====================================================================== */
 /* model: weights and inference                                           */
@@ -567,6 +573,15 @@ int aria_session_len(const aria_session *s);
    are processed in blocks, so memory does not grow with T^2. */
 int aria_session_forward(aria_session *s, const int32_t *ids, int T, aria_output what,
                          int all_positions, float *out, aria_error *err);
+/* Input size of the model's embedding_adapter, 0 when it has none. */
+int aria_model_adapter_dim(const aria_model *m);
+/* Conditions a new session on an embedding (spec 4.4): embedding_adapter(
+   emb) (n_emb = aria_model_adapter_dim floats) goes through all layers at
+   position 0 of every row, so tokens start at position 1 (the session's
+   length counts it). Rows with unconditioned[b] != 0 (may be NULL: none)
+   never attend to position 0 afterwards. Must come before any token. */
+int aria_session_condition(aria_session *s, const float *emb, int n_emb, const unsigned char *unconditioned,
+                           aria_error *err);
 
 
 /* ====================================================================== */
@@ -612,12 +627,23 @@ typedef struct {
     /* called after every step (may be NULL) */
     void (*progress)(void *ctx, int step, int max_new, int rows_done);
     void *progress_ctx;
+    /* Classifier-free guidance on an embedding (spec 4.4; the model needs
+       embedding_adapter). cond_embedding NULL: plain generation. Else each
+       variation runs as a conditioned and an unconditioned row in one
+       batch; step s (from 1) samples from g cond + (1 - g) uncond logits,
+       g = min(cfg, cfg s / W), with <D> excluded, and both rows take the
+       token. */
+    const float *cond_embedding; /* cond_dim floats */
+    int cond_dim;                /* = aria_model_adapter_dim */
+    float cfg;                   /* guidance 0..10; 0 = unconditioned, 1 = conditioned */
+    int cfg_warmup;              /* W: 0 = min(250, max_new) as the reference; < 0: none */
 } aria_generate_opts;
 
 /* Continues `prompt` (ids) `variations` times. out[i] receives the whole
    sequence of row i (prompt included, cut after <E>), malloc'd, length
    out_len[i]. The context is capped as the reference caps it
-   (prompt + new <= 8096 tokens and the model's max_seq_len). */
+   (prompt + new <= 8096 tokens and the model's max_seq_len, one less
+   with cond_embedding, which takes position 0). */
 int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *prompt, size_t n_prompt,
                   const aria_generate_opts *o, int32_t **out, size_t *out_len, aria_error *err);
 
@@ -767,6 +793,10 @@ int aria_ids_write_midi(const aria_tokenizer *t, const int32_t *ids, size_t n, c
 /* A float32 matrix [rows][cols] as a NumPy .npy file (format 1.0, '<f4',
    C order), written atomically (aria embed -o). */
 int aria_npy_write_f32(const char *path, const float *x, size_t rows, size_t cols, aria_error *err);
+/* Reads a float32 .npy file ('<f4', C order, versions 1-3) of shape (n,)
+   (read as 1 x n), (rows, cols) or () (1 x 1). *x is malloc'd. Anything
+   else is ARIA_ERR_FORMAT saying what the file holds. */
+int aria_npy_read_f32(const char *path, float **x, size_t *rows, size_t *cols, aria_error *err);
 
 /* What `aria info` reports about a MIDI file. */
 typedef struct {
@@ -854,6 +884,67 @@ void aria_trainer_arena(aria_trainer *t, float **params, float **grads, size_t *
 void aria_trainer_set_profile(aria_trainer *t, int on);
 int aria_trainer_profile(const aria_trainer *t, const char **names, double *secs, int cap);
 
+/* A head at one position per row (the contrastive and classifier
+   finetunes, spec 3.4-3.5). aria_trainer_forward_at runs ids
+   [batch][seq_len] through the layers, keeping what the backward pass
+   needs, then the final LayerNorm and head `what` (ARIA_OUT_EMB or
+   ARIA_OUT_CLS) only at position pos[b] of row b: out [batch][dim]. No
+   next-token logits are computed. aria_trainer_backward_at adds the
+   gradients of a loss whose gradient with respect to that output is dout
+   [batch][dim] (already scaled) for the same ids. A trainer needs an
+   lm_head only for the next-token loss. */
+int aria_trainer_forward_at(aria_trainer *t, const int32_t *ids, const int *pos, aria_output what, float *out,
+                            aria_error *err);
+int aria_trainer_backward_at(aria_trainer *t, const int32_t *ids, const float *dout, aria_error *err);
+
+/* Symmetric NT-Xent on cosine similarity (the reference's
+   symmetric_nt_xent_loss_cosine): z1, z2 [B][dim] (view 1 and view 2 of
+   B files), S[i][j] = cos(z1_i, z2_j) / tau, loss = (CE(S, diag) +
+   CE(S^T, diag)) / 2. S (may be NULL) receives S [B][B]; dz1, dz2 (may be
+   NULL) the loss's gradients. NaN for bad arguments or no memory. */
+float aria_ntxent(const float *z1, const float *z2, int B, int dim, float tau, float *S, float *dz1, float *dz2);
+/* Rows i whose most similar z2 row (cosine) is z2_i: the retrieval hits. */
+int aria_ntxent_hits(const float *z1, const float *z2, int B, int dim);
+/* Mean softmax cross-entropy of logits [n][C] against y (may be NULL:
+   probabilities only); probs (may be NULL) [n][C]; dlogits (may be NULL)
+   the gradient of the mean times scale. */
+float aria_softmax_xent(const float *logits, int n, int C, const int *y, float *probs, float *dlogits, float scale);
+
+/* Finetuning a model into another kind (src/model/heads.c). The model
+   becomes trainable (float32 arena) and gets exactly the heads `heads`
+   (ARIA_HEAD_* bits): tensors it keeps are kept, a new emb_head
+   (emb_size rows) or class_head (class_size rows) is drawn N(0, 0.02)
+   from seed, heads not named are dropped (and their sizes leave the
+   config). An embedding_adapter cannot be added this way. */
+int aria_model_set_heads(aria_model *m, int heads, int emb_size, int class_size, uint64_t seed, aria_error *err);
+/* Draws row `row` of tensor `tensor` (official name) N(0, std) from seed
+   (the classifier recipe re-draws the <E> embedding row). */
+int aria_model_reinit_row(aria_model *m, const char *tensor, int64_t row, float std, uint64_t seed,
+                          aria_error *err);
+/* A metadata value of the file the model was loaded from, or NULL. */
+const char *aria_model_meta(const aria_model *m, const char *key);
+/* aria_model_save (float32) with extra metadata pairs, e.g. a
+   classifier's "aria_classes" (a JSON array of the label names). */
+int aria_model_save_meta(const aria_model *m, const char *path, const char *const *keys, const char *const *vals,
+                         size_t n_meta, aria_error *err);
+
+/* A classifier's class names, from its file's "aria_classes" metadata (a
+   JSON array of strings, as aria train --objective classify writes it):
+   *names malloc'd array of malloc'd strings, *n their count (the model's
+   class_size); when the file has none, "0", "1", ... Free with
+   aria_class_names_free. */
+int aria_model_class_names(const aria_model *m, char ***names, int *n, aria_error *err);
+void aria_class_names_free(char **names, int n);
+
+/* A file's class probabilities (aria classify, and the classifier
+   finetune's validation, spec 3.5): the score (piano only) cut into chunks
+   of notes_per_chunk notes (aria_tok_embedding_chunks, at most max_len
+   tokens each, <E> last), each chunk's class_head softmax at <E> weighted
+   by its token count (non-pad), summed and normalized: probs
+   [class_size]. *n_chunks (may be NULL) receives the chunk count. */
+int aria_classify_score(const aria_model *m, const aria_tokenizer *t, const aria_score *s, int notes_per_chunk,
+                        int max_len, float *probs, size_t *n_chunks, aria_error *err);
+
 /* A training run (aria train): see src/tasks/trainloop.c for the run directory.
    When the caller has started MPI (as `aria train` does under mpirun),
    aria_train_run is collective: every process of MPI_COMM_WORLD calls it
@@ -900,7 +991,32 @@ typedef struct {
     int overwrite;
     /* called with progress_ctx after each validation (may be NULL) */
     void (*validated)(void *ctx, long step, float val_loss);
+    /* The objective (docs/training.md). ARIA_OBJ_LM: the next-token loss
+       on data_dir. ARIA_OBJ_CONTRASTIVE (spec 3.4): MIDI files, two random
+       views of 100-650 notes per file per step, symmetric NT-Xent at <E>;
+       the model gets an emb_head (emb_size) and loses its lm_head.
+       ARIA_OBJ_CLASSIFY (spec 3.5): the files of `labels` for `task`,
+       class_head at <E>, the <E> embedding row re-drawn N(0, 0.02). */
+    int objective;
+    const char *const *inputs; /* contrastive: MIDI files and folders (walked for *.mid, *.midi) */
+    size_t n_inputs;
+    const char *val_list;   /* contrastive: validation files, one path per line (else val_fraction) */
+    double val_fraction;    /* held-out share of the files (contrastive) or groups (classify);
+                               < 0: the objective's default (0.05, 0.2); 0: none */
+    int seq_len;            /* contrastive and classify: tokens per sequence (0: 2048 / 1024) */
+    float tau;              /* NT-Xent temperature (0.1) */
+    int emb_size;           /* a new emb_head's size (0: the config's, else 512) */
+    const char *labels;     /* classify: the labels CSV (path,task,label,group) */
+    const char *task;       /* classify: which task of the CSV */
+    const char *root;       /* classify: the folder the CSV's paths are relative to (NULL: the CSV's) */
+    int per_class;          /* classify: at most this many training files per class (0: all) */
+    int folds, fold;        /* classify: folds > 1 splits by group into folds, fold `fold` held out */
+    int notes_per_chunk;    /* classify: notes per chunk (300) */
+    int max_chunks;         /* classify: at most this many chunks of a file, evenly spaced (chunk j of K
+                               at floor((j + 0.5) n / K), as aria probe --max-chunks); 0: all */
 } aria_train_opts;
+
+enum { ARIA_OBJ_LM = 0, ARIA_OBJ_CONTRASTIVE = 1, ARIA_OBJ_CLASSIFY = 2 };
 
 aria_train_opts aria_train_defaults(void);
 /* The learning rate of optimizer step `step` (0-based) of `total`. */
@@ -945,7 +1061,8 @@ typedef struct {
     double tail_s;         /* 2.0 s rendered after the last event (release, reverb) */
 } aria_render_opts;
 aria_render_opts aria_render_defaults(void);
-/* 1 when this library was built with FluidSynth. */
+/* 1 when this library was built with FluidSynth and its library loads here
+   (it is opened at the first call, see aria_libs_describe). */
 int aria_render_available(void);
 /* The first General MIDI soundfont found at Debian's paths
    (/usr/share/sounds/sf2/FluidR3_GM.sf2 first), or NULL. */
@@ -996,7 +1113,8 @@ int aria_roll_draw(const aria_score *s, const aria_roll_opts *o, aria_roll *out,
 void aria_roll_free(aria_roll *r);
 int aria_roll_x(const aria_roll *r, double seconds);
 int aria_roll_y(const aria_roll *r, int pitch);
-/* 1 when built with libpng; else aria_png_write says how to get it. */
+/* 1 when built with libpng and it loads here (opened at the first call);
+   else aria_png_write says how to get it. */
 int aria_png_available(void);
 /* An 8-bit RGB PNG, written atomically. */
 int aria_png_write(const char *path, const uint8_t *rgb, int width, int height, aria_error *err);
@@ -1168,6 +1286,180 @@ size_t aria_dataset_size(const aria_dataset *d, int epoch);
    the vocabulary is an error naming the shard. */
 int aria_dataset_get(const aria_dataset *d, int epoch, size_t index, int32_t *out, aria_error *err);
 void aria_dataset_close(aria_dataset *d);
+
+
+/* ====================================================================== */
+/* labels: labelled MIDI files for probes and classifiers (docs/probe.md) */
+/* ====================================================================== */
+
+/* A labels file is CSV (RFC 4180 quoting, comma-separated, first line the
+   header) with at least the columns path, task, label, group in any order.
+   One row labels one file for one task; rows of other tasks are ignored.
+     path   relative to `root` (or absolute);
+     label  the class; an empty label is skipped and counted;
+     group  files that must stay on one side of a split (one piece played
+            several times); empty: the file is a group of its own.
+   root NULL: the CSV's folder, or its parent when the first row's file is
+   found there and not in the CSV's folder (../shared/midi/eval/labels.csv
+   lists "eval/asap/..." relative to its parent).
+   A file that does not exist is skipped and listed in `missing`. Classes
+   are sorted by name (strcmp); y[i] is rows[i]'s class index.
+   Errors (ARIA_ERR_FORMAT / ARIA_ERR_ARG / ARIA_ERR_IO), one line naming
+   the line ("line 7: ..."; as elsewhere the caller puts the CSV's name in
+   front, `aria: labels.csv: line 7: ...`): a missing column, an unterminated quote, a row
+   with too few fields, an unknown task (the message lists the tasks the
+   file has), a task with one class only (after skips), no file found. */
+typedef struct { char *path; char *label; char *group; } aria_label_row;  /* path resolved */
+typedef struct {
+    aria_label_row *rows;
+    size_t n;
+    char **classes;
+    int n_classes;
+    int *y;
+    /* what was left out */
+    size_t n_empty_label;   /* rows of the task with an empty label */
+    char **missing;         /* resolved paths of files not found (malloc'd) */
+    size_t n_missing;
+    char **dropped_classes; /* classes removed by aria_labels_drop_small */
+    int n_dropped_classes;
+    size_t n_dropped_rows;  /* their rows */
+    char *root;             /* the root the paths were resolved against */
+    char *csv;              /* the CSV's path, for messages */
+    char *task;
+} aria_labels;
+int aria_labels_read(const char *csv, const char *task, const char *root, aria_labels *out, aria_error *err);
+void aria_labels_free(aria_labels *l);
+/* Number of distinct groups among rows of class c. */
+size_t aria_labels_class_groups(const aria_labels *l, int c);
+/* Removes every class that has fewer than `min_groups` groups (it cannot be
+   in every fold of a min_groups-fold split), with its rows, counted in
+   n_dropped_rows and named in dropped_classes; classes are renumbered.
+   ARIA_ERR_ARG when fewer than two classes remain (the message names the
+   classes kept and dropped). */
+int aria_labels_drop_small(aria_labels *l, int min_groups, aria_error *err);
+/* k folds by group: fold[i] in 0..k-1 for row i; no group on two folds */
+/* Groups are shuffled by `seed` (the same seed, the same folds) and each
+   goes to the fold with the fewest rows of the group's main class (then
+   the fewest rows, then the lowest index), so classes spread evenly.
+   ARIA_ERR_ARG when k < 2, when there are fewer groups than k, or when a
+   class has fewer groups than k (aria_labels_drop_small removes those). */
+int aria_labels_folds(const aria_labels *l, int k, uint64_t seed, int *fold, aria_error *err);
+
+
+/* ====================================================================== */
+/* probe: per-file features and linear probes (aria probe, docs/probe.md) */
+/* ====================================================================== */
+
+/* Handcrafted features of a score (src/tasks/features.c; each is described
+   in docs/probe.md): pitch-class, melodic-interval and duration
+   histograms, note density, polyphony, velocity, tempo and pitch
+   statistics. Times come from the exact tempo map. ARIA_ERR_EMPTY for a
+   score without notes. */
+#define ARIA_HANDCRAFTED_DIM 58
+int aria_handcrafted_features(const aria_score *s, float *out, aria_error *err);
+/* The name of feature i ("pc_0", "interval_-12", ...); NULL out of range. */
+const char *aria_handcrafted_name(int i);
+
+typedef enum {
+    ARIA_FEAT_EMBEDDING = 0,  /* emb_head at <E>, mean over chunks (needs emb_head) */
+    ARIA_FEAT_LM_MEAN = 1,    /* final hidden states, mean over each chunk's tokens, then over chunks */
+    ARIA_FEAT_HANDCRAFTED = 2 /* aria_handcrafted_features, no model */
+} aria_feature_kind;
+/* "embedding", "lm-mean", "handcrafted"; NULL out of range. */
+const char *aria_feature_kind_name(int kind);
+/* Length of one file's vector: emb_size, d_model or ARIA_HANDCRAFTED_DIM;
+   0 when the model cannot give that kind (no emb_head, or no model). */
+int aria_feature_dim(const aria_model *m, aria_feature_kind kind);
+
+/* The model features of one score: its 300-note embedding chunks (as
+   aria_embed_score: piano-only, metadata cleared, at most min(2048,
+   max_seq_len) tokens, <E> last), at most max_chunks of them evenly spaced
+   (0: all), each run through the model; the per-chunk vectors are
+   averaged. kind EMBEDDING gives what aria_embed_score gives when
+   max_chunks is 0. */
+int aria_model_features(const aria_model *m, const aria_tokenizer *t, const aria_score *s, aria_feature_kind kind,
+                        int max_chunks, float *out, size_t *n_chunks, aria_error *err);
+
+/* Features of many MIDI files, with an on-disk cache. */
+typedef struct {
+    aria_feature_kind kind;
+    const aria_model *model;  /* EMBEDDING, LM_MEAN */
+    const char *model_path;   /* its file: part of the cache key (path, size, mtime) */
+    int max_chunks;           /* 0: all chunks */
+    const char *cache_dir;    /* NULL: no cache. Else DIR/<key of model, kind,
+                                 max_chunks>/<key of MIDI path, size, mtime>.feat,
+                                 each written atomically */
+    int jobs;                 /* threads over files for handcrafted features (0: all CPUs);
+                                 model features run one file at a time, the model's
+                                 kernels using its threads */
+    /* Called after each file, one call at a time (may be NULL). */
+    void (*progress)(void *ctx, size_t done, size_t total);
+    void *progress_ctx;
+} aria_feature_opts;
+aria_feature_opts aria_feature_defaults(void);
+
+typedef struct {
+    int status;       /* ARIA_OK, or why the file has no features */
+    aria_error err;   /* the message, without the file's name */
+    size_t n_chunks;  /* chunks used (model features) */
+    int cached;       /* 1: read from the cache */
+    int n_warnings;   /* what the MIDI reader forgave, and the first */
+    char warning[160];
+} aria_feature_file;
+
+/* X[i * dim ..] for paths[i] (dim = aria_feature_dim); files[i] says each
+   file's fate (a bad file is one failed slot, the others go on). *hits and
+   *misses (may be NULL) count cache reads and computations. ARIA_OK when
+   the batch ran; ARIA_ERR_ARG when the model cannot give `kind`. */
+int aria_features_files(const char *const *paths, size_t n, const aria_feature_opts *o, float *X,
+                        aria_feature_file *files, size_t *hits, size_t *misses, aria_error *err);
+
+/* The linear probe (spec 3.6): multinomial logistic regression, W [C][d]
+   and b [C], trained with AdamW on the mean cross-entropy. */
+typedef struct {
+    int folds;            /* 5 */
+    uint64_t seed;        /* 0: folds, initial weights, batch order, --per-class picks */
+    int epochs;           /* 50 */
+    int batch;            /* 8 */
+    float lr;             /* 3e-4 (peak) */
+    float weight_decay;   /* 0.1 (AdamW, on every parameter) */
+    int warmup;           /* 100 steps, linear from 0 */
+    float final_lr_frac;  /* 0.1: linear decay to 0.1 x lr at the last step */
+    int per_class;        /* 0: every training file; N: at most N per class in each training fold */
+} aria_probe_opts;
+aria_probe_opts aria_probe_defaults(void);
+/* The learning rate of step `step` (0-based) of `total`. */
+float aria_probe_lr(const aria_probe_opts *o, long step, long total);
+
+/* Trains on X [n][d] (already standardized, if wanted), y in 0..C-1. The
+   same inputs and options give the same weights. W: C*d floats, b: C. */
+int aria_linear_fit(const float *X, const int *y, size_t n, int d, int C, const aria_probe_opts *o, float *W,
+                    float *b, aria_error *err);
+/* argmax of W x + b for each row (ties: the lowest class). */
+void aria_linear_predict(const float *X, size_t n, int d, int C, const float *W, const float *b, int *pred);
+
+typedef struct {
+    int folds, n_classes;
+    /* per fold [folds] */
+    double *acc, *f1, *base_acc, *base_f1;
+    size_t *n_train, *n_test;
+    int *base_class;      /* the training fold's majority class */
+    /* mean and standard deviation over folds (population std, numpy's default) */
+    double acc_mean, acc_std, f1_mean, f1_std;
+    double base_acc_mean, base_acc_std, base_f1_mean, base_f1_std;
+    int64_t *confusion;   /* [C][C]: row the true class, column the predicted, summed over folds */
+} aria_probe_result;
+void aria_probe_result_free(aria_probe_result *r);
+
+/* k-fold cross-validation (k = o->folds, fold[i] in 0..k-1, e.g. from
+   aria_labels_folds): for each fold, z-scores fitted on the training rows
+   (a constant feature is centred only), at most o->per_class training rows
+   per class (seeded pick), a linear probe trained on them and scored on
+   the fold; the baseline predicts the training rows' majority class.
+   Macro-F1 averages the F1 of the classes that occur in the fold's true
+   or predicted labels (scikit-learn's rule). */
+int aria_probe_cv(const float *X, const int *y, size_t n, int d, int C, const int *fold, const aria_probe_opts *o,
+                  aria_probe_result *out, aria_error *err);
 
 #ifdef __cplusplus
 }

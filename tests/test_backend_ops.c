@@ -212,7 +212,9 @@ static int matmul_cases(const kern_backend_i *be, aria_precision prec) {
                     int round_x = be->matmul && dt;
                     double tol = be->matmul ? 1e-5 : 2e-6; /* x mag: float32 sums (oneDNN's in its own order) */
                     matmul_ref(x, T, &W, y0, acc, round_x, ref, mag);
-                    for (int rep = 0; rep < 2; rep++) { /* oneDNN: the second uses the packed copy */
+                    /* oneDNN packs a matrix at its 8th product (PACK_AFTER in
+                       backend_onednn.c): the 8th and 9th use the packed copy */
+                    for (int rep = 0; rep < (be->matmul ? 9 : 2); rep++) {
                         memcpy(y, y0, ny * sizeof *y);
                         run_matmul(be, x, T, &W, y, acc);
                         double e = 0;

@@ -121,7 +121,7 @@ Test(model_ref, greedy_decode_is_exact) {
     char e[256];
     cr_assert_eq(json_parse_file(VEC "/greedy/greedy.json", &d, e, sizeof e), ARIA_OK);
     const json_value *want = json_get(json_root(d), "new_ids");
-    aria_generate_opts o = {1, (int)json_len(want), 0, aria_sample_defaults(), NULL, NULL};
+    aria_generate_opts o = {.variations = 1, .max_new = (int)json_len(want), .sample = aria_sample_defaults()};
     o.sample.temperature = 0;
     o.sample.mask_invalid = 0; /* the reference applies no mask */
     int32_t *seq;
@@ -402,7 +402,7 @@ Test(model, generation_respects_grammar) {
     aria_model *m = random_tiny(ARIA_HEAD_LM);
     aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
     int32_t prompt[] = {6, 0, 827, 17227, 16736};
-    aria_generate_opts o = {3, 300, 11, aria_sample_defaults(), NULL, NULL};
+    aria_generate_opts o = {.variations = 3, .max_new = 300, .seed = 11, .sample = aria_sample_defaults()};
     o.sample.force_end = 1;
     int32_t *seq[3];
     size_t len[3];

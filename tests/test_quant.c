@@ -269,6 +269,52 @@ static void rewrite(const char *from, const char *to, const char *name, int (*ed
 }
 
 static int drop(aria_tensor *t, uint8_t *c) { (void)t, (void)c; return 0; }
+
+/* --type bf16: every matrix rounded to nearest even, vectors kept float32,
+   the input's own metadata carried over beside the config. */
+Test(quant, bf16_conversion_rounds_and_keeps_metadata) {
+    write_tiny("f32.safetensors", ARIA_DT_F32);
+    aria_safetensors st;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_st_open(&st, path("f32.safetensors"), &err), ARIA_OK, "%s", err.msg);
+    const char **k = calloc(st.n_meta + 1, sizeof *k), **v = calloc(st.n_meta + 1, sizeof *v);
+    for (size_t i = 0; i < st.n_meta; i++) k[i] = st.meta_keys[i], v[i] = st.meta_values[i];
+    k[st.n_meta] = "aria_classes", v[st.n_meta] = "[\"a\",\"b\"]";
+    cr_assert_eq(aria_st_write(path("meta.safetensors"), st.tensors, st.n_tensors, k, v, st.n_meta + 1, &err),
+                 ARIA_OK, "%s", err.msg);
+    free(k);
+    free(v);
+    aria_quantize_opts qo = {.type = ARIA_DT_BF16};
+    cr_assert_eq(aria_quantize_file(path("meta.safetensors"), path("bf16.safetensors"), NULL, &qo, &err), ARIA_OK,
+                 "%s", err.msg);
+    aria_safetensors out;
+    cr_assert_eq(aria_st_open(&out, path("bf16.safetensors"), &err), ARIA_OK, "%s", err.msg);
+    cr_assert_str_eq(aria_st_meta(&out, "aria_classes"), "[\"a\",\"b\"]");
+    cr_assert(aria_st_meta(&out, "aria_config"));
+    cr_assert_null(aria_st_meta(&out, "aria_quant"), "a plain conversion is not a quantized file");
+    size_t mats = 0, vecs = 0;
+    for (size_t i = 0; i < st.n_tensors; i++) {
+        const aria_tensor *a = &st.tensors[i], *b = aria_st_find(&out, a->name);
+        cr_assert(b, "%s missing after conversion", a->name);
+        cr_assert_eq(a->dtype, ARIA_DT_F32);
+        size_t n = a->nbytes / 4;
+        const float *x = a->data;
+        if (a->ndim == 2) {
+            cr_assert_eq(b->dtype, ARIA_DT_BF16, "%s", a->name);
+            const uint16_t *h = b->data;
+            for (size_t j = 0; j < n; j++) cr_assert_eq(h[j], aria_f32_to_bf16(x[j]), "%s[%zu]", a->name, j);
+            mats++;
+        } else {
+            cr_assert_eq(b->dtype, ARIA_DT_F32, "%s", a->name);
+            cr_assert_eq(memcmp(a->data, b->data, a->nbytes), 0, "%s", a->name);
+            vecs++;
+        }
+    }
+    cr_assert_gt(mats, 0);
+    cr_assert_gt(vecs, 0);
+    aria_st_close(&out);
+    aria_st_close(&st);
+}
 static int short_scales(aria_tensor *t, uint8_t *c) {
     (void)c;
     t->shape[1] -= 1; /* 7 scales a row for 8 blocks */
@@ -314,7 +360,7 @@ Test(quant, bad_quantized_files_are_refused) {
     /* quantized twice; an unknown type: nothing written */
     cr_expect_eq(aria_quantize_file(q8, path("twice.safetensors"), NULL, &o, &err), ARIA_ERR_FORMAT);
     cr_expect(strstr(err.msg, "mixed_qkv.weight is already q8_0"), "%s", err.msg);
-    aria_quantize_opts bad = {.type = ARIA_DT_BF16};
+    aria_quantize_opts bad = {.type = ARIA_DT_U8};
     cr_expect_eq(aria_quantize_file(path("t.safetensors"), path("twice.safetensors"), NULL, &bad, &err), ARIA_ERR_ARG);
     cr_expect_neq(access(path("twice.safetensors"), F_OK), 0, "a refused quantization left a file");
 }

@@ -4,8 +4,11 @@
  * one process with no-op collectives otherwise.
  *
  * Every MPI call of the project is in this file, behind HAVE_MPI, so the
- * rest builds and runs the same without MPI installed. The only state is
- * MPI's own world (MPI_Initialized tells whether it is up); MPI failures
+ * rest builds and runs the same without MPI installed. The MPI library is
+ * not linked but opened by aria_dist_start (src/base/dynlib.h), so only a
+ * process started by a launcher loads it, and a machine without it still
+ * trains in one process. The only state is that table and MPI's own world
+ * (MPI_Initialized tells whether it is up); MPI failures
  * abort the whole job through MPI's default error handler, so a process
  * never waits on a peer that died.
  *
@@ -26,9 +29,98 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/dynlib.h"
+
 #ifdef HAVE_MPI
 #include <mpi.h>
+#include <pthread.h>
+
+/* The file to open: the soname the Makefile's probe linked against, else
+   Open MPI's (Debian's libopenmpi3). */
+#ifndef ARIA_MPI_SONAME
+#define ARIA_MPI_SONAME "libmpi.so.40"
 #endif
+
+/* Every MPI function called below. */
+#define MPI_FNS(X) \
+    X(MPI_Initialized) X(MPI_Finalized) X(MPI_Init_thread) X(MPI_Finalize) X(MPI_Comm_rank) X(MPI_Comm_size) \
+    X(MPI_Allreduce) X(MPI_Bcast) X(MPI_Comm_split_type) X(MPI_Comm_free)
+
+/* Open MPI's predefined handles (MPI_COMM_WORLD, MPI_FLOAT, ...) are the
+   addresses of objects in libmpi, named through OMPI_PREDEFINED_GLOBAL;
+   every one used below is listed here and looked up with the functions.
+   MPICH's handles are constants and need nothing. */
+#ifdef OPEN_MPI
+#define MPI_GLOBALS(X) \
+    X(ompi_mpi_comm_world) X(ompi_mpi_info_null) X(ompi_mpi_op_sum) X(ompi_mpi_op_min) X(ompi_mpi_byte) \
+    X(ompi_mpi_int) X(ompi_mpi_long) X(ompi_mpi_float) X(ompi_mpi_double)
+#else
+#define MPI_GLOBALS(X)
+#endif
+
+#define DECL_FN(f) __typeof__(f) *f;
+#define DECL_GLOBAL(g) void *g;
+#define NAME(f) #f,
+static struct {
+    MPI_FNS(DECL_FN)
+    MPI_GLOBALS(DECL_GLOBAL)
+    int loaded;
+} dl;
+static pthread_once_t dl_once = PTHREAD_ONCE_INIT;
+static char dl_why[256];
+
+static void dl_load(void) {
+    static const char *const need[] = {MPI_FNS(NAME) MPI_GLOBALS(NAME) NULL};
+    enum { N_NEED = sizeof need / sizeof *need - 1 };
+    void *p[N_NEED];
+    /* global: Open MPI's components, which it opens itself, resolve
+       symbols of libmpi */
+    aria_dl_spec spec = {"MPI", ARIA_MPI_SONAME, need, NULL, 1};
+    if (!aria_dl_open(&spec, p, NULL, dl_why, sizeof dl_why)) return;
+    size_t i = 0;
+#define SET(f) memcpy(&dl.f, &p[i++], sizeof p[0]);
+    MPI_FNS(SET)
+    MPI_GLOBALS(SET)
+#undef SET
+    dl.loaded = 1;
+}
+
+/* From here on, the calls and handles go through the table. */
+#ifdef OPEN_MPI
+#undef OMPI_PREDEFINED_GLOBAL
+#define OMPI_PREDEFINED_GLOBAL(type, global) ((type)dl.global)
+#endif
+#define MPI_Initialized dl.MPI_Initialized
+#define MPI_Finalized dl.MPI_Finalized
+#define MPI_Init_thread dl.MPI_Init_thread
+#define MPI_Finalize dl.MPI_Finalize
+#define MPI_Comm_rank dl.MPI_Comm_rank
+#define MPI_Comm_size dl.MPI_Comm_size
+#define MPI_Allreduce dl.MPI_Allreduce
+#define MPI_Bcast dl.MPI_Bcast
+#define MPI_Comm_split_type dl.MPI_Comm_split_type
+#define MPI_Comm_free dl.MPI_Comm_free
+#endif
+
+int aria_dl_state_mpi(const char **file, const char **why) {
+#ifdef HAVE_MPI
+    pthread_once(&dl_once, dl_load);
+    *file = ARIA_MPI_SONAME;
+    *why = dl_why;
+    return dl.loaded;
+#else
+    *file = *why = "";
+    return -1;
+#endif
+}
+
+const char *dist_mpi_error(void) {
+#ifdef HAVE_MPI
+    return dl_why;
+#else
+    return "";
+#endif
+}
 
 int dist_built_with_mpi(void) {
 #ifdef HAVE_MPI
@@ -63,6 +155,7 @@ aria_launch aria_dist_launch_info(char *(*lookup)(const char *name)) {
 
 #ifdef HAVE_MPI
 static int mpi_up(void) {
+    if (!dl.loaded) return 0;
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
@@ -72,7 +165,9 @@ static int mpi_up(void) {
 
 void aria_dist_start(const aria_launch *launch) {
 #ifdef HAVE_MPI
-    if (!launch || !launch->under_launcher || mpi_up()) return;
+    if (!launch || !launch->under_launcher) return;
+    pthread_once(&dl_once, dl_load);
+    if (!dl.loaded || mpi_up()) return;
     /* only the main thread talks to MPI; the thread pool never does */
     int provided;
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);

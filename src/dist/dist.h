@@ -24,6 +24,9 @@ typedef struct {
 
 /* 1 when this library was built with MPI (aria_dist_built_with_mpi). */
 int dist_built_with_mpi(void);
+/* Why aria_dist_start could not load the MPI library ("" when it did, or
+   was not asked to): the process then runs alone. */
+const char *dist_mpi_error(void);
 /* The job as it stands: one process unless MPI is running (started by
    aria_dist_start, include/aria.h). */
 dist_world dist_get(void);

@@ -12,12 +12,14 @@
  * OpenMP's thread count to 1 around every oneDNN call and restore it.
  *
  * Weights: W is [N][K] row-major, i.e. oneDNN's K x N "ba" layout; a chunk
- * is a K x 256 slice with leading dimension K. On the first product of a
- * bfloat16 matrix we ask oneDNN for its preferred layout ("any") and
- * reorder every chunk into it once (onednn_packed, hung on the kern_mat
- * with a compare-and-swap so concurrent sessions agree on one copy; see
- * PACK for float32). A later call whose primitive wants another layout (it
- * may depend on T) uses the plain slices instead, so the cache is never
+ * is a K x 256 slice with leading dimension K. Every matrix gets an
+ * onednn_packed on its first product (hung on the kern_mat with a
+ * compare-and-swap so concurrent sessions agree on one), which counts its
+ * products; the PACK_AFTER-th product of a bfloat16 matrix asks oneDNN for
+ * its preferred layout ("any") and reorders every chunk into it once (see
+ * PACK for float32, and PACK_AFTER for why not at once). A call whose
+ * primitive wants another layout (it may depend on T), or that comes
+ * before the copy is complete, uses the plain slices, so the cache is never
  * wrong, only unused.
  *
  * bfloat16 weights: x is rounded to bfloat16 (round to nearest even) and
@@ -42,6 +44,96 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/dynlib.h"
+
+/* oneDNN is opened by the first context that asks for this backend, not
+   linked (src/base/dynlib.h): a command that multiplies no large matrix
+   never loads it, and a machine without it runs the other backends. The
+   Makefile passes the soname it linked its probe against; the default is
+   the one of the headers' major version (Debian's libdnnl2: libdnnl.so.2). */
+#ifndef ARIA_DNNL_SONAME
+#define ARIA_DNNL_SONAME "libdnnl.so." ARIA_DL_STR(DNNL_VERSION_MAJOR)
+#endif
+
+/* Every oneDNN function called below. */
+#define DNNL_FNS(X) \
+    X(dnnl_engine_create) X(dnnl_get_effective_cpu_isa) \
+    X(dnnl_matmul_desc_init) X(dnnl_memory_create) \
+    X(dnnl_memory_desc_equal) X(dnnl_memory_desc_get_size) \
+    X(dnnl_memory_desc_init_by_strides) X(dnnl_memory_desc_init_by_tag) \
+    X(dnnl_memory_destroy) X(dnnl_memory_set_data_handle) \
+    X(dnnl_post_ops_append_sum) X(dnnl_post_ops_create) \
+    X(dnnl_post_ops_destroy) X(dnnl_primitive_attr_create) \
+    X(dnnl_primitive_attr_destroy) X(dnnl_primitive_attr_set_post_ops) \
+    X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_primitive_create) \
+    X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_destroy) \
+    X(dnnl_primitive_desc_query_md) X(dnnl_primitive_destroy) \
+    X(dnnl_primitive_execute) X(dnnl_primitive_get_primitive_desc) \
+    X(dnnl_reorder_primitive_desc_create) X(dnnl_sgemm) \
+    X(dnnl_stream_create) X(dnnl_stream_destroy) \
+    X(dnnl_stream_wait) X(dnnl_version)
+
+#define DECL_FN(f) __typeof__(f) *f;
+#define NAME_FN(f) #f,
+static struct {
+    DNNL_FNS(DECL_FN)
+    /* OpenMP's, from the OpenMP runtime oneDNN is built with; absent when
+       it is built with another threading (nothing to set then) */
+    __typeof__(omp_get_max_threads) *get_max_threads;
+    __typeof__(omp_set_num_threads) *set_num_threads;
+} dl;
+static char dl_why[256];
+
+/* Opens oneDNN and fills dl; 0 when every function was found. */
+static int dl_load(void) {
+    static const char *const need[] = {DNNL_FNS(NAME_FN) NULL};
+    static const char *const want[] = {"omp_get_max_threads", "omp_set_num_threads", NULL};
+    enum { N_NEED = sizeof need / sizeof *need - 1 };
+    void *fn[N_NEED], *opt[2];
+    aria_dl_spec spec = {"oneDNN", ARIA_DNNL_SONAME, need, want, 0};
+    if (!aria_dl_open(&spec, fn, opt, dl_why, sizeof dl_why)) return -1;
+    size_t i = 0;
+#define SET_FN(f) memcpy(&dl.f, &fn[i++], sizeof fn[0]);
+    DNNL_FNS(SET_FN)
+#undef SET_FN
+    memcpy(&dl.get_max_threads, &opt[0], sizeof opt[0]);
+    memcpy(&dl.set_num_threads, &opt[1], sizeof opt[1]);
+    if (!dl.get_max_threads || !dl.set_num_threads) dl.get_max_threads = NULL, dl.set_num_threads = NULL;
+    return 0;
+}
+
+/* From here on, the calls go through the table. */
+#define dnnl_engine_create dl.dnnl_engine_create
+#define dnnl_get_effective_cpu_isa dl.dnnl_get_effective_cpu_isa
+#define dnnl_matmul_desc_init dl.dnnl_matmul_desc_init
+#define dnnl_memory_create dl.dnnl_memory_create
+#define dnnl_memory_desc_equal dl.dnnl_memory_desc_equal
+#define dnnl_memory_desc_get_size dl.dnnl_memory_desc_get_size
+#define dnnl_memory_desc_init_by_strides dl.dnnl_memory_desc_init_by_strides
+#define dnnl_memory_desc_init_by_tag dl.dnnl_memory_desc_init_by_tag
+#define dnnl_memory_destroy dl.dnnl_memory_destroy
+#define dnnl_memory_set_data_handle dl.dnnl_memory_set_data_handle
+#define dnnl_post_ops_append_sum dl.dnnl_post_ops_append_sum
+#define dnnl_post_ops_create dl.dnnl_post_ops_create
+#define dnnl_post_ops_destroy dl.dnnl_post_ops_destroy
+#define dnnl_primitive_attr_create dl.dnnl_primitive_attr_create
+#define dnnl_primitive_attr_destroy dl.dnnl_primitive_attr_destroy
+#define dnnl_primitive_attr_set_post_ops dl.dnnl_primitive_attr_set_post_ops
+#define dnnl_primitive_attr_set_scratchpad_mode dl.dnnl_primitive_attr_set_scratchpad_mode
+#define dnnl_primitive_create dl.dnnl_primitive_create
+#define dnnl_primitive_desc_create dl.dnnl_primitive_desc_create
+#define dnnl_primitive_desc_destroy dl.dnnl_primitive_desc_destroy
+#define dnnl_primitive_desc_query_md dl.dnnl_primitive_desc_query_md
+#define dnnl_primitive_destroy dl.dnnl_primitive_destroy
+#define dnnl_primitive_execute dl.dnnl_primitive_execute
+#define dnnl_primitive_get_primitive_desc dl.dnnl_primitive_get_primitive_desc
+#define dnnl_reorder_primitive_desc_create dl.dnnl_reorder_primitive_desc_create
+#define dnnl_sgemm dl.dnnl_sgemm
+#define dnnl_stream_create dl.dnnl_stream_create
+#define dnnl_stream_destroy dl.dnnl_stream_destroy
+#define dnnl_stream_wait dl.dnnl_stream_wait
+#define dnnl_version dl.dnnl_version
+
 #define CHUNK 256
 
 /* Products go to oneDNN only from this size: below it the portable
@@ -55,18 +147,28 @@ static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static int engine_ok;
 static char engine_desc[96];
 
+/* The states of a matrix's packed copy. */
+enum { UNPACKED, PACKING, PACKED, PLAIN /* never: not PACK, the preferred
+                                           layout is the plain one, or
+                                           packing failed */ };
+
 typedef struct {
     kern_packed head;          /* free */
-    int plain;                 /* no copy: not packed (PACK), the preferred
-                                  layout is the plain one, or packing failed */
     int n_chunks, last;        /* columns of the last chunk */
+    atomic_int uses;           /* products so far */
+    atomic_int state;          /* md, sz and data are read only once it is
+                                  PACKED (written before it is) */
     dnnl_memory_desc_t md[2];  /* packed layout of a full / the last chunk */
     size_t sz[2];
     void *data;                /* chunk c at c * sz[0] */
 } onednn_packed;
 
 static void engine_init(void) {
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return;
+    if (dl_load()) return;
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) {
+        snprintf(dl_why, sizeof dl_why, "oneDNN not used: no CPU engine");
+        return;
+    }
     const dnnl_version_t *v = dnnl_version();
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     const char *is = isa == dnnl_cpu_isa_avx512_core_amx    ? "AMX"
@@ -79,12 +181,13 @@ static void engine_init(void) {
 
 /* OpenMP threads for the oneDNN calls on this thread: 1, restored after. */
 static int omp_one(void) {
-    int n = omp_get_max_threads();
-    if (n != 1) omp_set_num_threads(1);
+    if (!dl.get_max_threads) return 1;
+    int n = dl.get_max_threads();
+    if (n != 1) dl.set_num_threads(1);
     return n;
 }
 static void omp_restore(int n) {
-    if (n != 1) omp_set_num_threads(n);
+    if (n != 1) dl.set_num_threads(n);
 }
 
 static dnnl_data_type_t dt_of(const kern_mat *W) { return W->dtype == ARIA_DT_BF16 ? dnnl_bf16 : dnnl_f32; }
@@ -179,6 +282,16 @@ static int run_prim(kern_scratch *ks, dnnl_primitive_t prim, const exec_arg *a, 
    float32 model (2.5 GB for medium) is too much memory for 3%. */
 #define PACK(W) ((W)->dtype == ARIA_DT_BF16)
 
+/* The product of a matrix that packs it. Packing costs several prefills'
+   worth of time and a second copy of the weights (medium bf16, one 229-token
+   prefill, 2 threads on a loaded 2-core Zen 4: the first prefill 8.3 s
+   packing at once against 2.3 s not packing, later prefills 191 against
+   180 tokens/s, peak RSS 2.7 against 1.6 GB), so it only pays for a model
+   that runs many prefills (embedding many files, evaluation): `aria
+   generate`, one prompt then single-row decoding (never oneDNN), should
+   not pay it. */
+#define PACK_AFTER 8
+
 typedef struct {
     const kern_mat *W;
     onednn_packed *pk;
@@ -205,17 +318,21 @@ static void packed_free(kern_packed *head) {
     free(pk);
 }
 
-/* The packed copy of W for products of T rows (NULL: out of memory). */
-static onednn_packed *pack(const kern_res *r, const kern_mat *W, int T) {
+/* W's cache entry, not packed yet (NULL: out of memory). */
+static onednn_packed *packed_new(const kern_mat *W) {
     onednn_packed *pk = calloc(1, sizeof *pk);
     if (!pk) return NULL;
     pk->head.free = packed_free;
     pk->n_chunks = (W->rows + CHUNK - 1) / CHUNK;
     pk->last = W->rows - (pk->n_chunks - 1) * CHUNK;
-    if (!PACK(W)) {
-        pk->plain = 1;
-        return pk;
-    }
+    atomic_init(&pk->uses, 0);
+    atomic_init(&pk->state, PACK(W) ? UNPACKED : PLAIN);
+    return pk;
+}
+
+/* Makes the packed copy of W in pk for products of T rows, by the one
+   caller that moved pk from UNPACKED to PACKING; ends PACKED or PLAIN. */
+static void pack(const kern_res *r, const kern_mat *W, int T, onednn_packed *pk) {
     int shapes = pk->last == CHUNK ? 1 : 2, saved = omp_one();
     pack_job j = {.W = W, .pk = pk, .ks = r->scratch};
     int rc = 0, plain = 1;
@@ -244,7 +361,6 @@ static onednn_packed *pack(const kern_res *r, const kern_mat *W, int T) {
         }
     }
     omp_restore(saved);
-    pk->plain = plain;
     if (!rc && !plain) {
         size_t total = (size_t)(pk->n_chunks - 1) * pk->sz[0] + pk->sz[shapes - 1];
         pk->data = aligned_alloc(64, (total + 63) / 64 * 64);
@@ -257,12 +373,11 @@ static onednn_packed *pack(const kern_res *r, const kern_mat *W, int T) {
     }
     for (int s = 0; s < 2; s++)
         if (j.prim[s]) dnnl_primitive_destroy(j.prim[s]);
-    if (rc) { /* the plain slices will do */
+    if (rc || plain) { /* the plain slices will do */
         free(pk->data);
         pk->data = NULL;
-        pk->plain = 1;
     }
-    return pk;
+    atomic_store(&pk->state, rc || plain ? PLAIN : PACKED);
 }
 
 
@@ -328,18 +443,25 @@ static void cvt_task(void *ctx, size_t i) {
     }
 }
 
-/* W's packed copy, made and hung on W by the first product that needs it
-   (NULL: out of memory, or W carries another backend's copy). */
+/* W's cache entry, hung on W by its first product, and packed by its
+   PACK_AFTER-th (NULL: out of memory, or W carries another backend's
+   copy). */
 static onednn_packed *packed_of(const kern_res *r, const kern_mat *W, int T) {
     kern_mat *Wm = (kern_mat *)W; /* only the cache is written, a function of the weights */
-    kern_packed *pk = atomic_load(&Wm->packed);
-    if (!pk) {
-        onednn_packed *mine = pack(r, W, T);
+    kern_packed *head = atomic_load(&Wm->packed);
+    if (!head) {
+        onednn_packed *mine = packed_new(W);
         if (!mine) return NULL;
-        if (atomic_compare_exchange_strong(&Wm->packed, &pk, &mine->head)) return mine;
-        packed_free(&mine->head); /* another thread hung its copy first: pk */
+        if (atomic_compare_exchange_strong(&Wm->packed, &head, &mine->head)) head = &mine->head;
+        else packed_free(&mine->head); /* another thread hung its entry first: head */
     }
-    return pk->free == packed_free ? (onednn_packed *)pk : NULL;
+    if (head->free != packed_free) return NULL;
+    onednn_packed *pk = (onednn_packed *)head;
+    int unpacked = UNPACKED;
+    if (atomic_fetch_add(&pk->uses, 1) + 1 >= PACK_AFTER && atomic_load(&pk->state) == UNPACKED &&
+        atomic_compare_exchange_strong(&pk->state, &unpacked, PACKING))
+        pack(r, W, T, pk);
+    return pk;
 }
 
 static int onednn_matmul(const kern_res *r, const float *x, int T, const kern_mat *W, float *y, int acc,
@@ -356,7 +478,7 @@ static int onednn_matmul(const kern_res *r, const float *x, int T, const kern_ma
     for (int s = 0; s < shapes && !rc; s++) {
         int nc = s ? pk->last : CHUNK;
         dnnl_primitive_desc_t pd = NULL;
-        if (pk->data) {
+        if (atomic_load(&pk->state) == PACKED) {
             /* the packed copy, if this primitive wants that layout */
             rc = make_pd(W, T, nc, NULL, &pd);
             if (!rc) {
@@ -643,8 +765,22 @@ const kern_backend_i *kern_backend_onednn(const char **desc) {
     return engine_ok ? &onednn : NULL;
 }
 
+int aria_dl_state_onednn(const char **file, const char **why) {
+    pthread_once(&engine_once, engine_init);
+    *file = ARIA_DNNL_SONAME;
+    *why = dl_why;
+    return engine_ok;
+}
+
 
 #else /* no oneDNN in this build */
+
+#include "base/dynlib.h"
+
+int aria_dl_state_onednn(const char **file, const char **why) {
+    *file = *why = "";
+    return -1;
+}
 
 const kern_backend_i *kern_backend_onednn(const char **desc) {
     if (desc) *desc = "";

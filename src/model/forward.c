@@ -85,7 +85,22 @@ static void attend(const model_pass *p, layer_acts *a, int B, int n, int pos0, c
     int d = H * hd;
     if (kv) {
         cache_store(kv, a->qkv, B, n, pos0, H, hd);
-        kern_attention(p->ctx, a->qkv, 3 * d, kv->k, kv->v, kv->cap, B, n, H, hd, pos0, a->att, d);
+        int any_skip = 0;
+        for (int b = 0; b < B && kv->skip_first; b++) any_skip |= kv->skip_first[b] && pos0 > 0;
+        if (!any_skip) {
+            kern_attention(p->ctx, a->qkv, 3 * d, kv->k, kv->v, kv->cap, B, n, H, hd, pos0, a->att, d);
+            return;
+        }
+        /* a row that skips position 0 attends over the cache seen from
+           position 1: its keys 1 .. pos0 + t are keys 0 .. pos0 - 1 + t of
+           the cache one position on (RoPE has already turned them by
+           their own positions, so only the causal limit moves) */
+        for (int b = 0; b < B; b++) {
+            int skip = kv->skip_first[b] && pos0 > 0;
+            size_t row = (size_t)b * H * kv->cap * hd, off = skip ? (size_t)hd : 0;
+            kern_attention(p->ctx, a->qkv + (size_t)b * n * 3 * d, 3 * d, kv->k + row + off, kv->v + row + off,
+                           kv->cap, 1, n, H, hd, pos0 - skip, a->att + (size_t)b * n * d, d);
+        }
         return;
     }
     MODEL_PROF(p, PR_ATT, kern_attention_fwd(p->ctx, a->att, a->lse, a->qkv, B, n, H, hd));

@@ -155,10 +155,13 @@ typedef struct {
     uint16_t *ln1h, *atth, *ln2h, *acth; /* bfloat16 copies of product inputs, or NULL */
 } layer_acts;
 
-/* A session's cache at one layer: [B][H][cap][hd] each. */
+/* A session's cache at one layer: [B][H][cap][hd] each. skip_first (may
+   be NULL): rows b with skip_first[b] do not see cached position 0 (the
+   unconditioned rows of classifier-free guidance, spec 4.4). */
 typedef struct {
     float *k, *v;
     int cap;
+    const unsigned char *skip_first;
 } kv_cache;
 
 /* x[r] = tok_embeddings[ids[r]] for r < rows. */

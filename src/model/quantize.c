@@ -48,6 +48,7 @@ int aria_model_tensor(const aria_model *m, size_t i, aria_tensor *t) {
 /* What a tensor of the input becomes. */
 static aria_dtype target_type(const model_param *p, const aria_quantize_opts *o) {
     if (!p->mat) return ARIA_DT_F32;
+    if (!kern_dtype_quantized(o->type)) return o->type; /* a plain conversion: every matrix */
     if (p->mat->cols % KERN_QBLOCK) return ARIA_DT_BF16; /* no whole blocks */
     if (p->spec->role == PARAM_EMBEDDING) return o->embedding_q8 ? ARIA_DT_Q8_0 : ARIA_DT_BF16;
     return o->type;
@@ -113,8 +114,9 @@ static int convert(const model_param *p, aria_dtype type, aria_tensor *t, aria_t
 
 int aria_quantize_file(const char *in_path, const char *out_path, const aria_model_config *cfg,
                        const aria_quantize_opts *opts, aria_error *err) {
-    if (!opts || (opts->type != ARIA_DT_Q8_0 && opts->type != ARIA_DT_Q4_0))
-        return aria_fail(err, ARIA_ERR_ARG, "unknown quantization type (q8_0 and q4_0 are known)");
+    if (!opts || (opts->type != ARIA_DT_Q8_0 && opts->type != ARIA_DT_Q4_0 && opts->type != ARIA_DT_BF16 &&
+                  opts->type != ARIA_DT_F32))
+        return aria_fail(err, ARIA_ERR_ARG, "unknown weight type (q8_0, q4_0, bf16 and f32 are known)");
     aria_model *m;
     int rc = aria_model_load(&m, in_path, cfg, err);
     if (rc) return rc;
@@ -139,11 +141,32 @@ int aria_quantize_file(const char *in_path, const char *out_path, const aria_mod
         if (!rc) n += kern_dtype_quantized(type) ? 2 : 1;
     }
     if (!rc) {
+        /* ours first, then every other pair of the input's metadata (class
+           names, training provenance) as it was */
         char cfg_js[512];
         aria_config_to_json(&m->cfg, cfg_js, sizeof cfg_js);
-        const char *keys[] = {"format", "aria_config", "aria_quant", "aria_quant_block"};
-        const char *vals[] = {"pt", cfg_js, aria_dtype_name(opts->type), "32"};
-        rc = aria_st_write(out_path, t, n, keys, vals, 4, err);
+        const char *ours[] = {"format", "aria_config", "aria_quant", "aria_quant_block"};
+        int quant = kern_dtype_quantized(opts->type);
+        size_t n_ours = quant ? 4 : 2;
+        aria_safetensors in;
+        int have_in = aria_st_open(&in, in_path, err) == ARIA_OK;
+        size_t n_in = have_in ? in.n_meta : 0, nk = n_ours;
+        const char **keys = malloc((n_ours + n_in) * sizeof *keys), **vals = malloc((n_ours + n_in) * sizeof *vals);
+        if (!keys || !vals) {
+            rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        } else {
+            const char *v_ours[] = {"pt", cfg_js, aria_dtype_name(opts->type), "32"};
+            for (size_t k = 0; k < n_ours; k++) keys[k] = ours[k], vals[k] = v_ours[k];
+            for (size_t k = 0; k < n_in; k++) {
+                int skip = 0;
+                for (size_t j = 0; j < 4; j++) skip |= !strcmp(in.meta_keys[k], ours[j]);
+                if (!skip) keys[nk] = in.meta_keys[k], vals[nk++] = in.meta_values[k];
+            }
+            rc = aria_st_write(out_path, t, n, keys, vals, nk, err);
+        }
+        free(keys);
+        free(vals);
+        if (have_in) aria_st_close(&in);
     }
     for (size_t i = 0; t && i < n; i++) free((void *)t[i].data);
     free(t);

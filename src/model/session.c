@@ -8,7 +8,13 @@
  * layer's slice of the cache ([layer][row][head][position][head_dim]),
  * then the final LayerNorm and the requested head for the positions the
  * caller wants. Decoding is the same call with one position per row.
+ *
+ * A conditioned session (aria_session_condition, spec 4.4) starts with
+ * embedding_adapter(embedding) in position 0 of every row, run through all
+ * layers like a token; rows marked unconditioned then never attend to it,
+ * so their tokens, from position 1 on, see only each other.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +29,7 @@ struct aria_session {
     int B, cap, len;
     float *k, *v;                     /* [L][B][H][cap][hd] */
     float *x, *a, *qkv, *att, *g, *u; /* activations for B * BLOCK tokens */
+    unsigned char *skip_first;        /* [B]: rows that do not see position 0, or NULL */
 };
 
 void aria_session_free(aria_session *s) {
@@ -35,6 +42,7 @@ void aria_session_free(aria_session *s) {
     free(s->att);
     free(s->g);
     free(s->u);
+    free(s->skip_first);
     free(s);
 }
 
@@ -69,7 +77,11 @@ int aria_session_new(aria_session **out, const aria_model *m, int batch, int max
     return ARIA_OK;
 }
 
-void aria_session_reset(aria_session *s) { s->len = 0; }
+void aria_session_reset(aria_session *s) {
+    s->len = 0;
+    free(s->skip_first);
+    s->skip_first = NULL;
+}
 int aria_session_len(const aria_session *s) { return s->len; }
 
 /* An inference pass, on the model's context. */
@@ -77,18 +89,19 @@ static model_pass session_pass(const aria_session *s) { return (model_pass){.ctx
 
 /* One block of n positions per row through all layers; s->x holds the
    result (before the final LayerNorm). The residual stream stays in s->x
-   and the layer's buffers are shared where their lives do not overlap. */
+   and the layer's buffers are shared where their lives do not overlap.
+   ids NULL: s->x already holds the block's input vectors. */
 static void forward_block(aria_session *s, const int32_t *ids, int T, int t0, int n) {
     const aria_model *m = s->m;
     const aria_model_config *c = &m->cfg;
     int d = c->d_model;
     model_pass p = session_pass(s);
-    for (int b = 0; b < s->B; b++) model_embed(m, ids + (size_t)b * T + t0, n, s->x + (size_t)b * n * d);
+    for (int b = 0; b < s->B && ids; b++) model_embed(m, ids + (size_t)b * T + t0, n, s->x + (size_t)b * n * d);
     layer_acts a = {.x = s->x, .ln1 = s->a, .qkv = s->qkv, .att = s->att, .xmid = s->x, .ln2 = s->a,
                     .gate = s->g, .up = s->u, .act = s->g, .out = s->x}; /* no statistics kept */
     for (int l = 0; l < c->n_layers; l++) {
         size_t layer_off = (size_t)l * s->B * s->cap * d;
-        kv_cache kv = {s->k + layer_off, s->v + layer_off, s->cap};
+        kv_cache kv = {s->k + layer_off, s->v + layer_off, s->cap, s->skip_first};
         model_layer_forward(m, &p, l, &a, s->B, n, s->len, &kv);
     }
 }
@@ -125,5 +138,37 @@ int aria_session_forward(aria_session *s, const int32_t *ids, int T, aria_output
                 head_out(s, s->x + ((size_t)b * n + n - 1) * d, 1, what, out + (size_t)b * dim);
         }
     }
+    return ARIA_OK;
+}
+
+int aria_model_adapter_dim(const aria_model *m) { return m->heads & ARIA_HEAD_ADAPTER ? m->adapter_in : 0; }
+
+int aria_session_condition(aria_session *s, const float *emb, int n_emb, const unsigned char *unconditioned,
+                           aria_error *err) {
+    const aria_model *m = s->m;
+    int E = aria_model_adapter_dim(m);
+    if (E <= 0) return aria_fail(err, ARIA_ERR_ARG, "the model has no embedding_adapter (it cannot be conditioned)");
+    if (n_emb != E)
+        return aria_fail(err, ARIA_ERR_ARG, "an embedding of %d values given, the model's adapter takes %d", n_emb, E);
+    if (s->len != 0) return aria_fail(err, ARIA_ERR_ARG, "the embedding must come before any token");
+    for (int i = 0; i < n_emb; i++)
+        if (!isfinite(emb[i])) return aria_fail(err, ARIA_ERR_ARG, "embedding value %d is not finite", i);
+    unsigned char *skip = NULL;
+    if (unconditioned) {
+        skip = malloc((size_t)s->B);
+        if (!skip) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+        for (int b = 0; b < s->B; b++) skip[b] = unconditioned[b] != 0;
+    }
+    /* every row gets adapter(emb) at position 0, as the reference fills
+       the cache (its unconditioned rows then mask it) */
+    model_pass p = session_pass(s);
+    int d = m->cfg.d_model;
+    model_linear_fwd(m, &p, emb, NULL, &m->adapter, s->x, 1, 0);
+    for (int b = 1; b < s->B; b++) memcpy(s->x + (size_t)b * d, s->x, (size_t)d * sizeof *s->x);
+    free(s->skip_first);
+    s->skip_first = NULL;
+    forward_block(s, NULL, 1, 0, 1);
+    s->len = 1;
+    s->skip_first = skip;
     return ARIA_OK;
 }

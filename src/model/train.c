@@ -48,7 +48,13 @@ struct aria_trainer {
     double prof[PR_N];
     /* activations */
     layer_acts *acts;
-    float *xL, *lnf, *lnf_m, *lnf_r, *logits;
+    float *xL, *lnf, *lnf_m, *lnf_r, *logits; /* logits: NULL without an lm_head */
+    /* a head at one position per row (aria_trainer_forward_at): the
+       gathered rows, their final LayerNorm and its statistics, gradients */
+    float *xg, *hg, *gm, *gr, *dhg, *dxg;
+    int *at_pos;
+    aria_output at_what;
+    int at_ready;        /* forward_at ran since the last backward_at */
     layer_grads g;       /* backward scratch */
     float *act_buf;
     /* when the context multiplies in bfloat16: copies made once and used
@@ -128,6 +134,7 @@ void aria_trainer_free(aria_trainer *t) {
     free(t->act_buf);
     free(t->h_buf);
     free(t->acts);
+    free(t->at_pos);
     free(t->row_loss);
     free(t->targets);
     if (t->ctx_exact) kern_ctx_trim(t->ctx_exact); /* the scratch the passes left */
@@ -143,15 +150,18 @@ void aria_trainer_free(aria_trainer *t) {
 static int alloc_acts(aria_trainer *t) {
     const aria_model_config *c = &t->m->cfg;
     size_t N = (size_t)t->B * t->T, d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d,
-           H = (size_t)c->n_heads, V = (size_t)c->vocab_size, L = (size_t)c->n_layers;
+           H = (size_t)c->n_heads, V = (t->m->heads & ARIA_HEAD_LM) ? (size_t)c->vocab_size : 0,
+           L = (size_t)c->n_layers, B = (size_t)t->B;
     size_t per_layer = N * (d + d + 2 + 3 * d + d + H + d + d + 2 + 3 * ff);
     size_t final = N * (d + d + 2 + V);
     size_t scratch = N * (d + d + 3 * d + d + 2 * ff);
-    t->act_buf = malloc((L * per_layer + final + scratch) * sizeof(float));
+    size_t at = B * (4 * d + 2);
+    t->act_buf = malloc((L * per_layer + final + scratch + at) * sizeof(float));
     t->acts = calloc(L, sizeof *t->acts);
+    t->at_pos = calloc(B, sizeof *t->at_pos);
     t->row_loss = malloc(N * sizeof *t->row_loss);
     t->targets = malloc(N * sizeof *t->targets);
-    if (!t->act_buf || !t->acts || !t->row_loss || !t->targets) return -1;
+    if (!t->act_buf || !t->acts || !t->row_loss || !t->targets || !t->at_pos) return -1;
     float *p = t->act_buf;
 #define TAKE(ptr, count) (ptr = p, p += (count))
     for (size_t l = 0; l < L; l++) {
@@ -176,6 +186,13 @@ static int alloc_acts(aria_trainer *t) {
     TAKE(t->lnf_m, N);
     TAKE(t->lnf_r, N);
     TAKE(t->logits, N * V);
+    if (!V) t->logits = NULL;
+    TAKE(t->xg, B * d);
+    TAKE(t->hg, B * d);
+    TAKE(t->gm, B);
+    TAKE(t->gr, B);
+    TAKE(t->dhg, B * d);
+    TAKE(t->dxg, B * d);
     TAKE(t->g.dx, N * d);
     TAKE(t->g.dln, N * d);
     TAKE(t->g.dqkv, N * 3 * d);
@@ -194,7 +211,8 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
     if (batch < 1 || seq_len < 2) return aria_fail(err, ARIA_ERR_ARG, "batch >= 1 and sequence length >= 2");
     if (seq_len > c->max_seq_len)
         return aria_fail(err, ARIA_ERR_ARG, "sequence length %d exceeds the model's context %d", seq_len, c->max_seq_len);
-    if (!(m->heads & ARIA_HEAD_LM)) return aria_fail(err, ARIA_ERR_ARG, "training the LM loss needs an lm_head");
+    if (!(m->heads & (ARIA_HEAD_LM | ARIA_HEAD_EMB | ARIA_HEAD_CLS)))
+        return aria_fail(err, ARIA_ERR_ARG, "the model has no head to train (lm_head, emb_head or class_head)");
     int rc = model_make_trainable(m, err);
     if (rc) return rc;
     aria_trainer *t = calloc(1, sizeof *t);
@@ -230,7 +248,8 @@ int aria_trainer_new(aria_trainer **out, aria_model *m, int batch, int seq_len, 
 /* The bfloat16 copies, made on first use in the fast precision. */
 static int alloc_h(aria_trainer *t) {
     const aria_model_config *c = &t->m->cfg;
-    size_t N = (size_t)t->B * t->T, d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d, V = (size_t)c->vocab_size;
+    size_t N = (size_t)t->B * t->T, d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d,
+           V = (t->m->heads & ARIA_HEAD_LM) ? (size_t)c->vocab_size : 0;
     size_t L = (size_t)c->n_layers, dy = V > 3 * d ? V : 3 * d;
     dy = dy > ff ? dy : ff;
     size_t total = t->n_params + L * N * (3 * d + ff) + N * d + N * dy;
@@ -265,7 +284,8 @@ void aria_trainer_zero_grad(aria_trainer *t) { memset(t->grads, 0, t->n_params *
 /* Forward, loss, backward                                                */
 /* ---------------------------------------------------------------------- */
 
-static void forward(aria_trainer *t, const int32_t *ids) {
+/* The layers: t->xL receives the last one's output. */
+static void forward_trunk(aria_trainer *t, const int32_t *ids) {
     aria_model *m = t->m;
     model_pass p = trainer_pass(t);
     int N = t->B * t->T;
@@ -276,6 +296,13 @@ static void forward(aria_trainer *t, const int32_t *ids) {
         layer_acts a = layer_view(t, l);
         model_layer_forward(m, &p, l, &a, t->B, t->T, 0, NULL);
     }
+}
+
+static void forward(aria_trainer *t, const int32_t *ids) {
+    aria_model *m = t->m;
+    model_pass p = trainer_pass(t);
+    int N = t->B * t->T;
+    forward_trunk(t, ids);
     model_head_forward(m, &p, t->xL, N, ARIA_OUT_LOGITS, t->lnf, t->lnf_m, t->lnf_r, t->use_h ? t->lnfh : NULL,
                        t->logits);
 }
@@ -318,8 +345,14 @@ static int check_ids(const aria_trainer *t, const int32_t *ids, aria_error *err)
     return ARIA_OK;
 }
 
+static int check_lm(const aria_trainer *t, aria_error *err) {
+    if (t->m->heads & ARIA_HEAD_LM) return ARIA_OK;
+    return aria_fail(err, ARIA_ERR_ARG, "the next-token loss needs an lm_head, which the model does not have");
+}
+
 int aria_trainer_loss(aria_trainer *t, const int32_t *ids, float *loss, aria_error *err) {
-    int rc = check_ids(t, ids, err);
+    int rc = check_lm(t, err);
+    if (!rc) rc = check_ids(t, ids, err);
     if (rc) return rc;
     forward(t, ids);
     *loss = loss_and_dlogits(t, ids, 0, 1.0f);
@@ -327,13 +360,97 @@ int aria_trainer_loss(aria_trainer *t, const int32_t *ids, float *loss, aria_err
 }
 
 int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss, aria_error *err) {
-    int rc = check_ids(t, ids, err);
+    int rc = check_lm(t, err);
+    if (!rc) rc = check_ids(t, ids, err);
     if (rc) return rc;
     double t0 = t->profile ? model_clock() : 0, before = 0;
     for (int k = 0; k < PR_N; k++) before += t->prof[k];
     forward(t, ids);
     *loss = loss_and_dlogits(t, ids, 1, grad_scale);
     backward(t, ids);
+    if (t->profile) {
+        double after = 0;
+        for (int k = 0; k < PR_N; k++) after += t->prof[k];
+        t->prof[PR_OTHER] += model_clock() - t0 - (after - before);
+    }
+    return ARIA_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* A head at one position per row (embeddings, classifier logits)         */
+/* ---------------------------------------------------------------------- */
+
+/* The final LayerNorm and the head run on the B gathered rows only, so
+   nothing of size vocabulary x tokens is computed; the backward pass
+   starts from B rows of the residual stream and runs the layers as the
+   next-token loss does. The head's two small products are float32 (no
+   bfloat16 copies for B rows). */
+
+static const kern_mat *head_of(const aria_model *m, aria_output what) {
+    switch (what) {
+    case ARIA_OUT_EMB: return &m->emb_head;
+    case ARIA_OUT_CLS: return &m->class_head;
+    default: return NULL;
+    }
+}
+
+int aria_trainer_forward_at(aria_trainer *t, const int32_t *ids, const int *pos, aria_output what, float *out,
+                            aria_error *err) {
+    aria_model *m = t->m;
+    int dim = aria_output_dim(m, what);
+    if ((what != ARIA_OUT_EMB && what != ARIA_OUT_CLS) || dim <= 0)
+        return aria_fail(err, ARIA_ERR_ARG, "the model has no %s", what == ARIA_OUT_CLS ? "class_head" : "emb_head");
+    for (int b = 0; b < t->B; b++)
+        if (pos[b] < 0 || pos[b] >= t->T)
+            return aria_fail(err, ARIA_ERR_ARG, "position %d of row %d is outside the sequence of %d", pos[b], b, t->T);
+    int rc = check_ids(t, ids, err);
+    if (rc) return rc;
+    double t0 = t->profile ? model_clock() : 0, before = 0;
+    for (int k = 0; k < PR_N; k++) before += t->prof[k];
+    forward_trunk(t, ids);
+    int d = m->cfg.d_model;
+    for (int b = 0; b < t->B; b++) {
+        t->at_pos[b] = pos[b];
+        memcpy(t->xg + (size_t)b * d, t->xL + ((size_t)b * t->T + pos[b]) * d, (size_t)d * sizeof(float));
+    }
+    model_pass hp = {.ctx = t->ctx, .train = 1, .grads = t->grads, .prof = t->profile ? t->prof : NULL};
+    model_head_forward(m, &hp, t->xg, t->B, what, t->hg, t->gm, t->gr, NULL, out);
+    t->at_what = what;
+    t->at_ready = 1;
+    if (t->profile) {
+        double after = 0;
+        for (int k = 0; k < PR_N; k++) after += t->prof[k];
+        t->prof[PR_OTHER] += model_clock() - t0 - (after - before);
+    }
+    return ARIA_OK;
+}
+
+int aria_trainer_backward_at(aria_trainer *t, const int32_t *ids, const float *dout, aria_error *err) {
+    if (!t->at_ready) return aria_fail(err, ARIA_ERR_ARG, "aria_trainer_backward_at without aria_trainer_forward_at");
+    t->at_ready = 0;
+    aria_model *m = t->m;
+    double t0 = t->profile ? model_clock() : 0, before = 0;
+    for (int k = 0; k < PR_N; k++) before += t->prof[k];
+    int d = m->cfg.d_model, B = t->B, N = t->B * t->T;
+    model_pass hp = {.ctx = t->ctx, .train = 1, .grads = t->grads, .prof = t->profile ? t->prof : NULL};
+    memset(t->dhg, 0, (size_t)B * d * sizeof(float));
+    model_linear_bwd(m, &hp, head_of(m, t->at_what), t->hg, NULL, dout, t->dhg, B);
+    memset(t->dxg, 0, (size_t)B * d * sizeof(float));
+    MODEL_PROF(&hp, PR_LN,
+               kern_layernorm_bwd(t->ctx, t->dxg, model_grad_of(m, &hp, m->out_w), model_grad_of(m, &hp, m->out_b),
+                                  t->dhg, t->xg, m->out_w, t->gm, t->gr, B, d));
+    memset(t->g.dx, 0, (size_t)N * d * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        float *row = t->g.dx + ((size_t)b * t->T + t->at_pos[b]) * d;
+        const float *src = t->dxg + (size_t)b * d;
+        for (int i = 0; i < d; i++) row[i] += src[i];
+    }
+    model_pass p = trainer_pass(t);
+    for (int l = m->cfg.n_layers - 1; l >= 0; l--) {
+        layer_acts a = layer_view(t, l);
+        model_layer_backward(m, &p, l, &a, t->B, t->T, &t->g);
+    }
+    model_embed_backward(m, &p, ids, N, t->g.dx);
     if (t->profile) {
         double after = 0;
         for (int k = 0; k < PR_N; k++) after += t->prof[k];

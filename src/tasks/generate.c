@@ -11,6 +11,12 @@
  * that onset only a duration, onsets never earlier than the previous one in
  * the same 5-second segment, no prefix / <S> / <P> / <U> tokens, at most
  * one <D>. The mask reads id ranges from the tokenizer's configuration.
+ *
+ * With an embedding, generation uses classifier-free guidance (spec 4.4):
+ * every variation is two rows of one session, conditioned (the adapted
+ * embedding at position 0) and unconditioned (position 0 masked), so one
+ * pass over the weights serves both; their logits are mixed, <D> is
+ * removed, the same sampler draws, and the token goes to both rows.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +28,7 @@
 
 #define REF_MAX_CONTEXT 8096 /* aria generate caps prompt + new here */
 #define END_WINDOW 130       /* force_end acts in the last 130 positions */
+#define CFG_WARMUP 250       /* guidance rises over min(250, max_new) steps (spec 4.4) */
 
 aria_sample_opts aria_sample_defaults(void) {
     return (aria_sample_opts){0.98f, 0.035f, 0.0f, 1, 0};
@@ -189,41 +196,73 @@ int32_t aria_sample(const aria_tokenizer *t, float *logits, int vocab, const ari
 /* Generation                                                             */
 /* ---------------------------------------------------------------------- */
 
+/* Guidance weight of step `step` (from 1): the reference's linear warm-up
+   over W steps, W = min(250, max_new) unless the caller sets it. */
+static float cfg_gamma(const aria_generate_opts *o, int step, int max_new) {
+    int w = o->cfg_warmup > 0 ? o->cfg_warmup : (max_new < CFG_WARMUP ? max_new : CFG_WARMUP);
+    if (o->cfg_warmup < 0 || step >= w) return o->cfg;
+    float g = o->cfg * (float)step / (float)w;
+    return g < o->cfg ? g : o->cfg;
+}
+
+static int check_cfg(const aria_model *m, const aria_generate_opts *o, aria_error *err) {
+    int E = aria_model_adapter_dim(m);
+    if (E <= 0)
+        return aria_fail(err, ARIA_ERR_ARG,
+                         "the model has no embedding_adapter, so it cannot be conditioned on an embedding");
+    if (o->cond_dim != E)
+        return aria_fail(err, ARIA_ERR_ARG, "the embedding has %d values but the model's adapter takes %d",
+                         o->cond_dim, E);
+    if (!(o->cfg >= 0.0f && o->cfg <= 10.0f)) return aria_fail(err, ARIA_ERR_ARG, "cfg must be within 0..10");
+    return ARIA_OK;
+}
+
 int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *prompt, size_t n_prompt,
                   const aria_generate_opts *o, int32_t **out, size_t *out_len, aria_error *err) {
     const aria_model_config *c = aria_model_get_config(m);
     int B = o->variations, V = c->vocab_size;
+    int cond = o->cond_embedding != NULL;
+    int R = cond ? 2 * B : B; /* session rows: with guidance, (conditioned, unconditioned) per variation */
     if (B < 1) return aria_fail(err, ARIA_ERR_ARG, "variations must be at least 1");
     if (n_prompt < 1) return aria_fail(err, ARIA_ERR_ARG, "empty prompt");
     if (!(aria_model_heads(m) & ARIA_HEAD_LM)) return aria_fail(err, ARIA_ERR_ARG, "the model has no lm_head");
     if (aria_tok_vocab_size(t) != V)
         return aria_fail(err, ARIA_ERR_ARG, "the tokenizer has %d ids but the model %d", aria_tok_vocab_size(t), V);
+    if (cond) {
+        int rc = check_cfg(m, o, err);
+        if (rc) return rc;
+    }
     long total = (long)n_prompt + o->max_new;
     if (total > REF_MAX_CONTEXT) total = REF_MAX_CONTEXT;
-    if (total > c->max_seq_len) total = c->max_seq_len;
+    if (total > c->max_seq_len - cond) total = c->max_seq_len - cond;
     int max_new = (int)(total - (long)n_prompt);
     if (max_new < 1)
         return aria_fail(err, ARIA_ERR_ARG, "a prompt of %zu tokens leaves no room in a context of %ld", n_prompt,
                          total);
 
     aria_session *s;
-    int rc = aria_session_new(&s, m, B, (int)total, err);
+    int rc = aria_session_new(&s, m, R, (int)total + cond, err);
     if (rc) return rc;
-    int32_t *ids = malloc((size_t)B * n_prompt * sizeof *ids);
-    float *logits = malloc((size_t)B * V * sizeof *logits);
-    int32_t *next = malloc((size_t)B * sizeof *next);
+    int32_t *ids = malloc((size_t)R * n_prompt * sizeof *ids);
+    float *logits = malloc((size_t)R * V * sizeof *logits);
+    float *mixed = malloc((size_t)V * sizeof *mixed);
+    int32_t *next = malloc((size_t)R * sizeof *next);
+    unsigned char *uncond = calloc((size_t)R, 1);
     aria_gen_state *st = malloc((size_t)B * sizeof *st);
     int32_t **seq = calloc((size_t)B, sizeof *seq);
     size_t *len = calloc((size_t)B, sizeof *len);
-    int fail = !ids || !logits || !next || !st || !seq || !len;
+    int fail = !ids || !logits || !mixed || !next || !uncond || !st || !seq || !len;
     for (int b = 0; b < B && !fail; b++) {
         seq[b] = malloc((size_t)total * sizeof **seq);
         fail |= !seq[b];
         if (fail) break;
         memcpy(seq[b], prompt, n_prompt * sizeof *prompt);
-        memcpy(ids + (size_t)b * n_prompt, prompt, n_prompt * sizeof *prompt);
         len[b] = n_prompt;
         aria_gen_state_init(&st[b], t, prompt, n_prompt);
+    }
+    for (int r = 0; r < R && !fail; r++) {
+        memcpy(ids + (size_t)r * n_prompt, prompt, n_prompt * sizeof *prompt);
+        uncond[r] = cond && (r & 1);
     }
     if (fail) {
         rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
@@ -231,20 +270,33 @@ int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *p
     }
     aria_rng rng;
     aria_rng_seed(&rng, o->seed);
-    rc = aria_session_forward(s, ids, (int)n_prompt, ARIA_OUT_LOGITS, 0, logits, err);
+    if (cond) rc = aria_session_condition(s, o->cond_embedding, o->cond_dim, uncond, err);
+    if (rc == ARIA_OK) rc = aria_session_forward(s, ids, (int)n_prompt, ARIA_OUT_LOGITS, 0, logits, err);
     for (int step = 0; step < max_new && rc == ARIA_OK; step++) {
         int near_end = (long)n_prompt + step >= total - END_WINDOW;
+        float g = cond ? cfg_gamma(o, step + 1, max_new) : 0.0f;
         int done = 0;
         for (int b = 0; b < B; b++) {
+            int32_t id;
             if (st[b].seen_eos) {
-                next[b] = ARIA_SP_PAD;
+                id = ARIA_SP_PAD;
                 done++;
-                continue;
+            } else {
+                float *lg = logits + (size_t)b * (cond + 1) * V;
+                if (cond) {
+                    /* g cond + (1 - g) uncond, <D> excluded (the reference) */
+                    const float *lu = lg + V;
+                    for (int i = 0; i < V; i++) mixed[i] = g * lg[i] + (1.0f - g) * lu[i];
+                    mixed[ARIA_SP_DIM] = -INFINITY;
+                    lg = mixed;
+                }
+                id = aria_sample(t, lg, V, &o->sample, &st[b], near_end, &rng);
+                seq[b][len[b]++] = id;
+                aria_gen_state_push(&st[b], t, id);
+                done += st[b].seen_eos;
             }
-            next[b] = aria_sample(t, logits + (size_t)b * V, V, &o->sample, &st[b], near_end, &rng);
-            seq[b][len[b]++] = next[b];
-            aria_gen_state_push(&st[b], t, next[b]);
-            done += st[b].seen_eos;
+            next[b * (cond + 1)] = id;
+            if (cond) next[2 * b + 1] = id; /* both rows of a variation take it */
         }
         if (o->progress) o->progress(o->progress_ctx, step + 1, max_new, done);
         if (done == B || step + 1 == max_new) break;
@@ -263,7 +315,9 @@ done:
     free(seq);
     free(len);
     free(st);
+    free(uncond);
     free(next);
+    free(mixed);
     free(logits);
     free(ids);
     aria_session_free(s);

@@ -20,9 +20,12 @@
  * errors that matter here (a missing or non-SoundFont file) are checked
  * before FluidSynth sees the file.
  *
- * Built without FluidSynth (the Makefile's probe did not find it), the
- * rendering functions say so and how to get it; the WAV writer works
- * either way.
+ * libfluidsynth is not linked but opened at the first rendering
+ * (src/base/dynlib.h): it brings some sixty libraries (audio drivers, glib,
+ * SDL) whose loading would cost every other command ~20 ms. Built without
+ * FluidSynth (the Makefile's probe did not find it), or when it cannot be
+ * loaded at run time, the rendering functions say so and how to get it;
+ * the WAV writer works either way.
  */
 #include <errno.h>
 #include <math.h>
@@ -34,8 +37,45 @@
 #include "aria.h"
 #include "base/util.h"
 
+#include "base/dynlib.h"
+
 #ifdef HAVE_FLUIDSYNTH
 #include <fluidsynth.h>
+#include <pthread.h>
+
+/* The soname the Makefile's probe linked against, else Debian 12's. */
+#ifndef ARIA_FLUIDSYNTH_SONAME
+#define ARIA_FLUIDSYNTH_SONAME "libfluidsynth.so.3"
+#endif
+
+/* Every FluidSynth function called below. */
+#define FLUID_FNS(X) \
+    X(fluid_synth_noteoff) X(fluid_synth_noteon) X(fluid_synth_key_pressure) \
+    X(fluid_synth_cc) X(fluid_synth_program_change) X(fluid_synth_channel_pressure) \
+    X(fluid_synth_pitch_bend) X(fluid_synth_write_float) X(fluid_set_log_function) \
+    X(new_fluid_settings) X(fluid_settings_setnum) X(fluid_settings_setint) \
+    X(new_fluid_synth) X(fluid_synth_sfload) X(delete_fluid_synth) \
+    X(delete_fluid_settings)
+
+ARIA_DL_TABLE(fs, FLUID_FNS, "FluidSynth", ARIA_FLUIDSYNTH_SONAME)
+
+/* From here on, the calls go through the table. */
+#define fluid_synth_noteoff fs.fluid_synth_noteoff
+#define fluid_synth_noteon fs.fluid_synth_noteon
+#define fluid_synth_key_pressure fs.fluid_synth_key_pressure
+#define fluid_synth_cc fs.fluid_synth_cc
+#define fluid_synth_program_change fs.fluid_synth_program_change
+#define fluid_synth_channel_pressure fs.fluid_synth_channel_pressure
+#define fluid_synth_pitch_bend fs.fluid_synth_pitch_bend
+#define fluid_synth_write_float fs.fluid_synth_write_float
+#define fluid_set_log_function fs.fluid_set_log_function
+#define new_fluid_settings fs.new_fluid_settings
+#define fluid_settings_setnum fs.fluid_settings_setnum
+#define fluid_settings_setint fs.fluid_settings_setint
+#define new_fluid_synth fs.new_fluid_synth
+#define fluid_synth_sfload fs.fluid_synth_sfload
+#define delete_fluid_synth fs.delete_fluid_synth
+#define delete_fluid_settings fs.delete_fluid_settings
 #endif
 
 /* Debian's General MIDI soundfonts, best first: FluidR3 GM (fluid-soundfont-gm,
@@ -66,9 +106,20 @@ aria_render_opts aria_render_defaults(void) {
     return o;
 }
 
+int aria_dl_state_fluidsynth(const char **file, const char **why) {
+#ifdef HAVE_FLUIDSYNTH
+    *file = ARIA_FLUIDSYNTH_SONAME;
+    *why = fs_why;
+    return fs_ready();
+#else
+    *file = *why = "";
+    return -1;
+#endif
+}
+
 int aria_render_available(void) {
 #ifdef HAVE_FLUIDSYNTH
-    return 1;
+    return fs_ready();
 #else
     return 0;
 #endif
@@ -227,6 +278,8 @@ int aria_render_midi(const aria_midi *m, const aria_render_opts *opts, int16_t *
     aria_render_info info = {0};
     *pcm_out = NULL;
     *frames_out = 0;
+    if (!fs_ready())
+        return aria_fail(err, ARIA_ERR_ARG, "%s: install it (Debian: sudo apt-get install libfluidsynth3)", fs_why);
     if (o.sample_rate < 8000 || o.sample_rate > 192000)
         return aria_fail(err, ARIA_ERR_ARG, "sample rate %d Hz is outside 8000..192000", o.sample_rate);
     if (!(o.gain > 0 && o.gain <= 10)) return aria_fail(err, ARIA_ERR_ARG, "gain %g is outside (0, 10]", o.gain);

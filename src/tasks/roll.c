@@ -18,7 +18,8 @@
  * picture (the caller sets score->exact_timing). The geometry is returned
  * with the pixels so that a caller (and the tests) can find where a note
  * or a time is drawn. Labels use a built-in 5x7 pixel font, so nothing
- * but libpng is needed, and only to write the file.
+ * but libpng is needed, and only to write the file: it is opened then
+ * (src/base/dynlib.h), not linked, so other commands never load it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -28,8 +29,39 @@
 #include "aria.h"
 #include "base/util.h"
 
+#include "base/dynlib.h"
+
 #ifdef HAVE_PNG
 #include <png.h>
+#include <pthread.h>
+
+/* The soname the Makefile's probe linked against, else libpng's own
+   naming for the headers' version (libpng16.so.16). */
+#ifndef ARIA_PNG_SONAME
+#define ARIA_PNG_SONAME "libpng" ARIA_DL_STR(PNG_LIBPNG_VER_DLLNUM) ".so." ARIA_DL_STR(PNG_LIBPNG_VER_SONUM)
+#endif
+
+/* Every libpng function called below (png_jmpbuf is png_set_longjmp_fn). */
+#define PNG_FNS(X) \
+    X(png_create_write_struct) X(png_create_info_struct) X(png_destroy_write_struct) \
+    X(png_get_io_ptr) X(png_set_longjmp_fn) X(png_longjmp) \
+    X(png_set_write_fn) X(png_set_IHDR) X(png_write_info) \
+    X(png_write_row) X(png_write_end)
+
+ARIA_DL_TABLE(pg, PNG_FNS, "libpng", ARIA_PNG_SONAME)
+
+/* From here on, the calls go through the table. */
+#define png_create_write_struct pg.png_create_write_struct
+#define png_create_info_struct pg.png_create_info_struct
+#define png_destroy_write_struct pg.png_destroy_write_struct
+#define png_get_io_ptr pg.png_get_io_ptr
+#define png_set_longjmp_fn pg.png_set_longjmp_fn
+#define png_longjmp pg.png_longjmp
+#define png_set_write_fn pg.png_set_write_fn
+#define png_set_IHDR pg.png_set_IHDR
+#define png_write_info pg.png_write_info
+#define png_write_row pg.png_write_row
+#define png_write_end pg.png_write_end
 #endif
 
 aria_roll_opts aria_roll_defaults(void) {
@@ -260,9 +292,20 @@ int aria_roll_y(const aria_roll *r, int pitch) { return r->top + (r->pitch_hi - 
 /* PNG                                                                    */
 /* ---------------------------------------------------------------------- */
 
+int aria_dl_state_png(const char **file, const char **why) {
+#ifdef HAVE_PNG
+    *file = ARIA_PNG_SONAME;
+    *why = pg_why;
+    return pg_ready();
+#else
+    *file = *why = "";
+    return -1;
+#endif
+}
+
 int aria_png_available(void) {
 #ifdef HAVE_PNG
-    return 1;
+    return pg_ready();
 #else
     return 0;
 #endif
@@ -320,6 +363,8 @@ static int encode(const uint8_t *rgb, int w, int h, membuf *out) {
 
 int aria_png_write(const char *path, const uint8_t *rgb, int width, int height, aria_error *err) {
     if (width < 1 || height < 1) return aria_fail(err, ARIA_ERR_ARG, "empty image");
+    if (!pg_ready())
+        return aria_fail(err, ARIA_ERR_ARG, "%s: install it (Debian: sudo apt-get install libpng16-16)", pg_why);
     membuf b = {0};
     if (encode(rgb, width, height, &b) != 0 || b.oom) {
         free(b.p);

@@ -48,6 +48,7 @@
 #include "dist/dist.h"
 #include "base/json.h"
 #include "base/util.h"
+#include "tasks/trainrun.h"
 
 #define STATE_MAGIC "ARIATRN1"
 
@@ -64,6 +65,9 @@ aria_train_opts aria_train_defaults(void) {
     o.save_every = 100;
     o.epochs = 1;
     o.exact = -1;
+    o.val_fraction = -1;
+    o.tau = 0.1f;
+    o.notes_per_chunk = 300;
     return o;
 }
 
@@ -216,10 +220,6 @@ static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_er
     return ARIA_OK;
 }
 
-typedef struct {
-    long step;        /* optimizer steps done */
-    aria_rng rng;     /* augmentation draws */
-} run_state;
 
 /* state-<step>.bin: magic, step, rng, then the trainer's moments */
 static int save_state(aria_trainer *t, const run_state *st, const char *path, aria_error *err) {
@@ -270,14 +270,14 @@ static int load_state(aria_trainer *t, run_state *st, const char *path, aria_err
     return ARIA_OK;
 }
 
-static int save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
-                           aria_error *err) {
+static int save_checkpoint_meta(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
+                                const char *const *keys, const char *const *vals, size_t n_meta, aria_error *err) {
     char model[4096], state[4096], p[4096], name_m[64], name_s[64], json[256];
     snprintf(name_m, sizeof name_m, "ckpt-%08ld.safetensors", st->step);
     snprintf(name_s, sizeof name_s, "state-%08ld.bin", st->step);
     path_in(model, sizeof model, o->out_dir, name_m);
     path_in(state, sizeof state, o->out_dir, name_s);
-    int rc = aria_model_save(m, model, ARIA_DT_F32, err);
+    int rc = n_meta ? aria_model_save_meta(m, model, keys, vals, n_meta, err) : aria_model_save(m, model, ARIA_DT_F32, err);
     if (!rc) rc = save_state(t, st, state, err);
     if (rc) return rc;
     /* the pointer to the checkpoint goes last: until it is renamed into
@@ -302,7 +302,12 @@ static int save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, 
         unlink(prev);
     }
     path_in(p, sizeof p, o->out_dir, "model.safetensors");
-    return aria_model_save(m, p, ARIA_DT_F32, err);
+    return n_meta ? aria_model_save_meta(m, p, keys, vals, n_meta, err) : aria_model_save(m, p, ARIA_DT_F32, err);
+}
+
+static int save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
+                           aria_error *err) {
+    return save_checkpoint_meta(m, t, st, o, NULL, NULL, 0, err);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -519,6 +524,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     aria_tokenizer *tk = NULL;
     int32_t *ids = NULL;
     data_order order = {NULL, -1, NULL, 0, 0};
+    if (opts->objective != ARIA_OBJ_LM || (opts->resume && trainrun_objective_of(opts->out_dir) != ARIA_OBJ_LM))
+        return trainrun_heads(opts, err);
     if (w.size == 1 && opts->launched_size > 1)
         return aria_fail(err, ARIA_ERR_ARG, "started as one of %d processes, but %s", opts->launched_size,
                          dist_built_with_mpi() ? "this program did not start MPI"
@@ -545,20 +552,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     run_state st = {0};
     char p[4096], ckpt_model[4096] = "", ckpt_state[4096] = "";
     if (o.resume) {
-        path_in(p, sizeof p, o.out_dir, "checkpoint.json");
-        json_doc *d;
-        char e[256];
-        if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK) {
-            rc = aria_fail(err, ARIA_ERR_FORMAT, "%s: no checkpoint to resume from (%s)", o.out_dir, e);
-        } else {
-            size_t l1, l2;
-            const char *mm = json_string(json_get(json_root(d), "model"), &l1);
-            const char *ss = json_string(json_get(json_root(d), "state"), &l2);
-            if (mm) snprintf(ckpt_model, sizeof ckpt_model, "%s/%.*s", o.out_dir, (int)l1, mm);
-            if (ss) snprintf(ckpt_state, sizeof ckpt_state, "%s/%.*s", o.out_dir, (int)l2, ss);
-            json_doc_free(d);
-            rc = name_file(err, aria_model_load(&m, ckpt_model, NULL, err), ckpt_model);
-        }
+        rc = trainrun_resume_model(o.out_dir, ckpt_model, ckpt_state, sizeof ckpt_model, &m, err);
     } else if (o.init_path) {
         rc = name_file(err, aria_model_load(&m, o.init_path, o.has_config ? &o.config : NULL, err), o.init_path);
     } else if (o.has_config) {
@@ -743,4 +737,42 @@ out:
     aria_dataset_close(ds);
     aria_dataset_close(val);
     return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* For the head objectives (trainheads.c)                                 */
+/* ---------------------------------------------------------------------- */
+
+int trainrun_name_file(aria_error *err, int rc, const char *path) { return name_file(err, rc, path); }
+int trainrun_check_new_dir(const aria_train_opts *o, aria_error *err) { return check_new_run_dir(o, err); }
+int trainrun_make_dir(const aria_train_opts *o, aria_error *err) { return make_run_dir(o, err); }
+int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap, aria_model **m, aria_error *err) {
+    char p[4096];
+    path_in(p, sizeof p, dir, "checkpoint.json");
+    json_doc *d;
+    char e[256];
+    if (json_parse_file(p, &d, e, sizeof e) != ARIA_OK)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: no checkpoint to resume from (%s)", dir, e);
+    size_t l1, l2;
+    const char *mm = json_string(json_get(json_root(d), "model"), &l1);
+    const char *ss = json_string(json_get(json_root(d), "state"), &l2);
+    if (mm) snprintf(model, cap, "%s/%.*s", dir, (int)l1, mm);
+    if (ss) snprintf(state, cap, "%s/%.*s", dir, (int)l2, ss);
+    json_doc_free(d);
+    return name_file(err, aria_model_load(m, model, NULL, err), model);
+}
+
+int trainrun_load_state(aria_trainer *t, run_state *st, const char *path, aria_error *err) {
+    return load_state(t, st, path, err);
+}
+int trainrun_save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
+                             const char *const *keys, const char *const *vals, size_t n_meta, aria_error *err) {
+    return save_checkpoint_meta(m, t, st, o, keys, vals, n_meta, err);
+}
+int trainrun_append_log(const char *dir, const char *line, aria_error *err) { return append_log(dir, line, err); }
+void trainrun_trim_log(const char *dir, long step) { trim_log(dir, step); }
+double trainrun_now(void) { return now_s(); }
+long trainrun_weights_hash(const float *p, size_t n) { return weights_hash(p, n); }
+int trainrun_augment(const aria_tokenizer *tk, int32_t *ids, int n, uint64_t seed, long k) {
+    return augment(tk, ids, n, seed, k);
 }

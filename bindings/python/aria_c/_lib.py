@@ -107,7 +107,9 @@ class SampleOpts(C.Structure):
 
 class GenerateOpts(C.Structure):
     _fields_ = [("variations", C.c_int), ("max_new", C.c_int), ("seed", C.c_uint64), ("sample", SampleOpts),
-                ("progress", C.c_void_p), ("progress_ctx", C.c_void_p)]
+                ("progress", C.c_void_p), ("progress_ctx", C.c_void_p),
+                ("cond_embedding", C.POINTER(C.c_float)), ("cond_dim", C.c_int), ("cfg", C.c_float),
+                ("cfg_warmup", C.c_int)]
 
 
 class CtxOpts(C.Structure):
@@ -145,6 +147,7 @@ _sigs = {
     "aria_ctx_new": (C.c_int, [P(vp), P(CtxOpts), P(Error)]),
     "aria_ctx_free": (None, [vp]),
     "aria_ctx_describe": (cs, [vp]),
+    "aria_libs_describe": (C.c_int, [C.c_char_p, sz]),
     "aria_model_load": (C.c_int, [P(vp), cs, P(ModelConfig), P(Error)]),
     "aria_model_free": (None, [vp]),
     "aria_model_get_config": (P(ModelConfig), [vp]),

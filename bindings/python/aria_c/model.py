@@ -147,11 +147,15 @@ class Model:
         return a
 
     def generate(self, prompt, max_new=2048, temp=0.98, min_p=None, top_p=0.0, variations=1, seed=0, end=False,
-                 mask=True, prompt_seconds=15.0, return_ids=False):
+                 mask=True, prompt_seconds=15.0, return_ids=False, embedding=None, cfg=1.0, cfg_warmup=0):
         """Continues `prompt` (a MidiDict, a MIDI path or ids) with the
         options of `aria generate`. Returns `variations` MidiDicts (the whole
         sequence detokenized, as res_N.mid holds it), or numpy id arrays
-        with return_ids=True. top_p alone replaces min_p, as in the CLI."""
+        with return_ids=True. top_p alone replaces min_p, as in the CLI.
+        embedding (a float32 vector of the model's adapter size) steers the
+        continuation with classifier-free guidance `cfg` (a model with an
+        embedding_adapter only); cfg_warmup: 0 = min(250, max_new) steps,
+        < 0 none."""
         pids = self.prompt_ids(prompt, prompt_seconds)
         if min_p is None:
             min_p = 0.0 if top_p else 0.035
@@ -160,6 +164,12 @@ class Model:
         opts = _lib.GenerateOpts(int(variations), int(max_new), int(seed),
                                  _lib.SampleOpts(float(temp), float(min_p), float(top_p), int(bool(mask)),
                                                  int(bool(end))), None, None)
+        if embedding is not None:
+            emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(-1))
+            opts.cond_embedding = emb.ctypes.data_as(C.POINTER(C.c_float))
+            opts.cond_dim = emb.size
+            opts.cfg = float(cfg)
+            opts.cfg_warmup = int(cfg_warmup)
         V = int(variations)
         seqs = (C.POINTER(C.c_int32) * V)()
         lens = (C.c_size_t * V)()

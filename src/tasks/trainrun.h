@@ -1,0 +1,40 @@
+/*
+ * trainrun.h - what the next-token run (trainloop.c) shares with the runs
+ * of the head objectives (trainheads.c): the run directory, checkpoints,
+ * the log. Internal header; not part of the public API.
+ */
+#ifndef ARIA_TRAINRUN_H
+#define ARIA_TRAINRUN_H
+
+#include "aria.h"
+
+typedef struct {
+    long step;    /* optimizer steps done */
+    aria_rng rng; /* augmentation draws */
+} run_state;
+
+int trainrun_name_file(aria_error *err, int rc, const char *path);
+int trainrun_check_new_dir(const aria_train_opts *o, aria_error *err);
+int trainrun_make_dir(const aria_train_opts *o, aria_error *err);
+int trainrun_load_state(aria_trainer *t, run_state *st, const char *path, aria_error *err);
+/* --resume: the files DIR/checkpoint.json names, as paths under DIR
+   (model[cap], state[cap]), and the model loaded from the first. */
+int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap, aria_model **m, aria_error *err);
+/* Checkpoint (ckpt-, state-, checkpoint.json, model.safetensors), the
+   model saved with the extra metadata pairs. */
+int trainrun_save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
+                             const char *const *keys, const char *const *vals, size_t n_meta, aria_error *err);
+int trainrun_append_log(const char *dir, const char *line, aria_error *err);
+void trainrun_trim_log(const char *dir, long step);
+double trainrun_now(void);
+long trainrun_weights_hash(const float *p, size_t n);
+/* The LM run's pitch/velocity/tempo augmentation of one sequence, drawn
+   from (seed, k). Non-zero when out of memory. */
+int trainrun_augment(const aria_tokenizer *tk, int32_t *ids, int n, uint64_t seed, long k);
+
+/* trainheads.c: the objective recorded in DIR/run.json (ARIA_OBJ_LM when
+   it names none or cannot be read), and the run of the head objectives. */
+int trainrun_objective_of(const char *dir);
+int trainrun_heads(const aria_train_opts *o, aria_error *err);
+
+#endif
