@@ -962,18 +962,7 @@ int trainrun_heads(const aria_train_opts *opts, aria_error *err) {
     float *params, *grads;
     size_t n_params;
     aria_trainer_arena(t, &params, &grads, &n_params);
-    dist_bcast(&w, params, n_params * sizeof *params);
-    aria_rng_seed(&st.rng, o.seed);
-    if (o.resume) {
-        rc = trainrun_load_state(t, &st, ckpt_state, err);
-        if ((rc = dist_agree(&w, rc, err))) goto out;
-        const float *m1, *m2;
-        size_t nm;
-        aria_trainer_moments(t, &m1, &m2, &nm);
-        dist_bcast(&w, (float *)m1, nm * sizeof *m1);
-        dist_bcast(&w, (float *)m2, nm * sizeof *m2);
-        if (lead) trainrun_trim_log(o.out_dir, st.step);
-    }
+    if ((rc = trainrun_sync_start(&w, t, &st, o.seed, o.resume ? ckpt_state : NULL, o.out_dir, err))) goto out;
 
     size_t n_items = contrastive ? d.train.n : d.tchunks.n;
     long per_step = (long)o.batch * o.grad_accum;

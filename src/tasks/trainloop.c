@@ -602,18 +602,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     /* every process starts from rank 0's weights (and, resuming, its
        moments); from then on identical all-reduced gradients keep them
        equal (checked before each checkpoint, below) */
-    dist_bcast(&w, params, n_params * sizeof *params);
-    aria_rng_seed(&st.rng, o.seed);
-    if (o.resume) {
-        rc = load_state(t, &st, ckpt_state, err);
-        if ((rc = dist_agree(&w, rc, err))) goto out;
-        const float *m1, *m2;
-        size_t nm;
-        aria_trainer_moments(t, &m1, &m2, &nm);
-        dist_bcast(&w, (float *)m1, nm * sizeof *m1);
-        dist_bcast(&w, (float *)m2, nm * sizeof *m2);
-        if (lead) trim_log(o.out_dir, st.step);
-    }
+    if ((rc = trainrun_sync_start(&w, t, &st, o.seed, o.resume ? ckpt_state : NULL, o.out_dir, err))) goto out;
 
     order = (data_order){ds, -1, NULL, 0, o.seed};
     long seqs_per_step = (long)o.batch * o.grad_accum;
@@ -746,6 +735,25 @@ out:
 int trainrun_name_file(aria_error *err, int rc, const char *path) { return name_file(err, rc, path); }
 int trainrun_check_new_dir(const aria_train_opts *o, aria_error *err) { return check_new_run_dir(o, err); }
 int trainrun_make_dir(const aria_train_opts *o, aria_error *err) { return make_run_dir(o, err); }
+int trainrun_sync_start(dist_world *w, aria_trainer *t, run_state *st, uint64_t seed, const char *state,
+                        const char *out_dir, aria_error *err) {
+    float *params, *grads;
+    size_t n_params;
+    aria_trainer_arena(t, &params, &grads, &n_params);
+    dist_bcast(w, params, n_params * sizeof *params);
+    aria_rng_seed(&st->rng, seed);
+    if (!state) return ARIA_OK;
+    int rc = dist_agree(w, load_state(t, st, state, err), err);
+    if (rc) return rc;
+    const float *m1, *m2;
+    size_t nm;
+    aria_trainer_moments(t, &m1, &m2, &nm);
+    dist_bcast(w, (float *)m1, nm * sizeof *m1);
+    dist_bcast(w, (float *)m2, nm * sizeof *m2);
+    if (w->rank == 0) trim_log(out_dir, st->step);
+    return ARIA_OK;
+}
+
 int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap, aria_model **m, aria_error *err) {
     char p[4096];
     path_in(p, sizeof p, dir, "checkpoint.json");
@@ -762,15 +770,11 @@ int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap,
     return name_file(err, aria_model_load(m, model, NULL, err), model);
 }
 
-int trainrun_load_state(aria_trainer *t, run_state *st, const char *path, aria_error *err) {
-    return load_state(t, st, path, err);
-}
 int trainrun_save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
                              const char *const *keys, const char *const *vals, size_t n_meta, aria_error *err) {
     return save_checkpoint_meta(m, t, st, o, keys, vals, n_meta, err);
 }
 int trainrun_append_log(const char *dir, const char *line, aria_error *err) { return append_log(dir, line, err); }
-void trainrun_trim_log(const char *dir, long step) { trim_log(dir, step); }
 double trainrun_now(void) { return now_s(); }
 long trainrun_weights_hash(const float *p, size_t n) { return weights_hash(p, n); }
 int trainrun_augment(const aria_tokenizer *tk, int32_t *ids, int n, uint64_t seed, long k) {

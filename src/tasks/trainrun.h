@@ -7,6 +7,7 @@
 #define ARIA_TRAINRUN_H
 
 #include "aria.h"
+#include "dist/dist.h"
 
 typedef struct {
     long step;    /* optimizer steps done */
@@ -16,16 +17,19 @@ typedef struct {
 int trainrun_name_file(aria_error *err, int rc, const char *path);
 int trainrun_check_new_dir(const aria_train_opts *o, aria_error *err);
 int trainrun_make_dir(const aria_train_opts *o, aria_error *err);
-int trainrun_load_state(aria_trainer *t, run_state *st, const char *path, aria_error *err);
 /* --resume: the files DIR/checkpoint.json names, as paths under DIR
    (model[cap], state[cap]), and the model loaded from the first. */
+/* Every process starts from rank 0's weights and, with `state` (a
+   --resume), from its optimizer moments and step; the log is cut back to
+   that step. Collective: every process calls it. */
+int trainrun_sync_start(dist_world *w, aria_trainer *t, run_state *st, uint64_t seed, const char *state,
+                        const char *out_dir, aria_error *err);
 int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap, aria_model **m, aria_error *err);
 /* Checkpoint (ckpt-, state-, checkpoint.json, model.safetensors), the
    model saved with the extra metadata pairs. */
 int trainrun_save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st, const aria_train_opts *o,
                              const char *const *keys, const char *const *vals, size_t n_meta, aria_error *err);
 int trainrun_append_log(const char *dir, const char *line, aria_error *err);
-void trainrun_trim_log(const char *dir, long step);
 double trainrun_now(void);
 long trainrun_weights_hash(const float *p, size_t n);
 /* The LM run's pitch/velocity/tempo augmentation of one sequence, drawn
