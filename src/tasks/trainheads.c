@@ -380,21 +380,7 @@ static int read_run_json(aria_train_opts *o, strlist *keep, aria_error *err) {
         free(c);
         *dst[i] = keep->v[keep->n - 1];
     }
-    o->batch = (int)json_int(json_get(r, "batch"));
-    o->grad_accum = (int)json_int(json_get(r, "grad_accum"));
-    o->lr = (float)json_number(json_get(r, "lr"));
-    o->warmup = (int)json_int(json_get(r, "warmup"));
-    o->constant_lr = (int)json_int(json_get(r, "constant_lr"));
-    o->clip = (float)json_number(json_get(r, "clip"));
-    o->steps = (long)json_int(json_get(r, "steps"));
-    o->epochs = (int)json_int(json_get(r, "epochs"));
-    o->augment = (int)json_int(json_get(r, "augment"));
-    o->val_every = (int)json_int(json_get(r, "val_every"));
-    o->save_every = (int)json_int(json_get(r, "save_every"));
-    o->seed = (uint64_t)json_int(json_get(r, "seed"));
-    size_t l;
-    const char *prec = json_string(json_get(r, "precision"), &l);
-    o->exact = prec ? (l == 5 && !memcmp(prec, "exact", 5)) : -1;
+    trainrun_read_opts(r, o);
     o->seq_len = (int)json_int(json_get(r, "seq_len"));
     o->tau = (float)json_number(json_get(r, "tau"));
     o->emb_size = (int)json_int(json_get(r, "emb_size"));

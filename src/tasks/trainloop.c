@@ -201,21 +201,7 @@ static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_er
     memcpy(data_buf, data, l);
     data_buf[l] = 0;
     o->data_dir = data_buf;
-    o->batch = (int)json_int(json_get(r, "batch"));
-    o->grad_accum = (int)json_int(json_get(r, "grad_accum"));
-    o->lr = (float)json_number(json_get(r, "lr"));
-    o->warmup = (int)json_int(json_get(r, "warmup"));
-    o->constant_lr = (int)json_int(json_get(r, "constant_lr"));
-    o->clip = (float)json_number(json_get(r, "clip"));
-    o->steps = (long)json_int(json_get(r, "steps"));
-    o->epochs = (int)json_int(json_get(r, "epochs"));
-    o->augment = (int)json_int(json_get(r, "augment"));
-    o->val_every = (int)json_int(json_get(r, "val_every"));
-    o->val_batches = (int)json_int(json_get(r, "val_batches")); /* absent: 0, all */
-    o->save_every = (int)json_int(json_get(r, "save_every"));
-    o->seed = (uint64_t)json_int(json_get(r, "seed"));
-    const char *prec = json_string(json_get(r, "precision"), &l);
-    o->exact = prec ? (l == 5 && !memcmp(prec, "exact", 5)) : -1; /* absent: runs from before the switch */
+    trainrun_read_opts(r, o);
     json_doc_free(d);
     return ARIA_OK;
 }
@@ -752,6 +738,25 @@ int trainrun_sync_start(dist_world *w, aria_trainer *t, run_state *st, uint64_t 
     dist_bcast(w, (float *)m2, nm * sizeof *m2);
     if (w->rank == 0) trim_log(out_dir, st->step);
     return ARIA_OK;
+}
+
+void trainrun_read_opts(const json_value *r, aria_train_opts *o) {
+    o->batch = (int)json_int(json_get(r, "batch"));
+    o->grad_accum = (int)json_int(json_get(r, "grad_accum"));
+    o->lr = (float)json_number(json_get(r, "lr"));
+    o->warmup = (int)json_int(json_get(r, "warmup"));
+    o->constant_lr = (int)json_int(json_get(r, "constant_lr"));
+    o->clip = (float)json_number(json_get(r, "clip"));
+    o->steps = (long)json_int(json_get(r, "steps"));
+    o->epochs = (int)json_int(json_get(r, "epochs"));
+    o->augment = (int)json_int(json_get(r, "augment"));
+    o->val_every = (int)json_int(json_get(r, "val_every"));
+    o->val_batches = (int)json_int(json_get(r, "val_batches")); /* absent: 0, all */
+    o->save_every = (int)json_int(json_get(r, "save_every"));
+    o->seed = (uint64_t)json_int(json_get(r, "seed"));
+    size_t l;
+    const char *prec = json_string(json_get(r, "precision"), &l);
+    o->exact = prec ? (l == 5 && !memcmp(prec, "exact", 5)) : -1; /* absent: runs from before the switch */
 }
 
 int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap, aria_model **m, aria_error *err) {

@@ -7,6 +7,7 @@
 #define ARIA_TRAINRUN_H
 
 #include "aria.h"
+#include "base/json.h"
 #include "dist/dist.h"
 
 typedef struct {
@@ -24,6 +25,10 @@ int trainrun_make_dir(const aria_train_opts *o, aria_error *err);
    that step. Collective: every process calls it. */
 int trainrun_sync_start(dist_world *w, aria_trainer *t, run_state *st, uint64_t seed, const char *state,
                         const char *out_dir, aria_error *err);
+/* The options every objective records in RUN/run.json (batch, schedule,
+   steps, validation and checkpoint cadence, seed, precision), read back
+   from its root object for --resume. */
+void trainrun_read_opts(const json_value *r, aria_train_opts *o);
 int trainrun_resume_model(const char *dir, char *model, char *state, size_t cap, aria_model **m, aria_error *err);
 /* Checkpoint (ckpt-, state-, checkpoint.json, model.safetensors), the
    model saved with the extra metadata pairs. */
