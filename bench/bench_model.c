@@ -4,7 +4,7 @@
  * model with float32 or bfloat16 weights, against the machine's own
  * bounds measured in the same run.
  *
- *   build/bench_model [--dtype f32|bf16|q8_0|q4_0] [--model FILE] [--reps N]
+ *   build/bench_model [--dtype f32|bf16|q8_0|q4_0|q4_k] [--model FILE] [--reps N]
  *                     [--prompt N] [--steps N] [--threads N]
  *                     [--precision exact|fast]
  *   build/bench_model --micro [--reps N] [--threads N]
@@ -60,6 +60,7 @@
 
 #include "aria.h"
 #include "bench_common.h"
+#include "kernels/backend.h"
 #include "kernels/kernels.h"
 
 #ifdef HAVE_DNNL
@@ -355,6 +356,13 @@ static stats bench_gemm(aria_ctx *ctx, int T, int rows, int cols, aria_dtype dt,
     uint8_t *w = xmalloc(quant ? qb + 2 * nsc : n * es);
     float *row = quant ? xmalloc((size_t)cols * 4) : NULL;
     for (int r = 0; quant && r < rows; r++) {
+        if (dt == ARIA_DT_Q4_K && r >= 64) { /* its quantizer is slow: the first 64 rows again (the speed
+                                                does not depend on the values) */
+            size_t rb = kern_quant_row_bytes(dt, cols), sb = (size_t)cols / KERN_QBLOCK * 2;
+            memcpy(w + (size_t)r * rb, w + (size_t)(r % 64) * rb, rb);
+            memcpy(w + qb + (size_t)r * sb, w + qb + (size_t)(r % 64) * sb, sb);
+            continue;
+        }
         for (int k = 0; k < cols; k++) row[k] = rnd_uniform(0.03f);
         kern_quant_row(dt, row, cols, w + (size_t)r * kern_quant_row_bytes(dt, cols),
                        (uint16_t *)(w + qb) + (size_t)r * (cols / KERN_QBLOCK));
@@ -408,7 +416,7 @@ static void flops_of(const aria_model_config *c, int T, int past, double *gemm, 
 static double weight_bytes(const aria_model_config *c, aria_dtype dt) {
     double d = c->d_model, ff = (double)c->ff_mult * d;
     /* quantized: the integers and a float16 scale per block of 32 */
-    double es = dt == ARIA_DT_F32 ? 4 : dt == ARIA_DT_Q8_0 ? 34.0 / 32 : dt == ARIA_DT_Q4_0 ? 18.0 / 32 : 2;
+    double es = dt == ARIA_DT_F32 ? 4 : dt == ARIA_DT_Q8_0 ? 34.0 / 32 : dt == ARIA_DT_Q4_0 || dt == ARIA_DT_Q4_K ? 18.0 / 32 : 2;
     return es * ((4 * d * d + 3 * d * ff) * c->n_layers + d * c->vocab_size);
 }
 
@@ -431,7 +439,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--precision") && v) precision = v, i++;
         else if (!strcmp(a, "--micro")) micro = 1;
         else {
-            fprintf(stderr, "usage: bench_model [--dtype f32|bf16|q8_0|q4_0] [--model FILE] [--reps N] [--prompt N] "
+            fprintf(stderr, "usage: bench_model [--dtype f32|bf16|q8_0|q4_0|q4_k] [--model FILE] [--reps N] [--prompt N] "
                             "[--steps N] [--threads N] [--precision exact|fast] [--micro]\n");
             return 2;
         }
@@ -447,6 +455,7 @@ int main(int argc, char **argv) {
     aria_dtype dt = !strcmp(dtype, "f32")    ? ARIA_DT_F32
                     : !strcmp(dtype, "q8_0") ? ARIA_DT_Q8_0
                     : !strcmp(dtype, "q4_0") ? ARIA_DT_Q4_0
+                    : !strcmp(dtype, "q4_k") ? ARIA_DT_Q4_K
                                              : ARIA_DT_BF16;
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("bench_model: dtype %s, threads %d, reps %d, prompt %d, steps %d\n", dtype, threads, reps, prompt, steps);
@@ -511,6 +520,20 @@ int main(int argc, char **argv) {
         result("matvec_q4_0_b1_float_x", bench_gemm(exact, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
         result("kern_gemm_q8_0_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q8_0, reps), "GFLOP/s");
         result("kern_gemm_q4_0_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q4_0, reps), "GFLOP/s");
+        result("matvec_q4_k_b1", bench_gemm(fast, 1, 262144, 8192, ARIA_DT_Q4_K, reps), "GB/s");
+        result("kern_gemm_q4_k_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q4_K, reps), "GFLOP/s");
+        /* the AVX-VNNI (256-bit) variant of the quantized products, where
+           the CPU has it, in a context of its own */
+        const kern_backend_i *v256 = kern_backend_quant_variant("avxvnni");
+        aria_ctx *c256 = NULL;
+        if (v256 && aria_ctx_new(&c256, &(aria_ctx_opts){threads, ARIA_PREC_FAST, 0}, &cerr) == 0 &&
+            kern_ctx_use_backend(c256, v256)) {
+            result("matvec_q8_0_b1_avxvnni", bench_gemm(c256, 1, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
+            result("matvec_q4_0_b1_avxvnni", bench_gemm(c256, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
+            result("kern_gemm_q8_0_fast_avxvnni", bench_gemm(c256, 512, 6144, 1536, ARIA_DT_Q8_0, reps), "GFLOP/s");
+            result("kern_gemm_q4_0_fast_avxvnni", bench_gemm(c256, 512, 6144, 1536, ARIA_DT_Q4_0, reps), "GFLOP/s");
+        }
+        aria_ctx_free(c256);
     }
     aria_ctx_free(exact);
     aria_ctx_free(fast);

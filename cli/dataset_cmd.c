@@ -58,6 +58,13 @@ static void help_dataset(void) {
          "  --sep-sequences    every file starts a new sequence, its last one <P>-padded\n"
          "                     (generative finetuning); default: files concatenated in a\n"
          "                     shuffled order and cut, only the very last sequence padded\n"
+         "  --embedding-model EMB.safetensors\n"
+         "                     with --sep-sequences: embed every kept file with this\n"
+         "                     embedding model (as aria embed does), for training an\n"
+         "                     embedding adapter (aria train --condition-on EMB):\n"
+         "                     DATA/embeddings.npy, a row per file, each sequence's row\n"
+         "                     in DATA/<split>-e<epoch>.rows; the manifest records the\n"
+         "                     model's file name, size and content hash (default: none)\n"
          "  --group-by MODE    files the split keeps on one side (default auto):\n"
          "                     auto: one piece's versions and parts: the folder (a\n"
          "                       'versions' folder counts as its parent) and the name\n"
@@ -156,11 +163,15 @@ static void print_summary(const aria_dataset_summary *s, const aria_dataset_opts
         fprintf(stderr, "aria: note: every kept file is in one group (--group-by): no validation split\n");
     fprintf(stderr,
             "train files      %zu\nval files        %zu\n"
-            "train sequences  %llu (%d epoch%s)\nval sequences    %llu\ntokens           %llu\n"
-            "time             %.1f s\n",
+            "train sequences  %llu (%d epoch%s)\nval sequences    %llu\ntokens           %llu\n",
             s->train_files, s->val_files, (unsigned long long)s->train_sequences, o->epochs,
-            o->epochs == 1 ? "" : "s", (unsigned long long)s->val_sequences, (unsigned long long)s->tokens,
-            secs);
+            o->epochs == 1 ? "" : "s", (unsigned long long)s->val_sequences, (unsigned long long)s->tokens);
+    if (o->embed_model && s->embedded < s->kept)
+        fprintf(stderr, "embedded         %zu of %zu files (the others, in %s/embeddings.txt, train unconditioned)\n",
+                s->embedded, s->kept, out);
+    else if (o->embed_model)
+        fprintf(stderr, "embedded         %zu of %zu files\n", s->embedded, s->kept);
+    fprintf(stderr, "time             %.1f s\n", secs);
     if (ps->n_drops) fprintf(stderr, "dropped files (all in %s/dropped.tsv):\n", out);
     for (size_t i = 0; i < ps->n_drops && i < DROPS_SHOWN; i++) fprintf(stderr, "  %s\n", ps->drops[i]);
     if (ps->n_drops > DROPS_SHOWN) fprintf(stderr, "  ... and %zu more\n", ps->n_drops - DROPS_SHOWN);
@@ -180,7 +191,8 @@ static int arglist_push(arglist *a, const char *s) {
     return 0;
 }
 
-enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP, O_STRICT };
+enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP, O_STRICT,
+       O_EMB };
 
 /* One option into o; returns 0, or the exit status of a usage error. */
 static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char **out, arglist *ids) {
@@ -221,6 +233,7 @@ static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char
         return 0;
     case O_FORCE: o->overwrite = 1; return 0;
     case O_STRICT: o->strict = 1; return 0;
+    case O_EMB: o->embed_model_path = arg; return 0;
     case O_GROUP:
         if (aria_group_mode_parse(arg, &o->group_by, &o->group_pattern))
             return usage_error("dataset", "--group-by wants auto, dir, none or regex:PATTERN, got '%s'", arg);
@@ -237,7 +250,7 @@ int cmd_dataset(int argc, char **argv) {
         {"ids", required_argument, 0, O_IDS},         {"jobs", required_argument, 0, O_JOBS},
         {"seed", required_argument, 0, O_SEED},       {"force", no_argument, 0, O_FORCE},
         {"strict", no_argument, 0, O_STRICT},
-        {"group-by", required_argument, 0, O_GROUP},
+        {"group-by", required_argument, 0, O_GROUP},  {"embedding-model", required_argument, 0, O_EMB},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     aria_dataset_opts o = aria_dataset_defaults();
     const char *out = NULL;
@@ -255,9 +268,39 @@ int cmd_dataset(int argc, char **argv) {
     }
     if (!status && !out) status = usage_error("dataset", "--out DIR is required");
     if (!status && optind >= argc && ids.n == 0) status = usage_error("dataset", "no input: give DIRs or --ids FILE");
+    if (!status && o.embed_model_path && !o.sep_sequences)
+        status = usage_error("dataset", "--embedding-model needs --sep-sequences (each sequence must come from one file)");
+    if (!status && o.embed_model_path && ids.n)
+        status = usage_error("dataset", "--embedding-model embeds MIDI files; --ids lines have none to embed");
     if (status) {
         free(ids.v);
         return status;
+    }
+    aria_model *emb_model = NULL;
+    aria_ctx *emb_ctx = NULL;
+    if (o.embed_model_path) {
+        aria_error e = {{0}};
+        aria_ctx_opts co = cli_ctx_opts(o.jobs);
+        if (aria_ctx_new(&emb_ctx, &co, &e) != ARIA_OK) {
+            fprintf(stderr, "aria: %s\n", e.msg);
+            free(ids.v);
+            return EXIT_INPUT;
+        }
+        if (aria_model_load(&emb_model, o.embed_model_path, NULL, &e) != ARIA_OK) {
+            fail_file(o.embed_model_path, e.msg);
+            aria_ctx_free(emb_ctx);
+            free(ids.v);
+            return EXIT_INPUT;
+        }
+        aria_model_set_ctx(emb_model, emb_ctx);
+        if (aria_output_dim(emb_model, ARIA_OUT_EMB) <= 0) {
+            fail_file(o.embed_model_path, "not an embedding model (no emb_head.weight)");
+            aria_model_free(emb_model);
+            aria_ctx_free(emb_ctx);
+            free(ids.v);
+            return EXIT_INPUT;
+        }
+        o.embed_model = emb_model;
     }
 
     progress_state ps = {.tty = isatty(2), .strict = o.strict};
@@ -273,6 +316,8 @@ int cmd_dataset(int argc, char **argv) {
                                 &o, &sum, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     free(ids.v);
+    aria_model_free(emb_model);
+    aria_ctx_free(emb_ctx);
     if (rc != ARIA_OK) {
         if (ps.open) fputc('\n', stderr);
         fprintf(stderr, "aria: %s\n", err.msg);

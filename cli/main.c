@@ -607,7 +607,7 @@ static int cmd_info(int argc, char **argv) {
              "programs (channel 1-16: program, and its instrument class), tempo changes,\n"
              "sustain pedal and anything the reader had to forgive. Several files: one\n"
              "block each, in order, separated by an empty line. A .safetensors file: the\n"
-             "model's shape, heads and each tensor's type (f32, bf16, q8_0, q4_0) and shape.");
+             "model's shape, heads and each tensor's type (f32, bf16, q8_0, q4_0, q4_k) and shape.");
         return 0;
     }
     if (optind >= argc) return usage_error("info", "no input file");
@@ -652,7 +652,7 @@ static void help_main(void) {
          "  train        train or finetune a model (next-token, contrastive, classifier)\n"
          "  classify     label MIDI files with a finetuned classifier\n"
          "  dataset      MIDI folders -> token shards for training\n"
-         "  quantize     a q8_0 / q4_0 copy of a weights file\n"
+         "  quantize     a q8_0 / q4_0 / q4_k copy of a weights file\n"
          "  eval-loss    a model's mean next-token loss over a dataset split\n"
          "  probe        linear probe of embeddings or features on labelled files\n"
          "  render       MIDI -> WAV audio (FluidSynth, a General MIDI soundfont)\n"

@@ -1,5 +1,5 @@
 /*
- * quant_cmd.c - `aria quantize` (a q8_0 / q4_0 copy of a weights file),
+ * quant_cmd.c - `aria quantize` (a q8_0 / q4_0 / q4_k copy of a weights file),
  * `aria eval-loss` (the mean next-token loss over a dataset split: how a
  * quantized file compares with its original) and what `aria info` prints
  * for a weights file (each tensor's type and shape). Argument handling
@@ -30,11 +30,14 @@ static double clock_s(void) {
 /* ---------------------------------------------------------------------- */
 
 static void help_quantize(void) {
-    printf("usage: aria quantize --type q8_0|q4_0|bf16|f32 [options] IN.safetensors -o OUT.safetensors\n"
+    printf("usage: aria quantize --type q8_0|q4_0|q4_k|bf16|f32 [options] IN.safetensors -o OUT.safetensors\n"
            "\n"
            "Writes a copy of a weights file whose matrices (every layer's and the heads')\n"
            "are block-quantized: q8_0 = blocks of 32 int8 with one float16 scale (8.5 bits\n"
-           "a weight), q4_0 = blocks of 32 4-bit integers with one float16 scale (4.5 bits).\n"
+           "a weight), q4_0 = blocks of 32 4-bit integers with one float16 scale (4.5 bits),\n"
+           "q4_k = super-blocks of 256 4-bit integers, a 6-bit scale and min per 32 and\n"
+           "float16 d and dmin per 256 (4.5 bits; less error than q4_0; matrices whose\n"
+           "columns are not a multiple of 256 stay bfloat16).\n"
            "The token embedding stays bfloat16 (--embedding-q8: q8_0 too), LayerNorm\n"
            "vectors float32. Every model command reads the result; `aria info OUT` lists\n"
            "each tensor's type. The layout is in docs/quantization.md.\n"
@@ -43,7 +46,7 @@ static void help_quantize(void) {
            "a bf16 file half the size. The input's metadata (class names, ...) is kept.\n"
            "\n"
            "options:\n"
-           "  --type T          q8_0, q4_0, bf16 or f32 (required)\n"
+           "  --type T          q8_0, q4_0, q4_k, bf16 or f32 (required)\n"
            "  --config CFG      a config JSON or a preset (%s); default: the\n"
            "                    file's metadata, else config.json beside it\n"
            "  --embedding-q8    the token embedding as q8_0 as well\n"
@@ -71,13 +74,14 @@ int cmd_quantize(int argc, char **argv) {
         default: return option_error("quantize", argv, "o:h");
         }
     }
-    if (!type_arg) return usage_error("quantize", "--type is required (q8_0, q4_0, bf16 or f32)");
+    if (!type_arg) return usage_error("quantize", "--type is required (q8_0, q4_0, q4_k, bf16 or f32)");
     aria_quantize_opts qo = {.embedding_q8 = emb_q8};
     if (!strcmp(type_arg, "q8_0")) qo.type = ARIA_DT_Q8_0;
     else if (!strcmp(type_arg, "q4_0")) qo.type = ARIA_DT_Q4_0;
+    else if (!strcmp(type_arg, "q4_k")) qo.type = ARIA_DT_Q4_K;
     else if (!strcmp(type_arg, "bf16")) qo.type = ARIA_DT_BF16;
     else if (!strcmp(type_arg, "f32")) qo.type = ARIA_DT_F32;
-    else return usage_error("quantize", "unknown --type '%s' (q8_0, q4_0, bf16 or f32)", type_arg);
+    else return usage_error("quantize", "unknown --type '%s' (q8_0, q4_0, q4_k, bf16 or f32)", type_arg);
     if (optind >= argc) return usage_error("quantize", "no input file");
     if (optind + 1 < argc) return usage_error("quantize", "unexpected argument '%s'", argv[optind + 1]);
     if (!out) return usage_error("quantize", "-o OUT.safetensors is required");
@@ -125,23 +129,24 @@ int cli_model_info(const char *path) {
     printf("\nheads:   %s%s%s%s\n", heads & ARIA_HEAD_LM ? "lm " : "", heads & ARIA_HEAD_EMB ? "emb " : "",
            heads & ARIA_HEAD_CLS ? "cls " : "", heads & ARIA_HEAD_ADAPTER ? "adapter" : "");
     /* per type: tensors, weights, bytes; then every tensor */
-    static const aria_dtype types[] = {ARIA_DT_F32, ARIA_DT_BF16, ARIA_DT_Q8_0, ARIA_DT_Q4_0};
-    size_t n = aria_model_n_tensors(m), cnt[4] = {0};
-    double w[4] = {0}, bytes[4] = {0};
+    static const aria_dtype types[] = {ARIA_DT_F32, ARIA_DT_BF16, ARIA_DT_Q8_0, ARIA_DT_Q4_0, ARIA_DT_Q4_K};
+    size_t n = aria_model_n_tensors(m), cnt[5] = {0};
+    double w[5] = {0}, bytes[5] = {0};
     for (size_t i = 0; i < n; i++) {
         aria_tensor t;
         aria_model_tensor(m, i, &t);
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 5; k++)
             if (t.dtype == types[k]) {
                 cnt[k]++;
                 double e = (double)t.shape[0] * (t.ndim == 2 ? (double)t.shape[1] : 1.0);
                 w[k] += e;
-                /* quantized: the integers and a float16 scale per 32 */
+                /* quantized: the integers and a float16 scale per 32 (q4_k:
+                   16 bytes per 256, the same) */
                 bytes[k] += (double)t.nbytes + (k >= 2 ? e / 32 * 2 : 0);
             }
     }
     printf("weights:");
-    for (int k = 0, first = 1; k < 4; k++)
+    for (int k = 0, first = 1; k < 5; k++)
         if (cnt[k]) {
             printf("%s %s %zu tensors, %.1f M weights, %.1f MB", first ? "" : ";", aria_dtype_name(types[k]), cnt[k],
                    w[k] / 1e6, bytes[k] / 1e6);
@@ -180,7 +185,7 @@ static void help_eval_loss(void) {
            "line on stdout: split, loss, perplexity, targets, sequences.\n"
            "\n"
            "options:\n"
-           "  --model FILE      weights (any type: f32, bf16, q8_0, q4_0)\n"
+           "  --model FILE      weights (any type: f32, bf16, q8_0, q4_0, q4_k)\n"
            "  --data DIR        the dataset directory\n"
            "  --split S         val or train (default val)\n"
            "  --max-seqs N      the first N sequences only (default: all)\n"

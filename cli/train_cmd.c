@@ -132,6 +132,15 @@ static void help_train(void) {
          "  --peak-gflops G       the machine's peak, the denominator of log.jsonl's mfu\n"
          "                        (default 1000)\n"
          "  --resume DIR          continue the run in DIR with its own options\n"
+         "  --condition-on EMB    train the embedding adapter too (spec 3.3): DATA built with\n"
+         "                        `aria dataset --sep-sequences --embedding-model EMB` (the\n"
+         "                        same file: its content hash is checked); a model without an\n"
+         "                        embedding_adapter gets one, N(0, 0.02). A conditioned batch\n"
+         "                        puts adapter(the file's embedding) at position 0 and moves\n"
+         "                        every token one position right; log.jsonl's step lines say\n"
+         "                        \"cond\", validation adds val_loss_cond (default: none)\n"
+         "  --condition-p P       share of conditioned batches, drawn per micro-batch from\n"
+         "                        the run's seed (default 0.5)\n"
          "  -h, --help            this help\n"
          "\n"
          "Objectives (docs/training.md):\n"
@@ -155,7 +164,10 @@ static void help_train(void) {
          "  each chunk a training sequence labelled as its file. Defaults: --lr 1e-5, --warmup\n"
          "  0, no augmentation. Validation per file (chunk probabilities weighted by token\n"
          "  counts): val_acc and val_macro_f1 in log.jsonl. The class names go into the\n"
-         "  checkpoint (metadata aria_classes) for `aria classify`. No residual dropout.\n"
+         "  checkpoint (metadata aria_classes) for `aria classify`.\n"
+         "  --dropout P           residual dropout on the attention and feed-forward outputs,\n"
+         "                        layer-scaled (layer l: P l / (L - 1)), training only; the\n"
+         "                        reference's classifier uses 0.2 (default 0 = none)\n"
          "  --labels CSV          columns path,task,label,group (../shared/midi/eval/labels.csv)\n"
          "  --task NAME           which task of the CSV\n"
          "  --root DIR            the folder the CSV's paths are relative to (default: the CSV's)\n"
@@ -217,7 +229,7 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
     enum { O_DATA = 256, O_OUT, O_CFG, O_INIT, O_BATCH, O_ACC, O_LR, O_WARM, O_SCHED, O_CLIP, O_STEPS, O_EPOCHS,
            O_AUG, O_NOAUG, O_VAL, O_SAVE, O_SEED, O_THREADS, O_RESUME, O_PREC, O_PEAK, O_VALB, O_FORCE, O_OBJ,
            O_TAU, O_SEQ, O_VFRAC, O_VLIST, O_FILES, O_LABELS, O_TASK, O_ROOT, O_PERCLASS, O_FOLDS, O_FOLD, O_EMBSZ,
-           O_NPC, O_MAXCH };
+           O_NPC, O_MAXCH, O_COND, O_CONDP, O_DROP };
     static const struct option lo[] = {
         {"data", required_argument, 0, O_DATA},      {"out", required_argument, 0, O_OUT},
         {"config", required_argument, 0, O_CFG},     {"init", required_argument, 0, O_INIT},
@@ -239,8 +251,10 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
         {"folds", required_argument, 0, O_FOLDS},    {"fold", required_argument, 0, O_FOLD},
         {"emb-size", required_argument, 0, O_EMBSZ}, {"notes-per-chunk", required_argument, 0, O_NPC},
         {"max-chunks", required_argument, 0, O_MAXCH},
+        {"condition-on", required_argument, 0, O_COND}, {"condition-p", required_argument, 0, O_CONDP},
+        {"dropout", required_argument, 0, O_DROP},
         {0, 0, 0, 0}};
-    int lr_given = 0, warm_given = 0, aug_given = 0;
+    int lr_given = 0, warm_given = 0, aug_given = 0, condp_given = 0;
     const char *files_from = NULL;
     int c;
     optind = 1;
@@ -327,6 +341,15 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
             if (parse_long(optarg, 1, 65536, &v)) return USAGE("--emb-size wants 1..65536");
             o.emb_size = (int)v;
             break;
+        case O_COND: o.condition_on = optarg; break;
+        case O_DROP:
+            if (parse_double(optarg, &dv) || !(dv >= 0 && dv < 1)) return USAGE("--dropout wants a number in [0, 1)");
+            o.dropout = (float)dv;
+            break;
+        case O_CONDP:
+            if (parse_double(optarg, &dv) || !(dv >= 0 && dv <= 1)) return USAGE("--condition-p wants 0..1");
+            o.condition_p = (float)dv, condp_given = 1;
+            break;
         case O_MAXCH:
             if (parse_long(optarg, 0, 100000, &v)) return USAGE("--max-chunks wants 0..100000");
             o.max_chunks = (int)v;
@@ -385,6 +408,11 @@ static int train_main(int argc, char **argv, const aria_launch *launch, int quie
     if (o.objective == ARIA_OBJ_CLASSIFY && !o.resume && (!o.labels || !o.task))
         return USAGE("--objective classify wants --labels CSV and --task NAME");
     if (o.folds && o.fold >= o.folds) return USAGE("--fold wants 0..%d for --folds %d", o.folds - 1, o.folds);
+    if (o.dropout > 0 && o.objective != ARIA_OBJ_CLASSIFY) return USAGE("--dropout is for --objective classify");
+    if (o.dropout > 0 && o.resume) return USAGE("--resume keeps the run's --dropout (in its run.json)");
+    if (heads_obj && o.condition_on) return USAGE("--condition-on trains the next-token loss (--objective lm)");
+    if (condp_given && !o.condition_on) return USAGE("--condition-p needs --condition-on");
+    if (o.resume && o.condition_on) return USAGE("--resume keeps the run's --condition-on (in its run.json)");
     if (!heads_obj && (o.labels || o.task || files_from || o.val_list))
         return USAGE("--labels, --task, --files-from and --val-list need --objective classify or contrastive");
     if (heads_obj) {

@@ -386,13 +386,14 @@ int aria_config_check(const aria_model_config *c, aria_error *err);
 /* Tensor element types. I8 and U8 are safetensors dtypes (the integers of
    a quantized matrix); Q8_0 and Q4_0 name whole block-quantized matrices
    (docs/quantization.md): blocks of 32 weights with one float16 scale,
-   8-bit (q8_0) or 4-bit (q4_0) integers. They are never a tensor's dtype
-   in a file. */
+   8-bit (q8_0) or 4-bit (q4_0) integers; Q4_K: super-blocks of 256
+   weights, 4-bit integers with a 6-bit scale and min per 32. They are never
+   a tensor's dtype in a file. */
 typedef enum {
     ARIA_DT_F32 = 0, ARIA_DT_BF16 = 1, ARIA_DT_F16 = 2, ARIA_DT_I8 = 3, ARIA_DT_U8 = 4,
-    ARIA_DT_Q8_0 = 5, ARIA_DT_Q4_0 = 6
+    ARIA_DT_Q8_0 = 5, ARIA_DT_Q4_0 = 6, ARIA_DT_Q4_K = 7
 } aria_dtype;
-/* "F32", "BF16", "F16", "I8", "U8", "q8_0", "q4_0"; NULL if unknown. */
+/* "F32", "BF16", "F16", "I8", "U8", "q8_0", "q4_0", "q4_k"; NULL if unknown. */
 const char *aria_dtype_name(aria_dtype dt);
 
 typedef struct {
@@ -422,6 +423,11 @@ int aria_st_open(aria_safetensors *st, const char *path, aria_error *err);
    freed as soon as this returns. */
 int aria_st_open_memory(aria_safetensors *st, const uint8_t *buf, size_t len, aria_error *err);
 void aria_st_close(aria_safetensors *st);
+/* aria_st_open, but the file is read into anonymous memory aligned to
+   2 MiB and marked for transparent huge pages (where the kernel allows)
+   instead of being mapped: products that stream the weights then take far
+   fewer TLB misses than from 4 KiB file pages. aria_model_load uses it. */
+int aria_st_open_resident(aria_safetensors *st, const char *path, aria_error *err);
 /* Finds a tensor by name, also under the "_orig_mod." prefix that
    torch.compile'd checkpoints carry (on the whole name or after "model."). */
 const aria_tensor *aria_st_find(const aria_safetensors *st, const char *name);
@@ -523,25 +529,26 @@ void aria_model_set_threads(aria_model *m, int n_threads);
 aria_precision aria_model_precision(const aria_model *m);
 /* The model's tensors in table order (official names): *t receives tensor
    i's name, the type the model uses it in (ARIA_DT_F32, ARIA_DT_BF16,
-   ARIA_DT_Q8_0, ARIA_DT_Q4_0), shape (ndim 1 or 2), data and bytes
+   ARIA_DT_Q8_0, ARIA_DT_Q4_0, ARIA_DT_Q4_K), shape (ndim 1 or 2), data and bytes
    (quantized: the integers; their scales not counted). ARIA_ERR_ARG past
    the end (aria_model_n_tensors). */
 size_t aria_model_n_tensors(const aria_model *m);
 int aria_model_tensor(const aria_model *m, size_t i, aria_tensor *t);
 
 /* Quantizing a weights file (aria quantize, docs/quantization.md): every
-   matrix of the layers and the heads becomes `type` (ARIA_DT_Q8_0 or
-   ARIA_DT_Q4_0; a matrix whose column count is not a multiple of 32 stays
-   bfloat16), the token embedding bfloat16 (or q8_0 with embedding_q8),
+   matrix of the layers and the heads becomes `type` (ARIA_DT_Q8_0,
+   ARIA_DT_Q4_0 or ARIA_DT_Q4_K; a matrix whose column count is not a
+   multiple of 32, 256 for q4_k, stays bfloat16), the token embedding bfloat16 (or q8_0 with embedding_q8),
    vectors float32. The output is a safetensors file: per matrix NAME the
    integers (I8 [rows, cols] for q8_0, U8 [rows, cols/2] for q4_0) and
-   NAME.scale (F16 [rows, cols/32]), metadata "aria_quant" naming the
+   NAME.scale (F16 [rows, cols/32]); q4_k: U8 [rows, cols/2] and
+   NAME.kscale (U8 [rows, cols/256 * 16]), metadata "aria_quant" naming the
    type, and the config ("aria_config"). The shape comes from cfg, else as
    aria_model_load finds it. Refuses an input that is already quantized,
    naming a quantized tensor, and weights that are not finite, naming the
    tensor and row. Atomic: nothing is left at out_path on failure. */
 typedef struct {
-    aria_dtype type;  /* ARIA_DT_Q8_0 or ARIA_DT_Q4_0 */
+    aria_dtype type;  /* ARIA_DT_Q8_0, ARIA_DT_Q4_0 or ARIA_DT_Q4_K (or BF16 / F32: a conversion) */
     int embedding_q8; /* 1: the token embedding as q8_0 too */
 } aria_quantize_opts;
 int aria_quantize_file(const char *in_path, const char *out_path, const aria_model_config *cfg,
@@ -860,6 +867,18 @@ void aria_trainer_zero_grad(aria_trainer *t);
 int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss, aria_error *err);
 /* Forward only: the same loss, no gradients. */
 int aria_trainer_loss(aria_trainer *t, const int32_t *ids, float *loss, aria_error *err);
+/* The same two, conditioned on embeddings (spec 3.3, training the
+   embedding_adapter): a row b with use[b] != 0 (use NULL: every row) is
+   fed [embedding_adapter(emb[b]), tok(ids[b][0]) .. tok(ids[b][T-2])]:
+   the adapter's output takes position 0 and every token moves one
+   position right, the last falling off; position j >= 1 is trained
+   against ids[b][j] (<P> ignored), position 0 not at all. The adapter's
+   gradient is d(position 0) outer emb[b]. Other rows are the plain loss.
+   emb [batch][aria_model_adapter_dim]; the model needs an adapter. */
+int aria_trainer_backward_cond(aria_trainer *t, const int32_t *ids, const float *emb, const unsigned char *use,
+                               float grad_scale, float *loss, aria_error *err);
+int aria_trainer_loss_cond(aria_trainer *t, const int32_t *ids, const float *emb, const unsigned char *use,
+                           float *loss, aria_error *err);
 /* Global L2 norm of the gradients; when max_norm > 0 and the norm exceeds
    it, scales them down to max_norm (torch clip_grad_norm_). */
 float aria_trainer_clip(aria_trainer *t, float max_norm);
@@ -881,6 +900,16 @@ void aria_trainer_arena(aria_trainer *t, float **params, float **grads, size_t *
    loss, optimizer, other), summed while profiling is on (off by default;
    costs nothing then). aria_trainer_profile fills up to `cap` names and
    seconds (either array may be NULL) and returns how many kinds there are. */
+/* Residual dropout from now on (0 <= p < 1; 0: none, the default): in
+   every forward pass, until changed, each element of layer l's attention
+   and feed-forward outputs is dropped with probability p l / (L - 1) (the
+   reference's layer-scaled resid_dropout, spec 3.5) and the rest scaled by
+   1 / (1 - that), before they join the residual stream; the backward pass
+   uses the same masks. The masks are a hash of (seed, layer, branch,
+   element), the element counted from row first_row of a larger batch (so
+   that processes holding slices of one batch draw what one process
+   would). Set it before a forward pass and leave it for its backward. */
+void aria_trainer_set_dropout(aria_trainer *t, float p, uint64_t seed, long first_row);
 void aria_trainer_set_profile(aria_trainer *t, int on);
 int aria_trainer_profile(const aria_trainer *t, const char **names, double *secs, int cap);
 
@@ -915,7 +944,10 @@ float aria_softmax_xent(const float *logits, int n, int C, const int *y, float *
    (ARIA_HEAD_* bits): tensors it keeps are kept, a new emb_head
    (emb_size rows) or class_head (class_size rows) is drawn N(0, 0.02)
    from seed, heads not named are dropped (and their sizes leave the
-   config). An embedding_adapter cannot be added this way. */
+   config). A new embedding_adapter (input size emb_size, else the
+   config's emb_size; the config's emb_size becomes its input size) is
+   drawn N(0, 0.02) too; it needs no emb_head beside it, but when there is
+   one both take the same size. */
 int aria_model_set_heads(aria_model *m, int heads, int emb_size, int class_size, uint64_t seed, aria_error *err);
 /* Draws row `row` of tensor `tensor` (official name) N(0, std) from seed
    (the classifier recipe re-draws the <E> embedding row). */
@@ -1014,6 +1046,18 @@ typedef struct {
     int notes_per_chunk;    /* classify: notes per chunk (300) */
     int max_chunks;         /* classify: at most this many chunks of a file, evenly spaced (chunk j of K
                                at floor((j + 0.5) n / K), as aria probe --max-chunks); 0: all */
+    /* Training the embedding_adapter (ARIA_OBJ_LM, spec 3.3): the
+       embedding model file data_dir's embeddings came from (aria dataset
+       --embedding-model; its content hash must match the manifest's).
+       A model without an adapter gets one, N(0, 0.02). Each micro-batch
+       is conditioned with probability condition_p (0.5), drawn from the
+       run's generator: aria_trainer_backward_cond on its rows that have
+       an embedding. NULL: the plain next-token run. */
+    const char *condition_on;
+    float condition_p;
+    /* classify: residual dropout p (aria_trainer_set_dropout; the reference
+       uses 0.2), a new mask per micro-batch from (seed, step); 0: none */
+    float dropout;
 } aria_train_opts;
 
 enum { ARIA_OBJ_LM = 0, ARIA_OBJ_CONTRASTIVE = 1, ARIA_OBJ_CLASSIFY = 2 };
@@ -1242,6 +1286,16 @@ typedef struct {
        how many problems and the first (may be NULL). */
     void (*on_damaged)(void *ctx, const char *path, int n_warnings, const char *first);
     int strict;           /* 1: drop damaged files as read errors (0) */
+    /* Per-file embeddings for training an embedding adapter (aria train
+       --condition-on, spec 3.3; needs sep_sequences): every kept MIDI file
+       embedded as aria_embed_score does, into DATA/embeddings.npy, each
+       sequence's row in DATA/<split>-e<epoch>.rows; a file that cannot be
+       embedded (not piano-only) keeps a zero row that no sequence uses
+       (DATA/embeddings.txt says why). embed_model_path: the model's file,
+       whose name, size and content hash (aria_file_hash) the manifest
+       records. Progress stage "embed". NULL: none. */
+    const aria_model *embed_model;
+    const char *embed_model_path;
 } aria_dataset_opts;
 
 aria_dataset_opts aria_dataset_defaults(void);
@@ -1257,6 +1311,7 @@ typedef struct {
     uint64_t train_sequences;   /* over all epochs */
     uint64_t val_sequences;
     uint64_t tokens;            /* ids written, padding excluded, all shards */
+    size_t embedded;            /* with embed_model: kept files embedded */
 } aria_dataset_summary;
 
 /* Builds a dataset in `out_dir` (created when missing): MIDI files found
@@ -1286,6 +1341,17 @@ size_t aria_dataset_size(const aria_dataset *d, int epoch);
    the vocabulary is an error naming the shard. */
 int aria_dataset_get(const aria_dataset *d, int epoch, size_t index, int32_t *out, aria_error *err);
 void aria_dataset_close(aria_dataset *d);
+/* A dataset built with an embedding model: 1, and its emb_size, the
+   model's file name and content hash as the manifest records them (owned
+   by d); 0 without embeddings. */
+int aria_dataset_emb_info(const aria_dataset *d, int *dim, const char **model, const char **model_hash);
+/* The embedding of the file sequence `index` of `epoch` came from
+   (emb_size floats, owned by d), or NULL: no embeddings, or that file
+   could not be embedded. */
+const float *aria_dataset_embedding(const aria_dataset *d, int epoch, size_t index);
+/* A file's content hash, "fnv1a64:<16 hex digits>" (FNV-1a over its
+   bytes) into out[cap], its size into *bytes (may be NULL). */
+int aria_file_hash(const char *path, char *out, size_t cap, uint64_t *bytes, aria_error *err);
 
 
 /* ====================================================================== */

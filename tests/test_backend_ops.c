@@ -309,7 +309,10 @@ static void quantize_x_blocks(const float *x, size_t n, float *out) {
    sums, and the true reference within the activations' rounding. */
 static int qmatmul_cases(const kern_backend_i *be, aria_precision prec) {
     static const int Ts[] = {1, 2, 3, 4, 5, 16, 33};
-    static const int shapes[][2] = {{24, 32}, {37, 96}, {300, 288}, {256, 512}};
+    /* rows not a multiple of 4; cols of 1 to 31 blocks: not a multiple
+       of 2 or 4 blocks (96, 160, 288), a group of 16 and one block more
+       (544), a group and a short one of 15 (992) */
+    static const int shapes[][2] = {{24, 32}, {37, 96}, {13, 160}, {300, 288}, {256, 512}, {6, 544}, {11, 992}};
     int cases = 0;
     for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
@@ -360,22 +363,49 @@ static int qmatmul_cases(const kern_backend_i *be, aria_precision prec) {
     return cases;
 }
 
+#define QCASES (7 * 7 * 2 * 2) /* T x shapes x types x acc */
+
 Test(backend_ops, qmatmul_portable) {
     const kern_backend_i *be = need("portable");
     int n = qmatmul_cases(be, ARIA_PREC_FAST) + qmatmul_cases(be, ARIA_PREC_EXACT);
-    cr_assert_eq(n, 2 * 7 * 4 * 2 * 2, "the portable backend takes every quantized product");
+    cr_assert_eq(n, 2 * QCASES, "the portable backend takes every quantized product");
     LOG_CASES("q8_0/q4_0 matmul", be, n);
 }
 
-Test(backend_ops, qmatmul_quant) {
-    const kern_backend_i *be = need("quant");
+/* A VNNI backend: every quantized product in fast precision, none in
+   exact. */
+static void qmatmul_vnni(const kern_backend_i *be, const char *what) {
     int n = qmatmul_cases(be, ARIA_PREC_FAST);
-    cr_assert_eq(n, 7 * 4 * 2 * 2, "the VNNI backend takes every quantized product in fast precision");
-    cr_expect_eq(qmatmul_cases(be, ARIA_PREC_EXACT), 0, "the VNNI backend rounds x: never in exact precision");
+    cr_assert_eq(n, QCASES, "the %s backend takes every quantized product in fast precision", what);
+    cr_expect_eq(qmatmul_cases(be, ARIA_PREC_EXACT), 0, "the %s backend rounds x: never in exact precision", what);
     kern_shape f32 = {1, 64, 64, ARIA_DT_F32}, odd = {1, 64, 48, ARIA_DT_Q8_0};
     cr_expect(!be->supports(KERN_OP_MATMUL, &f32, ARIA_PREC_FAST));
     cr_expect(!be->supports(KERN_OP_MATMUL, &odd, ARIA_PREC_FAST), "cols not a multiple of 32");
-    LOG_CASES("q8_0/q4_0 matmul", be, n);
+    cr_log_info("q8_0/q4_0 matmul, %s: %d cases compared", what, n);
+}
+
+/* The variant of the quantized backend of that name, or skipped. */
+static const kern_backend_i *need_variant(const char *name) {
+    const kern_backend_i *be = kern_backend_quant_variant(name);
+    if (!be) cr_skip("no %s variant of the quant backend in this build or on this CPU: skipped, not passed", name);
+    return be;
+}
+
+/* The one this CPU gets, then each variant by name (a CPU with AVX-512
+   VNNI runs both). */
+Test(backend_ops, qmatmul_quant) { qmatmul_vnni(need("quant"), "quant"); }
+Test(backend_ops, qmatmul_quant_avx512vnni) { qmatmul_vnni(need_variant("avx512vnni"), "avx512vnni"); }
+Test(backend_ops, qmatmul_quant_avxvnni) { qmatmul_vnni(need_variant("avxvnni"), "avxvnni"); }
+
+Test(backend_ops, quant_variants) {
+    const kern_backend_i *v512 = kern_backend_quant_variant("avx512vnni"), *v256 = kern_backend_quant_variant("avxvnni");
+    cr_expect_null(kern_backend_quant_variant("sse"), "an unknown variant");
+    const char *desc = NULL;
+    const kern_backend_i *be = kern_backend_quant(&desc);
+    /* the 512-bit form where there is one, else the 256-bit one */
+    cr_expect_eq(be, v512 ? v512 : v256);
+    cr_expect_str_eq(desc, v512 ? "vnni" : v256 ? "avx-vnni" : "");
+    if (v512 && v256) cr_expect_neq(v512, v256);
 }
 
 /* The formats themselves: float16 scales, a block's extremes, zeros. */
@@ -440,6 +470,44 @@ Test(backend_ops, dispatch_quantized) {
             aria_ctx_free(c);
         }
     cr_log_info("q8_0/q4_0 matmul through dispatch: %d cases compared (4 contexts)", cases);
+}
+
+/* Each variant through dispatch, put in a context's place of "quant":
+   the pooled column split, the prepared x in scratch. */
+Test(backend_ops, dispatch_quant_variants) {
+    static const char *names[] = {"avx512vnni", "avxvnni"};
+    int cases = 0;
+    for (int v = 0; v < 2; v++) {
+        const kern_backend_i *q = kern_backend_quant_variant(names[v]);
+        if (!q) continue;
+        aria_ctx *c = make_ctx(ARIA_PREC_FAST, 0);
+        cr_assert(kern_ctx_use_backend(c, q), "the context has no quant backend to replace");
+        for (int dt = 0; dt < 2; dt++)
+            for (int T = 1; T <= 40; T += 39)
+                for (int sh = 0; sh < 2; sh++) {
+                    int R = sh ? 77 : 300, C = sh ? 1056 : 288; /* 1056: 2 groups and a block */
+                    mat W = make_qmat(R, C, dt ? ARIA_DT_Q4_0 : ARIA_DT_Q8_0);
+                    size_t nx = (size_t)T * C, ny = (size_t)T * R;
+                    float *x = rand_vec(nx, 1), *y = fvec(ny), *y0 = rand_vec(ny, 1);
+                    double *ref = dvec(ny), *mag = dvec(ny);
+                    cr_expect_str_eq(kern_matmul_backend(c, T, &W.m), "quant");
+                    matmul_ref(x, T, &W, y0, 1, 0, ref, mag);
+                    memcpy(y, y0, ny * 4);
+                    kern_matmul(c, x, T, &W.m, y, 1);
+                    double e = 0;
+                    for (size_t i = 0; i < ny; i++) {
+                        double d = fabs(y[i] - ref[i]) / (mag[i] + 1e-30);
+                        if (isnan(d) || d > e) e = isnan(d) ? INFINITY : d;
+                    }
+                    cr_expect(e <= 1e-2, "%s %s T %d %dx%d: %.3g", names[v], aria_dtype_name(W.m.dtype), T, R, C, e);
+                    cases++;
+                    free(x), free(y), free(y0), free(ref), free(mag);
+                    free_mat(&W);
+                }
+        aria_ctx_free(c);
+    }
+    if (!cases) cr_skip("no VNNI variant on this CPU: skipped, not passed");
+    cr_log_info("q8_0/q4_0 matmul through dispatch, each VNNI variant: %d cases compared", cases);
 }
 
 /* ---- general products --------------------------------------------------- */
@@ -1197,6 +1265,8 @@ Test(backend_ops, backends_of_this_build) {
     cr_assert_null(kern_backend_avx512(NULL), "a PORTABLE build has no AVX-512 backend");
     cr_assert_null(kern_backend_onednn(NULL), "a PORTABLE build has no oneDNN backend");
     cr_assert_null(kern_backend_quant(NULL), "a PORTABLE build has no VNNI backend");
+    cr_assert_null(kern_backend_quant_variant("avx512vnni"), "a PORTABLE build has no VNNI backend");
+    cr_assert_null(kern_backend_quant_variant("avxvnni"), "a PORTABLE build has no VNNI backend");
 #endif
     aria_ctx *c = make_ctx(ARIA_PREC_FAST, 0);
     cr_assert(kern_ctx_has_backend(c, "portable"));

@@ -250,6 +250,37 @@ Test(dist_, accumulation_matches) {
     remove_dir(dir);
 }
 
+/* The contrastive objective: each process embeds half of the global
+   batch and the embeddings are gathered, so the NT-Xent loss, its
+   gradients and the weights must be those of one process with the whole
+   batch (exact precision, float32 rounding). */
+Test(dist_, contrastive_two_processes_follow_one) {
+    char mpirun[256];
+    mpirun_or_skip(mpirun, sizeof mpirun, 2, 1);
+    char dir[32] = "/tmp/aria_dist_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    const char *files = "tests/data/vectors/arabesque/arabesque.mid tests/data/vectors/basic/basic.mid "
+                        "tests/data/vectors/classical/classical.mid tests/data/vectors/nocturne/nocturne.mid "
+                        "tests/data/vectors/old_bach/old_bach.mid tests/data/vectors/pop/pop.mid "
+                        "tests/data/vectors/pokey_jazz/pokey_jazz.mid tests/data/vectors/old_expressive/old_expressive.mid";
+    const char *args = "--objective contrastive --config tiny --seq-len 256 --batch 4 --steps 3 --lr 1e-3 --warmup 1 "
+                       "--seed 5 --threads 1 --precision exact";
+    char cmd[4096], a[700], b[700];
+    snprintf(cmd, sizeof cmd, "%s train %s --out %s/one %s 2>&1", aria_bin(), args, dir, files);
+    run_ok(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s train %s --out %s/two %s 2>&1", mpirun, aria_bin(), args, dir, files);
+    run_ok(cmd);
+    snprintf(a, sizeof a, "%s/one/log.jsonl", dir);
+    snprintf(b, sizeof b, "%s/two/log.jsonl", dir);
+    /* the first line says what the run holds; then one line per step */
+    expect_same_logs(a, b, 4, 1e-5);
+    snprintf(a, sizeof a, "%s/one/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/two/model.safetensors", dir);
+    double d = max_weight_diff(a, b);
+    cr_expect_leq(d, 1e-6, "final weights differ by up to %.3g", d);
+    remove_dir(dir);
+}
+
 Test(dist_, errors_stop_every_process_and_print_once) {
     char mpirun[256];
     mpirun_or_skip(mpirun, sizeof mpirun, 2, 1);

@@ -587,6 +587,61 @@ Test(safetensors_read, io_errors_and_arguments)
     aria_st_close(NULL);
 }
 
+/* Read into huge-page memory (what aria_model_load does): the same
+   tensors, names, metadata and bytes as the mapping, data 2 MiB-aligned
+   at the file's start; errors as aria_st_open's; every truncation of a
+   file on disk refused. */
+Test(safetensors_read, resident_equals_mapped)
+{
+    char dir[64], path[128];
+    make_dir(dir, sizeof dir);
+    float v[5] = {1, -2, 3.5f, 4, 5};
+    aria_tensor t[2] = {tensor("x", ARIA_DT_F32, 1, (int64_t[]){5}, v, 20),
+                        tensor("y", ARIA_DT_BF16, 2, (int64_t[]){2, 2}, v, 8)};
+    const char *mk[] = {"format"}, *mv[] = {"pt"};
+    size_t len;
+    uint8_t *b = write_and_slurp(dir, "t", t, 2, mk, mv, 1, &len);
+    snprintf(path, sizeof path, "%s/t", dir);
+    aria_safetensors a, r;
+    aria_error e = {{0}};
+    cr_assert_eq(aria_st_open(&a, path, &e), ARIA_OK, "%s", e.msg);
+    cr_assert_eq(aria_st_open_resident(&r, path, &e), ARIA_OK, "%s", e.msg);
+    cr_assert_eq(r.n_tensors, a.n_tensors);
+    for (size_t i = 0; i < a.n_tensors; i++) {
+        const aria_tensor *x = aria_st_find(&r, a.tensors[i].name);
+        cr_assert_not_null(x, "%s", a.tensors[i].name);
+        cr_expect_eq(x->dtype, a.tensors[i].dtype);
+        cr_expect_eq(x->nbytes, a.tensors[i].nbytes);
+        cr_expect(x->data != a.tensors[i].data);
+        cr_expect_eq(memcmp(x->data, a.tensors[i].data, x->nbytes), 0, "%s", x->name);
+    }
+    cr_expect_str_eq(aria_st_meta(&r, "format"), "pt");
+    /* the file's first byte sits on a 2 MiB boundary: the header length
+       and the header come first, so the data of the first tensor lies
+       8 + header bytes after one */
+    uint64_t hl = 0;
+    for (int k = 0; k < 8; k++) hl |= (uint64_t)b[k] << (8 * k);
+    const aria_tensor *first = aria_st_find(&r, "x");
+    cr_expect_eq(((uintptr_t)first->data - 8 - hl) % (2u << 20), 0);
+    aria_st_close(&a);
+    aria_st_close(&r);
+    cr_expect(is_zeroed(&r));
+
+    cr_expect_eq(aria_st_open_resident(&r, "/nonexistent/x.safetensors", &e), ARIA_ERR_IO);
+    cr_expect(strstr(e.msg, "cannot open"), "%s", e.msg);
+    cr_expect(is_zeroed(&r));
+    cr_expect_eq(aria_st_open_resident(&r, "/tmp", &e), ARIA_ERR_IO);
+    cr_expect_eq(aria_st_open_resident(NULL, path, &e), ARIA_ERR_ARG);
+    for (size_t cut = 0; cut < len; cut += 7) {
+        write_bytes(path, b, cut);
+        int rc = aria_st_open_resident(&r, path, &e);
+        cr_expect_eq(rc, ARIA_ERR_FORMAT, "cut at %zu: rc %d", cut, rc);
+        cr_expect(is_zeroed(&r), "cut at %zu", cut);
+    }
+    free(b);
+    remove_dir(dir);
+}
+
 /* A pipe cannot be mapped: the reader falls back to reading it. */
 Test(safetensors_read, pipe_without_mmap)
 {

@@ -152,7 +152,7 @@ typedef struct kern_backend_i {
 /* The context (aria_ctx in include/aria.h): its backends in the order
    dispatch.c asks them, the precision, the pool and scratch. A derived
    context shares its base's pool and scratch (owns = 0). */
-#define KERN_MAX_BACKENDS 5
+#define KERN_MAX_BACKENDS 6
 struct aria_ctx {
     aria_precision prec;
     int portable;
@@ -169,6 +169,16 @@ const kern_backend_i *kern_backend_portable(void);
 const kern_backend_i *kern_backend_avx512(const char **desc);
 const kern_backend_i *kern_backend_onednn(const char **desc);
 const kern_backend_i *kern_backend_quant(const char **desc);
+/* q4_k products with AVX-512 VNNI (backend_quant_k.c), NULL when this
+   build or CPU lacks it. */
+const kern_backend_i *kern_backend_quant_k(void);
+/* One variant of the quantized backend by name, "avx512vnni" or
+   "avxvnni", NULL when this build or CPU lacks it; kern_backend_quant
+   picks the first the CPU has. For tests and benchmarks, which run each. */
+const kern_backend_i *kern_backend_quant_variant(const char *name);
+/* Puts be in the place of c's backend of the same name (1), or does
+   nothing (0): how a test or benchmark runs one variant through dispatch. */
+int kern_ctx_use_backend(aria_ctx *c, const kern_backend_i *be);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ARIA_PORTABLE)
 /* The AVX-512 subset (F, BW, VL, DQ, with FMA) that the x86 backends are

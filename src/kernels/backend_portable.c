@@ -4,8 +4,8 @@
  * against it (tests/test_backend_ops.c), and its training ops keep the
  * exact order of the reference code: what "exact" precision runs.
  *
- * Quantized weights (q8_0, q4_0) are widened block by block, times their
- * scale, and multiply float32 activations: the exact-precision path of a
+ * Quantized weights (q8_0, q4_0, q4_k) are widened block by block, times their
+ * scale (q4_k: and less its min), and multiply float32 activations: the exact-precision path of a
  * quantized model, and every CPU's without VNNI.
  *
  * The matrix product keeps 16 independent partial sums per dot product
@@ -33,12 +33,12 @@
 #endif
 
 /* Every op in either precision, but the bfloat16 products (oneDNN's).
-   Matrix products with float32, bfloat16, q8_0 and q4_0 weights. */
+   Matrix products with float32, bfloat16, q8_0, q4_0 and q4_k weights. */
 static int portable_supports(kern_op op, const kern_shape *s, aria_precision prec) {
     (void)prec;
     if (op == KERN_OP_MATMUL)
         return s->dtype == ARIA_DT_F32 || s->dtype == ARIA_DT_BF16 ||
-               (kern_dtype_quantized(s->dtype) && s->k % KERN_QBLOCK == 0);
+               (kern_dtype_quantized(s->dtype) && s->k % kern_quant_block(s->dtype) == 0);
     return op != KERN_OP_GEMM_BF16 && op != KERN_OP_GEMM_BF16_ST;
 }
 
@@ -138,9 +138,46 @@ static inline void dequant_block(aria_dtype dt, const uint8_t *q, float d, float
     }
 }
 
+/* q4_k: a super-block of 256 is widened at a time (quant_k.c), then its
+   8 sub-blocks multiply as above. */
+ARIA_CLONES
+static void mm_q4k_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y, int ys,
+                         int acc) {
+    int ns = W->cols / KERN_QK_SUPER;
+    size_t rb = (size_t)W->cols / 2, kb = (size_t)ns * KERN_QK_HEAD;
+    for (int t = 0; t < T; t += 4) {
+        int nt = T - t < 4 ? T - t : 4;
+        const float *xt = x + (size_t)t * xs;
+        for (int o = o0; o < o1; o++) {
+            const uint8_t *q = (const uint8_t *)W->data + (size_t)o * rb;
+            const uint8_t *k = (const uint8_t *)W->scales + (size_t)o * kb;
+            float a[4][QB] = {{0}};
+            for (int b = 0; b < ns; b++) {
+                float w[KERN_QK_SUPER];
+                kern_q4k_dequant_super(q + (size_t)b * KERN_QK_SUPER / 2, k + (size_t)b * KERN_QK_HEAD, w);
+                for (int i = 0; i < nt; i++) {
+                    const float *xi = xt + (size_t)i * xs + (size_t)b * KERN_QK_SUPER;
+                    for (int u = 0; u < KERN_QK_SUPER; u += QB)
+                        for (int j = 0; j < QB; j++) a[i][j] += xi[u + j] * w[u + j];
+                }
+            }
+            for (int i = 0; i < nt; i++) {
+                float s = 0.0f;
+                for (int j = 0; j < QB; j++) s += a[i][j];
+                float *yo = y + (size_t)(t + i) * ys + o;
+                *yo = acc ? *yo + s : s;
+            }
+        }
+    }
+}
+
 ARIA_CLONES
 static void mm_quant_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y, int ys,
                            int acc) {
+    if (W->dtype == ARIA_DT_Q4_K) {
+        mm_q4k_block(x, xs, T, W, o0, o1, y, ys, acc);
+        return;
+    }
     int nb = W->cols / QB;
     size_t rb = kern_quant_row_bytes(W->dtype, W->cols), qb = rb / (size_t)nb;
     for (int t = 0; t < T; t += 4) {

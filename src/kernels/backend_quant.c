@@ -1,33 +1,55 @@
 /*
  * backend_quant.c - matrix products with block-quantized weights (q8_0,
- * q4_0; formats in kernels.h) on AVX-512 VNNI, in fast precision. Offered
- * when the CPU reports AVX-512 F/BW/VL/DQ, VNNI and F16C; exact precision,
- * other CPUs and PORTABLE builds use the portable backend's float32
- * product of the dequantized weights instead.
+ * q4_0; formats in kernels.h) on VNNI, in fast precision. Two variants of
+ * the same kernels, chosen at run time from the CPU's flags:
+ *   avx512vnni: AVX-512 F/BW/VL/DQ with VNNI and F16C, 512-bit vectors;
+ *   avxvnni:    AVX2 with AVX-VNNI (VEX, 256-bit: Alder Lake and later,
+ *               Zen 5) and F16C, for CPUs without the AVX-512 form.
+ * Exact precision, other CPUs and PORTABLE builds use the portable
+ * backend's float32 product of the dequantized weights instead.
  *
  * How. Activations are quantized too, as llama.cpp does: mm_x_prepare
- * turns each row of x, once per product, into int8 blocks of 32 with a
- * float32 scale (largest magnitude / 127). A block's dot product is then
- * an integer sum, VPDPBUSD adding four u8 x s8 products into each 32-bit
- * lane: 64 bytes (two blocks) per instruction, lanes 0-7 holding the first
- * block's partial sums and lanes 8-15 the second's. VPDPBUSD wants one
- * unsigned operand, so
- *   q8_0: x + 128 is the unsigned side and the weights the signed one;
- *         the 128 sum(w) this adds is taken off by starting the sum from
- *         -VPDPBUSD(128, w), computed once per weight vector;
- *   q4_0: the nibbles (0..15) are the unsigned side and x the signed one;
- *         the 8 sum(x) the offset of 8 adds is taken off the same way,
- *         once per activation vector.
- * The integer sums become float32 and are scaled by (weight scale x
- * activation scale) per block, lane-wise, into float32 accumulators.
- * Tiles of up to 4 tokens x 4 outputs reuse each loaded vector; for
+ * turns each row of x, once per product, into int8 blocks of 32 (xq)
+ * with a float32 scale dx (largest magnitude / 127). A block's dot
+ * product is then an integer sum: VPDPBUSD adds four u8 x s8 products
+ * into each 32-bit lane. It wants one unsigned operand, and the weights
+ * take that role, so that everything that corrects for it depends on x
+ * only and is computed once per product, not once per row:
+ *   q8_0: w XOR 0x80 = w + 128 (0..255); dot(w + 128, xq) = dot(w, xq) +
+ *         128 sum(xq);
+ *   q4_0: the nibbles are w + 8 (0..15); dot(w + 8, xq) = dot(w, xq) +
+ *         8 sum(xq).
+ * So a block adds dw dx isum + dw cx, where cx = -128 dx sum(xq) (q8_0) or
+ * -8 dx sum(xq) (q4_0) is stored by mm_x_prepare: the correction is a
+ * float dot product of the row's block scales with cx, one FMA per 16
+ * blocks, into the same accumulator.
+ *
+ * The row is walked in groups of 16 blocks (512 weights). Per group and
+ * row the 16 float16 weight scales become float32 in one VCVTPH2PS; with
+ * one token they are multiplied by its 16 activation scales (stored
+ * compactly) and each vector of integer sums takes its blocks' factors
+ * from that product with VPERMPS by a constant index; with several, both
+ * sides are permuted so and multiplied per vector (16 products of 16
+ * lanes would not fit the registers). Nothing in the inner loop is
+ * scalar.
+ *   q8_0, 512-bit: 64 weight bytes = 2 blocks per VPDPBUSD (lanes 0-7 the
+ *     first block, 8-15 the second); 256-bit: one block per vector.
+ *   q4_0: a vector of nibble bytes holds G blocks of 16 bytes (G = 4 in
+ *     512 bits, 2 in 256); AND 0x0f gives each block's weights 0..15,
+ *     (>> 4) & 0x0f its weights 16..31. mm_x_prepare stores x per G
+ *     blocks in the matching order (the G first halves, then the G second
+ *     halves), so two chained VPDPBUSD leave each block's sum in one
+ *     128-bit lane.
+ * Tiles of up to 4 tokens x 4 outputs (x 2 outputs for several tokens
+ * in 256 bits: 16 registers) reuse each loaded vector; for
  * decoding (one token) the product streams the weights once, 1.06 bytes
  * (q8_0) or 0.56 bytes (q4_0) per weight instead of bfloat16's 2.
  *
  * The result differs from the exact product of the dequantized weights by
  * the activations' rounding (at most half a step of 1/127 of each block's
- * largest value): tests/test_backend_ops.c bounds it against a double
- * reference. It does not depend on T or on which rows share a call.
+ * largest value) and float32 sums: tests/test_backend_ops.c bounds it
+ * against a double reference, for both variants. It does not depend on T
+ * or on which rows share a call.
  */
 #include "kernels/backend.h"
 
@@ -35,26 +57,33 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ARIA_PORTABLE)
+#include <cpuid.h>
 #include <immintrin.h>
 
-#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
+#define V512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
+#define V256 __attribute__((target("avx2,avxvnni,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 #if defined(__clang__)
 #define UNROLL _Pragma("unroll")
 #else
-#define UNROLL _Pragma("GCC unroll 8")
+#define UNROLL _Pragma("GCC unroll 16")
 #endif
 
 #define QB KERN_QBLOCK
+#define GB 16 /* blocks per group */
 
-/* The prepared row of x: cols int8 values, then per chunk of 64 inputs
-   16 float32 scales (8 copies of each of its two blocks' scales, lane for
-   lane as VPDPBUSD lays the sums out; 0 for a missing second block). */
-static size_t n_chunks(int cols) { return ((size_t)cols + 63) / 64; }
-static size_t x_stride(int cols) { return (size_t)cols / 4 + n_chunks(cols) * 16; }
+/* The prepared row of x, in floats: the int8 values in groups of 16
+   blocks (512 bytes; zero past the last block), then the activation
+   scales dx of every block, then their corrections cx, each 16 floats a
+   group (zero past the last block), so that one vector load fetches a
+   group's. */
+static int n_groups(int cols) { return (cols / QB + GB - 1) / GB; }
+static size_t xq_floats(int cols) { return (size_t)n_groups(cols) * GB * QB / 4; }
+static size_t x_stride(int cols) { return xq_floats(cols) + (size_t)n_groups(cols) * GB * 2; }
 
 static int quant_supports(kern_op op, const kern_shape *s, aria_precision prec) {
-    return op == KERN_OP_MATMUL && prec == ARIA_PREC_FAST && kern_dtype_quantized(s->dtype) && s->k % QB == 0;
+    return op == KERN_OP_MATMUL && prec == ARIA_PREC_FAST &&
+           (s->dtype == ARIA_DT_Q8_0 || s->dtype == ARIA_DT_Q4_0) && s->k % QB == 0;
 }
 
 static size_t quant_mm_x_floats(const kern_mat *W, int T, size_t *xs) {
@@ -62,45 +91,68 @@ static size_t quant_mm_x_floats(const kern_mat *W, int T, size_t *xs) {
     return (size_t)T * *xs;
 }
 
-VNNI static void quant_mm_x_prepare(const float *x, int T, const kern_mat *W, float *out) {
-    int cols = W->cols, nb = cols / QB;
+/* Where the 16 values of half h (0: weights 0..15, 1: 16..31) of block b
+   go in the prepared row: in order for q8_0 (g4 = 0); for q4_0 the G
+   first halves of each G blocks, then their G second halves (g4 = G). */
+static inline size_t slot(int b, int h, int g4) {
+    return !g4 ? (size_t)b * QB + (size_t)h * 16
+               : (size_t)(b / g4) * g4 * QB + (size_t)h * g4 * 16 + (size_t)(b % g4) * 16;
+}
+
+/* A block's scale dx and the factor id that rounds it; bad: a NaN or
+   Inf input, whose scale is NaN so that the token's outputs come out NaN
+   as in a float32 product (its integers are 0). */
+static inline void block_scale(float amax, int bad, float *dx, float *id) {
+    *dx = bad ? NAN : amax / 127.0f;
+    *id = !bad && amax > 0.0f ? 127.0f / amax : 0.0f;
+}
+
+/* The prepared rows zeroed (the padding stays 0); off: the offset the
+   unsigned weights carry, negated (the correction is off dx sum(xq)). */
+static void prep_start(int T, const kern_mat *W, float *out, float *off) {
+    memset(out, 0, (size_t)T * x_stride(W->cols) * sizeof *out);
+    *off = W->dtype == ARIA_DT_Q4_0 ? -8.0f : -128.0f;
+}
+
+/* Rows of x as the kernels read them. Rounding: x times 127 / amax in
+   float32, to the nearest integer (even on ties), as tests model it. */
+V512 static void quant512_mm_x_prepare(const float *x, int T, const kern_mat *W, float *out) {
+    int cols = W->cols, nb = cols / QB, g4 = W->dtype == ARIA_DT_Q4_0 ? 4 : 0;
     size_t xs = x_stride(cols);
+    float off;
+    prep_start(T, W, out, &off);
+    const __m512 z = _mm512_setzero_ps();
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * cols;
         int8_t *q = (int8_t *)(out + (size_t)t * xs);
-        float *sc = out + (size_t)t * xs + cols / 4;
+        float *dx = out + (size_t)t * xs + xq_floats(cols), *cx = dx + (size_t)n_groups(cols) * GB;
         for (int b = 0; b < nb; b++) {
             __m512 v0 = _mm512_loadu_ps(xr + b * QB), v1 = _mm512_loadu_ps(xr + b * QB + 16);
             float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-            float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            /* a NaN or Inf input: the block's scale is NaN, so the token's
-               outputs come out NaN as in a float32 product */
-            const __m512 z = _mm512_setzero_ps();
-            if (_mm512_cmp_ps_mask(_mm512_sub_ps(v0, v0), z, _CMP_NEQ_UQ) |
-                _mm512_cmp_ps_mask(_mm512_sub_ps(v1, v1), z, _CMP_NEQ_UQ))
-                d = NAN, id = 0.0f;
+            int bad = (_mm512_cmp_ps_mask(_mm512_sub_ps(v0, v0), z, _CMP_NEQ_UQ) |
+                       _mm512_cmp_ps_mask(_mm512_sub_ps(v1, v1), z, _CMP_NEQ_UQ)) != 0;
+            float id;
+            block_scale(amax, bad, dx + b, &id);
             __m512 s = _mm512_set1_ps(id);
-            /* round to nearest (even); |x id| <= 127, so no saturation */
             __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, s)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, s));
-            _mm_storeu_si128((__m128i *)(q + b * QB), _mm512_cvtsepi32_epi8(i0));
-            _mm_storeu_si128((__m128i *)(q + b * QB + 16), _mm512_cvtsepi32_epi8(i1));
-            _mm256_storeu_ps(sc + (size_t)(b / 2) * 16 + (b % 2) * 8, _mm256_set1_ps(d));
+            cx[b] = off * dx[b] * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            _mm_storeu_si128((__m128i *)(q + slot(b, 0, g4)), _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(q + slot(b, 1, g4)), _mm512_cvtsepi32_epi8(i1));
         }
-        if (nb % 2) _mm256_storeu_ps(sc + (size_t)(nb / 2) * 16 + 8, _mm256_setzero_ps());
     }
 }
 
-/* Two blocks' float16 weight scales as 16 lanes: 8 of the first, 8 of
-   the second (0 when there is no second). */
-VNNI INLINE __m512 pair_scales(const uint16_t *s, int two) {
-    uint32_t u = s[0];
-    if (two) u |= (uint32_t)s[1] << 16;
-    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
-    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+/* A short group's n weight scales, zero-padded to 16 (AVX2 has no
+   masked 16-bit load). */
+static void tail_scales(uint16_t *s16, const uint16_t *s, int n) {
+    memset(s16, 0, GB * sizeof *s16);
+    memcpy(s16, s, (size_t)n * sizeof *s16);
 }
 
-VNNI INLINE void store_tile(__m512 a[4][4], float *y, size_t ys, int o, int acc, const int NT, const int R) {
+/* ---- 512-bit (AVX-512 VNNI) ------------------------------------------- */
+
+
+V512 INLINE void store512(__m512 a[4][4], float *y, size_t ys, int o, int acc, const int NT, const int R) {
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) {
         float s = _mm512_reduce_add_ps(a[t][r]);
         float *yo = y + t * ys + o + r;
@@ -108,123 +160,322 @@ VNNI INLINE void store_tile(__m512 a[4][4], float *y, size_t ys, int o, int acc,
     }
 }
 
-/* q8_0: y[t][o + r] (+)= x[t] . W[o + r] for t < NT, r < R. */
-VNNI INLINE void tile_q8(const float *x, size_t xs, const kern_mat *W, int o, float *y, size_t ys, int acc,
-                         const int NT, const int R) {
+/* One group of nbg blocks (16, or fewer in the row's last group: TAIL)
+   of the tile's rows, into a. A short group runs all NC vectors with the
+   weights it lacks read as 0 (masked, so nothing past the row is
+   touched); its x and scales there are 0. */
+V512 INLINE void group512(const float *x, size_t xs, const kern_mat *W, int o, int g, int nbg, __m512 a[4][4],
+                          const int NT, const int R, const int Q4, const int TAIL) {
+    const int NC = Q4 ? 4 : 8;
     int cols = W->cols, nb = cols / QB;
-    const int8_t *wq = (const int8_t *)W->data;
-    const __m512i c128 = _mm512_set1_epi8((char)0x80);
-    __m512 a[4][4];
-    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) a[t][r] = _mm512_setzero_ps();
-    for (int k = 0, c = 0; k < cols; k += 64, c++) {
-        int two = cols - k >= 64;
-        __mmask64 m = two ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
-        __m512i xu[4];
-        __m512 xd[4];
+    size_t rb = Q4 ? (size_t)cols / 2 : (size_t)cols; /* bytes of integers per row */
+    const uint8_t *wq = (const uint8_t *)W->data + (size_t)g * GB * (Q4 ? 16 : 32);
+    size_t xo = xq_floats(cols) + (size_t)g * GB;
+    /* one token: the products of the scales (dw dx) per row; more: the
+       two sides apart (their product per vector, so that 16 products of
+       16 lanes do not crowd the registers out) */
+    __m512 d[4], sw[4], sx[4];
+    UNROLL for (int r = 0; r < R; r++) {
+        const uint16_t *sp = W->scales + (size_t)(o + r) * nb + (size_t)g * GB;
+        __m256i h = !TAIL ? _mm256_loadu_si256((const __m256i *)sp)
+                          : _mm256_maskz_loadu_epi16((__mmask16)((1u << nbg) - 1), sp);
+        sw[r] = _mm512_cvtph_ps(h);
         UNROLL for (int t = 0; t < NT; t++) {
-            const float *xr = x + t * xs;
-            xu[t] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, (const int8_t *)xr + k), c128);
-            xd[t] = _mm512_loadu_ps(xr + cols / 4 + (size_t)c * 16);
+            const float *xt = x + t * xs + xo;
+            if (NT == 1) d[r] = _mm512_mul_ps(sw[r], _mm512_loadu_ps(xt));
+            a[t][r] = _mm512_fmadd_ps(sw[r], _mm512_loadu_ps(xt + (size_t)n_groups(cols) * GB), a[t][r]);
+        }
+    }
+    UNROLL for (int t = 0; t < NT; t++) sx[t] = _mm512_loadu_ps(x + t * xs + xo);
+    const __m512i c80 = _mm512_set1_epi8((char)0x80), lo = _mm512_set1_epi8(15), z = _mm512_setzero_si512();
+    UNROLL for (int c = 0; c < NC; c++) {
+        /* bytes of this vector in the row */
+        int have = Q4 ? (nbg - 4 * c) * 16 : (nbg - 2 * c) * 32;
+        __mmask64 m = have >= 64 ? ~(__mmask64)0 : have <= 0 ? 0 : (((__mmask64)1 << have) - 1);
+        const __m512i idx = Q4 ? _mm512_set_epi32(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 2, 4 * c + 2,
+                                                  4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
+                                                  4 * c, 4 * c, 4 * c, 4 * c)
+                               : _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                                  2 * c + 1, 2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
+                                                  2 * c, 2 * c);
+        __m512i xv[4], xh[4];
+        __m512 px[4];
+        UNROLL for (int t = 0; t < NT; t++) {
+            if (NT > 1) px[t] = _mm512_permutexvar_ps(idx, sx[t]);
+            const int8_t *xt = (const int8_t *)(x + t * xs) + (size_t)g * GB * QB + (size_t)c * (Q4 ? 128 : 64);
+            xv[t] = _mm512_loadu_si512(xt);
+            if (Q4) xh[t] = _mm512_loadu_si512(xt + 64);
         }
         UNROLL for (int r = 0; r < R; r++) {
-            __m512i w = _mm512_maskz_loadu_epi8(m, wq + (size_t)(o + r) * cols + k);
-            __m512i ncorr = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, w));
-            __m512 dw = pair_scales(W->scales + (size_t)(o + r) * nb + 2 * c, two);
+            const uint8_t *wp = wq + (size_t)(o + r) * rb + (size_t)c * 64;
+            __m512i v = !TAIL ? _mm512_loadu_si512(wp) : _mm512_maskz_loadu_epi8(m, wp);
+            __m512i w0, w1 = z;
+            if (Q4) {
+                w0 = _mm512_and_si512(v, lo);
+                w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo);
+            } else {
+                w0 = _mm512_xor_si512(v, c80);
+            }
+            __m512 pw = NT == 1 ? _mm512_permutexvar_ps(idx, d[r]) : _mm512_permutexvar_ps(idx, sw[r]);
             UNROLL for (int t = 0; t < NT; t++) {
-                __m512i i = _mm512_dpbusd_epi32(ncorr, xu[t], w);
-                a[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, xd[t]), a[t][r]);
+                __m512i i = _mm512_dpbusd_epi32(z, w0, xv[t]);
+                if (Q4) i = _mm512_dpbusd_epi32(i, w1, xh[t]);
+                __m512 sc = NT == 1 ? pw : _mm512_mul_ps(pw, px[t]);
+                a[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), sc, a[t][r]);
             }
         }
     }
-    store_tile(a, y, ys, o, acc, NT, R);
 }
 
-/* q4_0: the same with two blocks' 32 bytes of nibbles per step. */
-VNNI INLINE void tile_q4(const float *x, size_t xs, const kern_mat *W, int o, float *y, size_t ys, int acc,
-                         const int NT, const int R) {
-    int cols = W->cols, nb = cols / QB;
-    size_t rb = (size_t)cols / 2;
-    const uint8_t *wq = (const uint8_t *)W->data;
-    const __m512i c8 = _mm512_set1_epi8(8), lo = _mm512_set1_epi8(15);
+/* y[t][o + r] (+)= x[t] . W[o + r] for t < NT, r < R. */
+V512 INLINE void tile512(const float *x, size_t xs, const kern_mat *W, int o, float *y, size_t ys, int acc,
+                         const int NT, const int R, const int Q4) {
+    int nb = W->cols / QB, full = nb / GB, rest = nb % GB;
     __m512 a[4][4];
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) a[t][r] = _mm512_setzero_ps();
-    for (int k = 0, c = 0; k < cols; k += 64, c++) {
-        int two = cols - k >= 64;
-        __mmask64 m = two ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
-        __mmask32 m32 = two ? ~(__mmask32)0 : (__mmask32)0xffffu;
-        __m512i xv[4], ncx[4];
-        __m512 xd[4];
+    for (int g = 0; g < full; g++) group512(x, xs, W, o, g, GB, a, NT, R, Q4, 0);
+    if (rest) group512(x, xs, W, o, full, rest, a, NT, R, Q4, 1);
+    store512(a, y, ys, o, acc, NT, R);
+}
+
+/* ---- 256-bit (AVX-VNNI) ----------------------------------------------- */
+
+/* As quant512_mm_x_prepare, 8 lanes at a time; q4_0 in pairs of blocks. */
+V256 static void quant256_mm_x_prepare(const float *x, int T, const kern_mat *W, float *out) {
+    int cols = W->cols, nb = cols / QB, g4 = W->dtype == ARIA_DT_Q4_0 ? 2 : 0;
+    size_t xs = x_stride(cols);
+    float off;
+    prep_start(T, W, out, &off);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * cols;
+        int8_t *q = (int8_t *)(out + (size_t)t * xs);
+        float *dx = out + (size_t)t * xs + xq_floats(cols), *cx = dx + (size_t)n_groups(cols) * GB;
+        for (int b = 0; b < nb; b++) {
+            __m256 v[4], m = _mm256_setzero_ps(), e = _mm256_setzero_ps();
+            for (int k = 0; k < 4; k++) {
+                v[k] = _mm256_loadu_ps(xr + b * QB + 8 * k);
+                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+                e = _mm256_or_ps(e, _mm256_cmp_ps(_mm256_sub_ps(v[k], v[k]), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            }
+            __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_max_ss(h, _mm_movehdup_ps(h));
+            float id;
+            block_scale(_mm_cvtss_f32(h), _mm256_movemask_ps(e) != 0, dx + b, &id);
+            __m256 s = _mm256_set1_ps(id);
+            __m256i i[4];
+            for (int k = 0; k < 4; k++) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], s));
+            __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+            cx[b] = off * dx[b] * (float)_mm_cvtsi128_si32(s4);
+            /* |values| <= 127: the saturating packs keep them; their lane
+               order is undone by one permutation */
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+            p = _mm256_permutevar8x32_epi32(p, order);
+            _mm_storeu_si128((__m128i *)(q + slot(b, 0, g4)), _mm256_castsi256_si128(p));
+            _mm_storeu_si128((__m128i *)(q + slot(b, 1, g4)), _mm256_extracti128_si256(p, 1));
+        }
+    }
+}
+
+V256 INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+V256 INLINE void store256(__m256 a[4][4], float *y, size_t ys, int o, int acc, const int NT, const int R) {
+    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) {
+        float s = hsum256(a[t][r]);
+        float *yo = y + t * ys + o + r;
+        *yo = acc ? *yo + s : s;
+    }
+}
+
+/* As group512 with 32-byte vectors: q8_0 one block per vector, q4_0 two;
+   a short group's missing vectors are zeros, not loads. */
+V256 INLINE void group256(const float *x, size_t xs, const kern_mat *W, int o, int g, int nbg, __m256 a[4][4],
+                          const int NT, const int R, const int Q4, const int TAIL) {
+    const int NC = Q4 ? 8 : 16;
+    int cols = W->cols, nb = cols / QB;
+    size_t rb = Q4 ? (size_t)cols / 2 : (size_t)cols; /* bytes of integers per row */
+    const uint8_t *wq = (const uint8_t *)W->data + (size_t)g * GB * (Q4 ? 16 : 32);
+    size_t xo = xq_floats(cols) + (size_t)g * GB, ng = (size_t)n_groups(cols);
+    __m256 d[4][2], sw[4][2];
+    UNROLL for (int r = 0; r < R; r++) {
+        const uint16_t *sp = W->scales + (size_t)(o + r) * nb + (size_t)g * GB;
+        uint16_t s16[GB];
+        if (TAIL) tail_scales(s16, sp, nbg), sp = s16;
+        sw[r][0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sp));
+        sw[r][1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sp + 8)));
         UNROLL for (int t = 0; t < NT; t++) {
-            const float *xr = x + t * xs;
-            xv[t] = _mm512_maskz_loadu_epi8(m, (const int8_t *)xr + k);
-            ncx[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c8, xv[t]));
-            xd[t] = _mm512_loadu_ps(xr + cols / 4 + (size_t)c * 16);
+            const float *xt = x + t * xs + xo;
+            if (NT == 1) {
+                d[r][0] = _mm256_mul_ps(sw[r][0], _mm256_loadu_ps(xt));
+                d[r][1] = _mm256_mul_ps(sw[r][1], _mm256_loadu_ps(xt + 8));
+            }
+            a[t][r] = _mm256_fmadd_ps(sw[r][0], _mm256_loadu_ps(xt + ng * GB), a[t][r]);
+            a[t][r] = _mm256_fmadd_ps(sw[r][1], _mm256_loadu_ps(xt + ng * GB + 8), a[t][r]);
+        }
+    }
+    const __m256i c80 = _mm256_set1_epi8((char)0x80), lo = _mm256_set1_epi8(15), z = _mm256_setzero_si256();
+    UNROLL for (int c = 0; c < NC; c++) {
+        /* blocks of this vector in the row: q4_0's last may hold one */
+        int have = TAIL ? (Q4 ? nbg - 2 * c : nbg - c) : 2;
+        const int h = Q4 ? c / 4 : c / 8, k = Q4 ? 2 * (c % 4) : c % 8;
+        const __m256i idx = Q4 ? _mm256_set_epi32(k + 1, k + 1, k + 1, k + 1, k, k, k, k) : _mm256_set1_epi32(k);
+        __m256i xv[4], xh[4];
+        __m256 px[4];
+        UNROLL for (int t = 0; t < NT; t++) {
+            if (NT > 1) px[t] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + t * xs + xo + 8 * h), idx);
+            const int8_t *xt = (const int8_t *)(x + t * xs) + (size_t)g * GB * QB + (size_t)c * (Q4 ? 64 : 32);
+            xv[t] = _mm256_loadu_si256((const __m256i *)xt);
+            if (Q4) xh[t] = _mm256_loadu_si256((const __m256i *)(xt + 32));
         }
         UNROLL for (int r = 0; r < R; r++) {
-            __m256i v = _mm256_maskz_loadu_epi8(m32, wq + (size_t)(o + r) * rb + (size_t)k / 2);
-            /* [block 0, block 0, block 1, block 1] in 128-bit lanes, the
-               second copy of each shifted to its high nibbles */
-            __m512i z = _mm512_castsi256_si512(v);
-            z = _mm512_shuffle_i64x2(z, z, 0x50);
-            z = _mm512_mask_srli_epi16(z, (__mmask32)0xff00ff00u, z, 4);
-            __m512i w = _mm512_and_si512(z, lo);
-            __m512 dw = pair_scales(W->scales + (size_t)(o + r) * nb + 2 * c, two);
+            const uint8_t *wp = wq + (size_t)(o + r) * rb + (size_t)c * 32;
+            __m256i v = !TAIL || (have >= 2 || (!Q4 && have == 1))
+                            ? _mm256_loadu_si256((const __m256i *)wp)
+                        : have == 1 ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)wp))
+                                    : z;
+            __m256i w0, w1 = z;
+            if (Q4) {
+                w0 = _mm256_and_si256(v, lo);
+                w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo);
+            } else {
+                w0 = _mm256_xor_si256(v, c80);
+            }
+            __m256 pw = _mm256_permutevar8x32_ps(NT == 1 ? d[r][h] : sw[r][h], idx);
             UNROLL for (int t = 0; t < NT; t++) {
-                __m512i i = _mm512_dpbusd_epi32(ncx[t], w, xv[t]);
-                a[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, xd[t]), a[t][r]);
+                __m256i i = _mm256_dpbusd_avx_epi32(z, w0, xv[t]);
+                if (Q4) i = _mm256_dpbusd_avx_epi32(i, w1, xh[t]);
+                __m256 sc = NT == 1 ? pw : _mm256_mul_ps(pw, px[t]);
+                a[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, a[t][r]);
             }
         }
     }
-    store_tile(a, y, ys, o, acc, NT, R);
 }
 
-/* One specialisation per (tokens, type): 4 outputs at a time, then
-   singles. */
-#define MM_ROWS(NAME, NT, TILE)                                                                             \
-    VNNI static void NAME(const float *x, size_t xs, const kern_mat *W, int o0, int o1, float *y, size_t ys, \
-                          int acc) {                                                                        \
-        int o = o0;                                                                                         \
-        for (; o + 4 <= o1; o += 4) TILE(x, xs, W, o, y, ys, acc, NT, 4);                                  \
-        for (; o < o1; o++) TILE(x, xs, W, o, y, ys, acc, NT, 1);                                          \
+V256 INLINE void tile256(const float *x, size_t xs, const kern_mat *W, int o, float *y, size_t ys, int acc,
+                         const int NT, const int R, const int Q4) {
+    int nb = W->cols / QB, full = nb / GB, rest = nb % GB;
+    __m256 a[4][4];
+    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) a[t][r] = _mm256_setzero_ps();
+    for (int g = 0; g < full; g++) group256(x, xs, W, o, g, GB, a, NT, R, Q4, 0);
+    if (rest) group256(x, xs, W, o, full, rest, a, NT, R, Q4, 1);
+    store256(a, y, ys, o, acc, NT, R);
+}
+
+/* ---- the row loops, one specialisation per (variant, type, tokens) ---- */
+
+/* RT outputs at a time, then singles. The 256-bit form has 16 registers,
+   not 32: its tiles of several tokens take 2 outputs, so that the
+   accumulators and the vectors they share fit. */
+#define MM_ROWS(ATTR, NAME, TILE, NT, RT, Q4)                                                                \
+    ATTR static void NAME(const float *x, size_t xs, const kern_mat *W, int o0, int o1, float *y, size_t ys, \
+                          int acc) {                                                                         \
+        int o = o0;                                                                                          \
+        for (; o + RT <= o1; o += RT) TILE(x, xs, W, o, y, ys, acc, NT, RT, Q4);                            \
+        for (; o < o1; o++) TILE(x, xs, W, o, y, ys, acc, NT, 1, Q4);                                       \
     }
-MM_ROWS(mm_q8_1, 1, tile_q8)
-MM_ROWS(mm_q8_2, 2, tile_q8)
-MM_ROWS(mm_q8_3, 3, tile_q8)
-MM_ROWS(mm_q8_4, 4, tile_q8)
-MM_ROWS(mm_q4_1, 1, tile_q4)
-MM_ROWS(mm_q4_2, 2, tile_q4)
-MM_ROWS(mm_q4_3, 3, tile_q4)
-MM_ROWS(mm_q4_4, 4, tile_q4)
+MM_ROWS(V512, mm512_q8_1, tile512, 1, 4, 0)
+MM_ROWS(V512, mm512_q8_2, tile512, 2, 4, 0)
+MM_ROWS(V512, mm512_q8_3, tile512, 3, 4, 0)
+MM_ROWS(V512, mm512_q8_4, tile512, 4, 4, 0)
+MM_ROWS(V512, mm512_q4_1, tile512, 1, 4, 1)
+MM_ROWS(V512, mm512_q4_2, tile512, 2, 4, 1)
+MM_ROWS(V512, mm512_q4_3, tile512, 3, 4, 1)
+MM_ROWS(V512, mm512_q4_4, tile512, 4, 4, 1)
+MM_ROWS(V256, mm256_q8_1, tile256, 1, 4, 0)
+MM_ROWS(V256, mm256_q8_2, tile256, 2, 2, 0)
+MM_ROWS(V256, mm256_q8_3, tile256, 3, 2, 0)
+MM_ROWS(V256, mm256_q8_4, tile256, 4, 2, 0)
+MM_ROWS(V256, mm256_q4_1, tile256, 1, 4, 1)
+MM_ROWS(V256, mm256_q4_2, tile256, 2, 2, 1)
+MM_ROWS(V256, mm256_q4_3, tile256, 3, 2, 1)
+MM_ROWS(V256, mm256_q4_4, tile256, 4, 2, 1)
 
 typedef void (*mm_rows_fn)(const float *, size_t, const kern_mat *, int, int, float *, size_t, int);
 
-static void quant_mm_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y, int ys,
-                           int acc) {
-    static const mm_rows_fn q8[4] = {mm_q8_1, mm_q8_2, mm_q8_3, mm_q8_4};
-    static const mm_rows_fn q4[4] = {mm_q4_1, mm_q4_2, mm_q4_3, mm_q4_4};
-    const mm_rows_fn *fn = W->dtype == ARIA_DT_Q4_0 ? q4 : q8;
+/* Tokens in tiles of 4 (the last one smaller). */
+static void mm_tokens(const mm_rows_fn fn[4], const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1,
+                      float *y, int ys, int acc) {
     for (int t = 0; t < T; t += 4) {
         int nt = T - t < 4 ? T - t : 4;
         fn[nt - 1](x + (size_t)t * xs, xs, W, o0, o1, y + (size_t)t * ys, (size_t)ys, acc);
     }
 }
 
-static const kern_backend_i quant = {
+static void quant512_mm_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y, int ys,
+                              int acc) {
+    static const mm_rows_fn q8[4] = {mm512_q8_1, mm512_q8_2, mm512_q8_3, mm512_q8_4};
+    static const mm_rows_fn q4[4] = {mm512_q4_1, mm512_q4_2, mm512_q4_3, mm512_q4_4};
+    mm_tokens(W->dtype == ARIA_DT_Q4_0 ? q4 : q8, x, xs, T, W, o0, o1, y, ys, acc);
+}
+
+static void quant256_mm_block(const float *x, size_t xs, int T, const kern_mat *W, int o0, int o1, float *y, int ys,
+                              int acc) {
+    static const mm_rows_fn q8[4] = {mm256_q8_1, mm256_q8_2, mm256_q8_3, mm256_q8_4};
+    static const mm_rows_fn q4[4] = {mm256_q4_1, mm256_q4_2, mm256_q4_3, mm256_q4_4};
+    mm_tokens(W->dtype == ARIA_DT_Q4_0 ? q4 : q8, x, xs, T, W, o0, o1, y, ys, acc);
+}
+
+/* Both are "quant" to dispatch: one backend, two instruction sets. */
+static const kern_backend_i quant512 = {
     .name = "quant",
     .supports = quant_supports,
     .mm_x_floats = quant_mm_x_floats,
-    .mm_x_prepare = quant_mm_x_prepare,
-    .mm_block = quant_mm_block,
+    .mm_x_prepare = quant512_mm_x_prepare,
+    .mm_block = quant512_mm_block,
 };
 
+static const kern_backend_i quant256 = {
+    .name = "quant",
+    .supports = quant_supports,
+    .mm_x_floats = quant_mm_x_floats,
+    .mm_x_prepare = quant256_mm_x_prepare,
+    .mm_block = quant256_mm_block,
+};
+
+static int has_avx512vnni(void) {
+    return kern_cpu_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+}
+
+/* AVX-VNNI is CPUID leaf 7, sub-leaf 1, EAX bit 4 (read directly: not
+   every compiler's __builtin_cpu_supports knows it); avx2 also says the
+   OS keeps the 256-bit registers. */
+static int has_avxvnni(void) {
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
+        return 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 4) & 1;
+}
+
+const kern_backend_i *kern_backend_quant_variant(const char *name) {
+    if (!strcmp(name, "avx512vnni")) return has_avx512vnni() ? &quant512 : NULL;
+    if (!strcmp(name, "avxvnni")) return has_avxvnni() ? &quant256 : NULL;
+    return NULL;
+}
+
 const kern_backend_i *kern_backend_quant(const char **desc) {
-    int ok = kern_cpu_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
-    if (desc) *desc = ok ? "vnni" : "";
-    return ok ? &quant : NULL;
+    const kern_backend_i *b = has_avx512vnni() ? &quant512 : has_avxvnni() ? &quant256 : NULL;
+    if (desc) *desc = b == &quant512 ? "vnni" : b ? "avx-vnni" : "";
+    return b;
 }
 
 #else /* not x86-64, or a PORTABLE build: the portable backend's product */
+
+const kern_backend_i *kern_backend_quant_variant(const char *name) {
+    (void)name;
+    return NULL;
+}
 
 const kern_backend_i *kern_backend_quant(const char **desc) {
     if (desc) *desc = "";

@@ -67,6 +67,8 @@ int aria_ctx_new(aria_ctx **out, const aria_ctx_opts *opts, aria_error *err) {
            portable one has them) */
         b = kern_backend_quant(&q);
         if (b) c->be[c->n_be++] = b;
+        b = kern_backend_quant_k(); /* q4_k's, with AVX-512 VNNI */
+        if (b) c->be[c->n_be++] = b;
         b = kern_backend_avx512(&avx);
         if (b) c->be[c->n_be++] = b;
     }
@@ -114,6 +116,15 @@ void kern_ctx_trim(aria_ctx *c) { kern_scratch_trim(c->res.scratch); }
 int kern_ctx_has_backend(const aria_ctx *c, const char *name) {
     for (int i = 0; i < c->n_be; i++)
         if (!strcmp(c->be[i]->name, name)) return 1;
+    return 0;
+}
+
+int kern_ctx_use_backend(aria_ctx *c, const kern_backend_i *be) {
+    for (int i = 0; i < c->n_be; i++)
+        if (!strcmp(c->be[i]->name, be->name)) {
+            c->be[i] = be;
+            return 1;
+        }
     return 0;
 }
 

@@ -16,9 +16,10 @@
  *     otherwise). A product's result does not depend on T or on which rows
  *     share the call. Used for every small product, for decoding and in
  *     exact precision.
- *   - quantized weights (q8_0, q4_0; see kern_mat): in fast precision on
- *     AVX-512 VNNI with int8 activations (backend_quant.c), else the
- *     portable float32 product of the dequantized weights.
+ *   - quantized weights (q8_0, q4_0, q4_k; see kern_mat): in fast precision
+ *     on AVX-512 VNNI with int8 activations (backend_quant.c,
+ *     backend_quant_k.c), else the portable float32 product of the
+ *     dequantized weights.
  *   - oneDNN (builds with HAVE_DNNL) for large products in fast precision
  *     (T >= 16 and both sides of W >= 256): bfloat16 weights multiply
  *     activations rounded to bfloat16 (float32 accumulation and output);
@@ -60,12 +61,13 @@
 typedef struct kern_packed kern_packed;
 
 typedef struct {
-    aria_dtype dtype;  /* ARIA_DT_F32, ARIA_DT_BF16, ARIA_DT_Q8_0 or ARIA_DT_Q4_0 */
+    aria_dtype dtype;  /* ARIA_DT_F32, ARIA_DT_BF16, ARIA_DT_Q8_0, ARIA_DT_Q4_0 or ARIA_DT_Q4_K */
     const void *data;  /* [rows][cols], row-major, aligned for its dtype; quantized:
                           the integers, kern_quant_row_bytes per row (see below) */
     int rows, cols;    /* out, in */
     kern_packed *_Atomic packed; /* NULL until then (zero-initialise kern_mat) */
-    const uint16_t *scales; /* quantized: [rows][cols / KERN_QBLOCK] float16 */
+    const uint16_t *scales; /* quantized: [rows][cols / KERN_QBLOCK] float16 (q4_k: the
+                               same size, the packed bytes described below) */
 } kern_mat;
 
 /* Block-quantized matrices (docs/quantization.md). Each row is cut into
@@ -77,13 +79,40 @@ typedef struct {
    Integers and scales lie in two arrays (the file's two tensors), so a
    mapped file is used as it is. cols must be a multiple of KERN_QBLOCK. */
 #define KERN_QBLOCK 32
+/* q4_k (ggml's k-quant layout): super-blocks of KERN_QK_SUPER = 256
+   weights, 8 sub-blocks of 32, weight = d*sc_j*q - dmin*m_j, q in 0..15.
+     integers: 128 bytes a super-block; bytes [32p, 32p + 32) (p = 0..3)
+           hold sub-block 2p in their low nibbles and sub-block 2p + 1 in
+           their high nibbles (byte 32p + l: weights 64p + l, 64p + 32 + l);
+     scales (kern_mat.scales, read as bytes): KERN_QK_HEAD = 16 bytes a
+           super-block: d and dmin (float16, little-endian), then 12 bytes
+           of 6-bit sc_j and m_j: for j < 4, sc_j and m_j are the low 6 bits
+           of bytes j and j + 4; for j >= 4, byte j + 4 holds the low 4 bits
+           of sc_j (low nibble) and m_j (high nibble), and the top 2 bits of
+           bytes j - 4 and j hold their high 2 bits.
+   A row has cols / 256 * 16 bytes of scales = cols / 32 uint16, the same
+   stride as q8_0's and q4_0's scales. cols must be a multiple of 256. */
+#define KERN_QK_SUPER 256
+#define KERN_QK_HEAD 16
 /* Whether dtype is one of the quantized types. */
-static inline int kern_dtype_quantized(aria_dtype dt) { return dt == ARIA_DT_Q8_0 || dt == ARIA_DT_Q4_0; }
+static inline int kern_dtype_quantized(aria_dtype dt) {
+    return dt == ARIA_DT_Q8_0 || dt == ARIA_DT_Q4_0 || dt == ARIA_DT_Q4_K;
+}
+/* The weights a type's blocks hold: cols must be a multiple of it. */
+static inline int kern_quant_block(aria_dtype dt) { return dt == ARIA_DT_Q4_K ? KERN_QK_SUPER : KERN_QBLOCK; }
+/* q4_k pieces (quant_k.c): a row quantized (cols / 256 super-blocks: 128
+   bytes of nibbles each into q, 16 bytes of scales each into k), a
+   super-block or a row back to float32, and sub-block j's 6-bit scale and
+   min from the 12 packed bytes. */
+void kern_q4k_quant_row(const float *x, int cols, uint8_t *q, uint8_t *k);
+void kern_q4k_dequant_super(const uint8_t *q, const uint8_t *k, float *out);
+void kern_q4k_dequant_row(const uint8_t *q, const uint8_t *k, int cols, float *out);
+void kern_q4k_scale_min(const uint8_t *k12, int j, int *sc, int *m);
 /* Bytes of integers in one row of cols weights. */
 size_t kern_quant_row_bytes(aria_dtype type, int cols);
 /* Quantizes one row of cols floats: the integers into q, cols/32 float16
-   scales into scales. Scales are rounded to float16 first and the
-   integers chosen for the rounded scale. Non-finite inputs are the
+   scales into scales (q4_k: its packed scales, the same bytes). Scales are
+   rounded to float16 first and the integers chosen for the rounded scale. Non-finite inputs are the
    caller's to refuse (kern_quant_row gives them no meaning). */
 void kern_quant_row(aria_dtype type, const float *x, int cols, void *q, uint16_t *scales);
 /* The weights of one quantized row as float32. */

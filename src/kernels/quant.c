@@ -1,7 +1,8 @@
 /*
  * quant.c - the block-quantized weight formats (q8_0, q4_0): turning a
  * row of float32 weights into blocks of integers with one float16 scale
- * each, and back. The formats are described in kernels.h and
+ * each, and back (q4_k's super-blocks are quant_k.c's; the entry points
+ * here hand them over). The formats are described in kernels.h and
  * docs/quantization.md; the products that read them are the backends'
  * (backend_portable.c for every CPU, backend_quant.c with VNNI).
  *
@@ -52,7 +53,7 @@ uint16_t kern_f32_to_f16(float f) {
 }
 
 size_t kern_quant_row_bytes(aria_dtype type, int cols) {
-    return type == ARIA_DT_Q4_0 ? (size_t)cols / 2 : (size_t)cols;
+    return type == ARIA_DT_Q4_0 || type == ARIA_DT_Q4_K ? (size_t)cols / 2 : (size_t)cols;
 }
 
 static void quant_block_q8_0(const float *x, int8_t *q, uint16_t *scale) {
@@ -83,6 +84,10 @@ static void quant_block_q4_0(const float *x, uint8_t *q, uint16_t *scale) {
 }
 
 void kern_quant_row(aria_dtype type, const float *x, int cols, void *q, uint16_t *scales) {
+    if (type == ARIA_DT_Q4_K) { /* quant_k.c */
+        kern_q4k_quant_row(x, cols, q, (uint8_t *)scales);
+        return;
+    }
     for (int b = 0; b < cols / KERN_QBLOCK; b++) {
         if (type == ARIA_DT_Q4_0)
             quant_block_q4_0(x + b * KERN_QBLOCK, (uint8_t *)q + b * KERN_QBLOCK / 2, scales + b);
@@ -92,6 +97,10 @@ void kern_quant_row(aria_dtype type, const float *x, int cols, void *q, uint16_t
 }
 
 void kern_dequant_row(aria_dtype type, const void *q, const uint16_t *scales, int cols, float *out) {
+    if (type == ARIA_DT_Q4_K) {
+        kern_q4k_dequant_row(q, (const uint8_t *)scales, cols, out);
+        return;
+    }
     for (int b = 0; b < cols / KERN_QBLOCK; b++) {
         float d = kern_f16_to_f32(scales[b]);
         float *o = out + b * KERN_QBLOCK;

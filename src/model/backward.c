@@ -31,6 +31,17 @@ void model_head_backward(const aria_model *m, const model_pass *p, const float *
                                   x, m->out_w, mean, rstd, rows, d));
 }
 
+/* The gradient a dropped-out branch's output receives: mask * dx / (1 - p),
+   into out. */
+static const float *drop_grad(const layer_acts *a, int l, int branch, const float *dx, float *out, int N, int T,
+                              int d) {
+    if (a->drop_p <= 0) return dx;
+    float scale = 1.0f / (1.0f - a->drop_p);
+    size_t base = (size_t)a->drop_row0 * (size_t)T * (size_t)d, nd = (size_t)N * d;
+    for (size_t i = 0; i < nd; i++) out[i] = model_drop_keep(a, l, branch, base + i) ? dx[i] * scale : 0.0f;
+    return out;
+}
+
 void model_layer_backward(const aria_model *m, const model_pass *p, int l, const layer_acts *a, int B, int T,
                           layer_grads *g) {
     const aria_model_config *c = &m->cfg;
@@ -39,7 +50,9 @@ void model_layer_backward(const aria_model *m, const model_pass *p, int l, const
     size_t nd = (size_t)N * d, nf = (size_t)N * c->ff_mult * d;
     /* feed-forward: out = xmid + down(silu(gate) * up) */
     memset(g->dgate, 0, nf * sizeof(float));
-    model_linear_bwd(m, p, &L->down, a->act, a->acth, g->dx, g->dgate, N);
+    /* with residual dropout the branches see the masked gradient (g->dln
+       is free at both points: it is cleared before its next use) */
+    model_linear_bwd(m, p, &L->down, a->act, a->acth, drop_grad(a, l, 1, g->dx, g->dln, N, T, d), g->dgate, N);
     MODEL_PROF(p, PR_SWIGLU, kern_swiglu_bwd(p->ctx, g->dgate, g->dup, g->dgate, a->gate, a->up, nf));
     memset(g->dln, 0, nd * sizeof(float));
     model_linear_bwd(m, p, &L->gate, a->ln2, a->ln2h, g->dgate, g->dln, N);
@@ -49,7 +62,7 @@ void model_layer_backward(const aria_model *m, const model_pass *p, int l, const
                                   a->xmid, L->n2w, a->ln2_mean, a->ln2_rstd, N, d));
     /* attention: xmid = x + proj(attn(rope(qkv(LN1(x))))) */
     memset(g->datt, 0, nd * sizeof(float));
-    model_linear_bwd(m, p, &L->proj, a->att, a->atth, g->dx, g->datt, N);
+    model_linear_bwd(m, p, &L->proj, a->att, a->atth, drop_grad(a, l, 0, g->dx, g->dln, N, T, d), g->datt, N);
     memset(g->dqkv, 0, 3 * nd * sizeof(float));
     MODEL_PROF(p, PR_ATT, kern_attention_bwd(p->ctx, g->dqkv, g->datt, a->qkv, a->att, a->lse, B, T, H, hd));
     kern_rope(p->ctx, g->dqkv, N, T, 2 * H, hd, 3 * d, m->rope, 0, 1);

@@ -106,6 +106,27 @@ static void attend(const model_pass *p, layer_acts *a, int B, int n, int pos0, c
     MODEL_PROF(p, PR_ATT, kern_attention_fwd(p->ctx, a->att, a->lse, a->qkv, B, n, H, hd));
 }
 
+static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+int model_drop_keep(const layer_acts *a, int l, int branch, size_t i) {
+    uint64_t h = mix64(mix64(a->drop_seed ^ (0x5bd1e995ull * (uint64_t)(2 * l + branch + 1))) + (uint64_t)i);
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0) >= (double)a->drop_p;
+}
+
+/* dst += mask(branch) * y / (1 - p): a dropped-out branch joining the
+   residual stream (the mask's element index counts from a->drop_row0). */
+static void drop_add(const layer_acts *a, int l, int branch, float *dst, const float *y, int rows, int d, int n) {
+    float scale = 1.0f / (1.0f - a->drop_p);
+    size_t base = (size_t)a->drop_row0 * (size_t)n * (size_t)d, nd = (size_t)rows * d;
+    for (size_t i = 0; i < nd; i++)
+        if (model_drop_keep(a, l, branch, base + i)) dst[i] += y[i] * scale;
+}
+
 void model_layer_forward(const aria_model *m, const model_pass *p, int l, layer_acts *a, int B, int n, int pos0,
                          const kv_cache *kv) {
     const aria_model_config *c = &m->cfg;
@@ -121,7 +142,12 @@ void model_layer_forward(const aria_model *m, const model_pass *p, int l, layer_
     attend(p, a, B, n, pos0, kv, H, hd);
     if (a->xmid != a->x) memcpy(a->xmid, a->x, nd * sizeof(float));
     model_keep_bf16(p, a->att, a->atth, (size_t)rows, (size_t)d);
-    model_linear_fwd(m, p, a->att, a->atth, &L->proj, a->xmid, rows, 1);
+    if (a->drop_p > 0) {
+        model_linear_fwd(m, p, a->att, a->atth, &L->proj, a->drop_tmp, rows, 0);
+        drop_add(a, l, 0, a->xmid, a->drop_tmp, rows, d, n);
+    } else {
+        model_linear_fwd(m, p, a->att, a->atth, &L->proj, a->xmid, rows, 1);
+    }
     /* feed-forward: out = xmid + down(silu(gate(LN2(xmid))) * up(LN2(xmid))) */
     MODEL_PROF(p, PR_LN,
                kern_layernorm_fwd(p->ctx, a->ln2, a->ln2_mean, a->ln2_rstd, a->xmid, L->n2w, L->n2b, rows, d));
@@ -131,7 +157,12 @@ void model_layer_forward(const aria_model *m, const model_pass *p, int l, layer_
     MODEL_PROF(p, PR_SWIGLU, kern_swiglu_fwd(p->ctx, a->act, a->gate, a->up, (size_t)rows * ff));
     if (a->out != a->xmid) memcpy(a->out, a->xmid, nd * sizeof(float));
     model_keep_bf16(p, a->act, a->acth, (size_t)rows, (size_t)ff);
-    model_linear_fwd(m, p, a->act, a->acth, &L->down, a->out, rows, 1);
+    if (a->drop_p > 0) {
+        model_linear_fwd(m, p, a->act, a->acth, &L->down, a->drop_tmp, rows, 0);
+        drop_add(a, l, 1, a->out, a->drop_tmp, rows, d, n);
+    } else {
+        model_linear_fwd(m, p, a->act, a->acth, &L->down, a->out, rows, 1);
+    }
 }
 
 static const kern_mat *head_matrix(const aria_model *m, aria_output what) {

@@ -5,7 +5,9 @@
  * things a finetune needs beside that: re-drawing one row of a tensor
  * (the <E> embedding row of the classifier recipe, spec 3.5), reading a
  * loaded file's metadata, and saving with extra metadata (the class
- * names of a classifier).
+ * names of a classifier). A generative model also gains an
+ * embedding_adapter this way, to be trained on conditioned batches
+ * (spec 3.3).
  *
  * The model is made trainable first (every weight in the float32 arena),
  * then the parameter list is rebuilt for the new heads and a new arena
@@ -37,15 +39,21 @@ int aria_model_set_heads(aria_model *m, int heads, int emb_size, int class_size,
         return aria_fail(err, ARIA_ERR_ARG, "a new emb_head needs an embedding size");
     if ((heads & ARIA_HEAD_CLS) && !(m->heads & ARIA_HEAD_CLS) && class_size <= 0 && m->cfg.class_size <= 0)
         return aria_fail(err, ARIA_ERR_ARG, "a new class_head needs a class count");
-    if ((heads & ARIA_HEAD_ADAPTER) && !(m->heads & ARIA_HEAD_ADAPTER))
-        return aria_fail(err, ARIA_ERR_ARG, "adding an embedding_adapter is not supported here");
+    int new_adapter = (heads & ARIA_HEAD_ADAPTER) && !(m->heads & ARIA_HEAD_ADAPTER);
+    int adapter_in = emb_size > 0 ? emb_size : m->cfg.emb_size;
+    if (new_adapter && adapter_in <= 0)
+        return aria_fail(err, ARIA_ERR_ARG, "a new embedding_adapter needs an embedding size");
+    /* the config has one emb_size, which an emb_head and the adapter share */
+    if (new_adapter && (heads & ARIA_HEAD_EMB) && (m->heads & ARIA_HEAD_EMB) && m->cfg.emb_size != adapter_in)
+        return aria_fail(err, ARIA_ERR_ARG, "an embedding_adapter of %d inputs beside an emb_head of %d rows",
+                         adapter_in, m->cfg.emb_size);
     int rc = model_make_trainable(m, err);
     if (rc) return rc;
     /* keep the old list and arena to copy from */
     model_param *old = m->params;
     size_t n_old = m->n_params;
     float *old_arena = m->arena;
-    int old_heads = m->heads;
+    int old_heads = m->heads, old_adapter_in = m->adapter_in;
     aria_model_config old_cfg = m->cfg;
     for (size_t i = 0; i < n_old; i++)
         if (old[i].mat) kern_mat_release(old[i].mat);
@@ -54,6 +62,7 @@ int aria_model_set_heads(aria_model *m, int heads, int emb_size, int class_size,
     /* a head that is new gets the size asked for; one that stays keeps its own */
     if ((heads & ARIA_HEAD_EMB) && !(old_heads & ARIA_HEAD_EMB) && emb_size > 0) m->cfg.emb_size = emb_size;
     if ((heads & ARIA_HEAD_CLS) && !(old_heads & ARIA_HEAD_CLS) && class_size > 0) m->cfg.class_size = class_size;
+    if (new_adapter) m->adapter_in = m->cfg.emb_size = adapter_in;
     /* a size no head uses any more is not kept in the config */
     if (!(heads & (ARIA_HEAD_EMB | ARIA_HEAD_ADAPTER))) m->cfg.emb_size = 0;
     if (!(heads & ARIA_HEAD_CLS)) m->cfg.class_size = 0;
@@ -66,6 +75,7 @@ int aria_model_set_heads(aria_model *m, int heads, int emb_size, int class_size,
         m->n_params = n_old;
         m->heads = old_heads;
         m->cfg = old_cfg;
+        m->adapter_in = old_adapter_in;
         m->arena_n = 0;
         for (size_t i = 0; i < n_old; i++) m->arena_n += old[i].n;
         return rc;

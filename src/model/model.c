@@ -7,7 +7,7 @@
  * Weights come from a safetensors file: float32 tensors are used where
  * they lie in the read-only mapping, bfloat16 matrices stay bfloat16 (the
  * matrix product widens them), quantized matrices (integers NAME plus
- * float16 scales NAME.scale, docs/quantization.md) stay quantized, anything
+ * float16 scales NAME.scale, or q4_k's NAME.kscale, docs/quantization.md) stay quantized, anything
  * else is converted to float32 once (copies the model owns). A random model, and any model a trainer has
  * made trainable, holds every weight in one float32 arena instead.
  *
@@ -89,29 +89,64 @@ static void shape_str(const aria_tensor *t, char *buf, size_t cap) {
     if (o < cap) snprintf(buf + o, cap - o, "]");
 }
 
-/* A quantized matrix's integers t (I8: q8_0, U8: q4_0) and the scales
-   beside them (NAME.scale, F16 [rows][cols / 32]): checked against p's
-   shape, the scales finite. *scales receives the scale tensor. */
+/* A quantized matrix's integers t (I8: q8_0; U8: q4_0, or q4_k when
+   NAME.kscale is there) and the scales beside them (NAME.scale, F16
+   [rows][cols / 32]; q4_k: NAME.kscale, U8 [rows][cols / 256 * 16]):
+   checked against p's shape, the float16 scales (q4_k: each super-block's
+   d and dmin) finite. *scales receives the scale tensor. */
 static int find_quantized(const aria_model *m, const model_param *p, const aria_tensor *t,
                           const aria_tensor **scales, aria_error *err) {
     const char *dt = aria_dtype_name(t->dtype);
     if (!p->cols)
         return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is %s: integers are only for quantized matrices", p->name,
                          dt);
-    if (p->cols % KERN_QBLOCK)
+    char sname[128], kname[128];
+    snprintf(sname, sizeof sname, "%s.scale", p->name);
+    snprintf(kname, sizeof kname, "%s.kscale", p->name);
+    const aria_tensor *s = aria_st_find(&m->st, sname), *k = aria_st_find(&m->st, kname);
+    if (s && k)
         return aria_fail(err, ARIA_ERR_FORMAT,
-                         "tensor %s is %s, but its %lld columns are not a multiple of the block size %d", p->name,
-                         dt, (long long)p->cols, KERN_QBLOCK);
+                         "tensor %s has both %s (q8_0, q4_0) and %s (q4_k): a matrix has one type", p->name, sname,
+                         kname);
+    if (k && t->dtype != ARIA_DT_U8)
+        return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is %s but %s says q4_k, whose integers are U8", p->name, dt,
+                         kname);
+    aria_dtype type = t->dtype == ARIA_DT_I8 ? ARIA_DT_Q8_0 : k ? ARIA_DT_Q4_K : ARIA_DT_Q4_0;
+    const char *tn = aria_dtype_name(type);
+    int blk = kern_quant_block(type);
+    if (p->cols % blk)
+        return aria_fail(err, ARIA_ERR_FORMAT,
+                         "tensor %s is %s (%s), but its %lld columns are not a multiple of the block size %d", p->name,
+                         dt, tn, (long long)p->cols, blk);
     int64_t icols = t->dtype == ARIA_DT_U8 ? p->cols / 2 : p->cols;
     if (t->ndim != 2 || t->shape[0] != p->rows || t->shape[1] != icols) {
         char got[64];
         shape_str(t, got, sizeof got);
         return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s (%s, %s) has shape %s, expected [%lld, %lld]", p->name, dt,
-                         t->dtype == ARIA_DT_U8 ? "q4_0" : "q8_0", got, (long long)p->rows, (long long)icols);
+                         tn, got, (long long)p->rows, (long long)icols);
     }
-    char sname[128];
-    snprintf(sname, sizeof sname, "%s.scale", p->name);
-    const aria_tensor *s = aria_st_find(&m->st, sname);
+    if (k) { /* q4_k: 16 bytes a super-block, d and dmin first */
+        int64_t ns = p->cols / KERN_QK_SUPER, nbytes = ns * KERN_QK_HEAD;
+        if (k->dtype != ARIA_DT_U8 || k->ndim != 2 || k->shape[0] != p->rows || k->shape[1] != nbytes) {
+            char got[64];
+            shape_str(k, got, sizeof got);
+            return aria_fail(err, ARIA_ERR_FORMAT,
+                             "tensor %s is %s %s, expected U8 [%lld, %lld] (%d bytes per super-block of %d)", kname,
+                             aria_dtype_name(k->dtype), got, (long long)p->rows, (long long)nbytes, KERN_QK_HEAD,
+                             KERN_QK_SUPER);
+        }
+        const uint8_t *b = k->data;
+        for (size_t i = 0; i < (size_t)(p->rows * ns); i++)
+            for (int h = 0; h < 2; h++) {
+                uint16_t v;
+                memcpy(&v, b + i * KERN_QK_HEAD + 2 * h, 2);
+                if ((v & 0x7c00) == 0x7c00)
+                    return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s: %s of row %lld, super-block %lld is not finite",
+                                     kname, h ? "dmin" : "d", (long long)(i / (size_t)ns), (long long)(i % (size_t)ns));
+            }
+        *scales = k;
+        return ARIA_OK;
+    }
     int64_t nb = p->cols / KERN_QBLOCK;
     if (!s)
         return aria_fail(err, ARIA_ERR_FORMAT, "tensor %s is %s but %s (its scales, F16 [%lld, %lld]) is missing",
@@ -192,7 +227,7 @@ static int bind_tensor(aria_model *m, const model_param *p, const aria_tensor *t
     km->rows = (int)p->rows;
     km->cols = (int)p->cols;
     if (scales) { /* quantized: integers in place, scales too when aligned */
-        km->dtype = t->dtype == ARIA_DT_U8 ? ARIA_DT_Q4_0 : ARIA_DT_Q8_0;
+        km->dtype = scales->dtype == ARIA_DT_U8 ? ARIA_DT_Q4_K : t->dtype == ARIA_DT_U8 ? ARIA_DT_Q4_0 : ARIA_DT_Q8_0;
         km->data = t->data;
         km->scales = scales->data;
         if ((uintptr_t)scales->data & 1) {
@@ -284,7 +319,8 @@ int aria_model_load(aria_model **out, const char *path, const aria_model_config 
     *out = NULL;
     aria_model *m = calloc(1, sizeof *m);
     if (!m) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
-    int rc = aria_st_open(&m->st, path, err);
+    /* read into huge pages rather than mapped (decoding streams it all) */
+    int rc = aria_st_open_resident(&m->st, path, err);
     if (rc) {
         free(m);
         return rc;

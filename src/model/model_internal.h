@@ -153,7 +153,22 @@ typedef struct {
     float *gate, *up, *act;            /* [rows][ff] SwiGLU inputs, output */
     float *out;                        /* [rows][d] the layer's output */
     uint16_t *ln1h, *atth, *ln2h, *acth; /* bfloat16 copies of product inputs, or NULL */
+    /* Residual dropout (training; drop_p 0: none): each element of the
+       attention and the feed-forward branch output is kept with
+       probability 1 - drop_p and then scaled by 1 / (1 - drop_p), before
+       it is added to the residual stream. The mask is a hash of
+       (drop_seed, layer, branch, drop_row0 x n + element index), so the
+       backward pass recomputes it instead of storing it. drop_tmp: [rows][d]
+       scratch for the branch output. */
+    float drop_p;
+    uint64_t drop_seed;
+    long drop_row0;
+    float *drop_tmp;
 } layer_acts;
+
+/* 1 when element i of branch (0 attention, 1 feed-forward) of layer l is
+   kept by a->drop_*'s mask. */
+int model_drop_keep(const layer_acts *a, int l, int branch, size_t i);
 
 /* A session's cache at one layer: [B][H][cap][hd] each. skip_first (may
    be NULL): rows b with skip_first[b] do not see cached position 0 (the

@@ -6,7 +6,8 @@
  * checked by the one parameter table), then walked in table order: each
  * matrix of the layers and the heads is quantized row by row
  * (kern_quant_row) into two tensors, NAME with the integers and
- * NAME.scale with the float16 scales; the token embedding stays bfloat16
+ * NAME.scale with the float16 scales (q4_k: NAME.kscale, U8, each
+ * super-block's d, dmin and packed 6-bit codes); the token embedding stays bfloat16
  * (rows are read one at a time, so its size costs no speed) unless asked;
  * vectors stay float32. The file's metadata names the scheme, so a reader
  * knows what the integers mean without guessing from dtypes
@@ -49,8 +50,9 @@ int aria_model_tensor(const aria_model *m, size_t i, aria_tensor *t) {
 static aria_dtype target_type(const model_param *p, const aria_quantize_opts *o) {
     if (!p->mat) return ARIA_DT_F32;
     if (!kern_dtype_quantized(o->type)) return o->type; /* a plain conversion: every matrix */
-    if (p->mat->cols % KERN_QBLOCK) return ARIA_DT_BF16; /* no whole blocks */
-    if (p->spec->role == PARAM_EMBEDDING) return o->embedding_q8 ? ARIA_DT_Q8_0 : ARIA_DT_BF16;
+    if (p->spec->role == PARAM_EMBEDDING)
+        return o->embedding_q8 && p->mat->cols % KERN_QBLOCK == 0 ? ARIA_DT_Q8_0 : ARIA_DT_BF16;
+    if (p->mat->cols % kern_quant_block(o->type)) return ARIA_DT_BF16; /* no whole blocks */
     return o->type;
 }
 
@@ -99,12 +101,17 @@ static int convert(const model_param *p, aria_dtype type, aria_tensor *t, aria_t
     }
     *t = (aria_tensor){.name = p->name, .ndim = p->cols ? 2 : 1, .shape = {p->rows, p->cols}, .data = data};
     if (q) {
-        t->dtype = type == ARIA_DT_Q4_0 ? ARIA_DT_U8 : ARIA_DT_I8;
+        t->dtype = type == ARIA_DT_I8 || type == ARIA_DT_Q8_0 ? ARIA_DT_I8 : ARIA_DT_U8;
         t->shape[1] = (int64_t)rb;
         t->nbytes = rb * rows;
         snprintf(scale_name, 128, "%s.scale", p->name);
         *s = (aria_tensor){.name = scale_name, .dtype = ARIA_DT_F16, .ndim = 2, .shape = {p->rows, (int64_t)nb},
                            .data = sc, .nbytes = nb * rows * 2};
+        if (type == ARIA_DT_Q4_K) { /* 16 bytes a super-block: the same bytes as nb float16 */
+            snprintf(scale_name, 128, "%s.kscale", p->name);
+            s->dtype = ARIA_DT_U8;
+            s->shape[1] = (int64_t)(nb * 2);
+        }
     } else {
         t->dtype = type;
         t->nbytes = (size_t)rows * cols * esz;
@@ -114,9 +121,9 @@ static int convert(const model_param *p, aria_dtype type, aria_tensor *t, aria_t
 
 int aria_quantize_file(const char *in_path, const char *out_path, const aria_model_config *cfg,
                        const aria_quantize_opts *opts, aria_error *err) {
-    if (!opts || (opts->type != ARIA_DT_Q8_0 && opts->type != ARIA_DT_Q4_0 && opts->type != ARIA_DT_BF16 &&
-                  opts->type != ARIA_DT_F32))
-        return aria_fail(err, ARIA_ERR_ARG, "unknown weight type (q8_0, q4_0, bf16 and f32 are known)");
+    if (!opts || (opts->type != ARIA_DT_Q8_0 && opts->type != ARIA_DT_Q4_0 && opts->type != ARIA_DT_Q4_K &&
+                  opts->type != ARIA_DT_BF16 && opts->type != ARIA_DT_F32))
+        return aria_fail(err, ARIA_ERR_ARG, "unknown weight type (q8_0, q4_0, q4_k, bf16 and f32 are known)");
     aria_model *m;
     int rc = aria_model_load(&m, in_path, cfg, err);
     if (rc) return rc;
@@ -155,7 +162,8 @@ int aria_quantize_file(const char *in_path, const char *out_path, const aria_mod
         if (!keys || !vals) {
             rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
         } else {
-            const char *v_ours[] = {"pt", cfg_js, aria_dtype_name(opts->type), "32"};
+            const char *v_ours[] = {"pt", cfg_js, aria_dtype_name(opts->type),
+                                    opts->type == ARIA_DT_Q4_K ? "256" : "32"};
             for (size_t k = 0; k < n_ours; k++) keys[k] = ours[k], vals[k] = v_ours[k];
             for (size_t k = 0; k < n_in; k++) {
                 int skip = 0;

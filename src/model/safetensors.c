@@ -59,7 +59,7 @@
 typedef struct {
     const uint8_t *base; /* the whole file */
     size_t size;
-    int mapped;          /* 1: munmap(base), 0: free(base) */
+    int mapped;          /* 1: file mapping, 2: anonymous memory (aria_st_open_resident), 0: malloc'd */
     json_doc *doc;       /* owns every name and metadata string */
     const aria_tensor **by_name; /* n_tensors pointers, sorted by name */
 } st_priv;
@@ -69,6 +69,10 @@ typedef struct {
 static const char *const st_dtype_names[] = {"F32", "BF16", "F16", "I8", "U8"};
 static const size_t st_dtype_sizes[] = {4, 2, 2, 1, 1};
 #define ST_N_DTYPES 5
+
+/* Huge pages are 2 MiB on x86-64 (and most arm64 kernels). */
+#define ST_HUGE (2u << 20)
+static size_t st_huge_round(size_t n) { return (n + ST_HUGE - 1) / ST_HUGE * ST_HUGE; }
 
 /* strerror without the shared buffer of plain strerror() (reentrancy). */
 static const char *st_errstr(int e, char *buf, size_t cap)
@@ -84,7 +88,7 @@ static int st_dtype_ok(int dt)
 const char *aria_dtype_name(aria_dtype dt)
 {
     if ((int)dt >= 0 && (int)dt < ST_N_DTYPES) return st_dtype_names[dt];
-    return dt == ARIA_DT_Q8_0 ? "q8_0" : dt == ARIA_DT_Q4_0 ? "q4_0" : NULL;
+    return dt == ARIA_DT_Q8_0 ? "q8_0" : dt == ARIA_DT_Q4_0 ? "q4_0" : dt == ARIA_DT_Q4_K ? "q4_k" : NULL;
 }
 
 static uint64_t st_le64(const uint8_t *p)
@@ -336,7 +340,7 @@ static int st_open_image(aria_safetensors *st, const uint8_t *base, size_t size,
 {
     st_priv *pv = calloc(1, sizeof *pv);
     if (!pv) {
-        if (mapped) munmap((void *)base, size);
+        if (mapped) munmap((void *)base, mapped == 2 ? st_huge_round(size) : size);
         else free((void *)base);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     }
@@ -400,12 +404,59 @@ int aria_st_open(aria_safetensors *st, const char *path, aria_error *err)
     return st_open_image(st, map, size, 1, err);
 }
 
+int aria_st_open_resident(aria_safetensors *st, const char *path, aria_error *err)
+{
+    if (!st) return aria_fail(err, ARIA_ERR_ARG, "aria_st_open_resident: NULL handle");
+    memset(st, 0, sizeof *st);
+    char eb[128];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return aria_fail(err, ARIA_ERR_IO, "cannot open: %s", st_errstr(errno, eb, sizeof eb));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 8) {
+        close(fd); /* not a plain file (or too short): aria_st_open says what */
+        return aria_st_open(st, path, err);
+    }
+    size_t size = (size_t)sb.st_size, cap = st_huge_round(size);
+    /* one huge page more than needed, trimmed so the copy starts on a
+       2 MiB boundary and whole huge pages can back it */
+    uint8_t *raw = mmap(NULL, cap + ST_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        close(fd);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory reading %zu bytes", size);
+    }
+    uint8_t *mem = (uint8_t *)(((uintptr_t)raw + ST_HUGE - 1) & ~(uintptr_t)(ST_HUGE - 1));
+    if (mem > raw) munmap(raw, (size_t)(mem - raw));
+    munmap(mem + cap, (size_t)(raw + cap + ST_HUGE - (mem + cap)));
+#ifdef MADV_HUGEPAGE
+    madvise(mem, cap, MADV_HUGEPAGE); /* a hint: where refused, 4 KiB pages do */
+#endif
+    /* read(), not a copy out of a mapping: the kernel copies from its page
+       cache without a page fault per 4 KiB of the source */
+    for (size_t off = 0; off < size;) {
+        size_t want = size - off < (1u << 30) ? size - off : (1u << 30);
+        ssize_t got = pread(fd, mem + off, want, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            int e = got < 0 ? errno : 0;
+            close(fd);
+            munmap(mem, cap);
+            return aria_fail(err, ARIA_ERR_IO, "cannot read: %s",
+                             e ? st_errstr(e, eb, sizeof eb) : "the file shrank while it was read");
+        }
+        off += (size_t)got;
+    }
+    close(fd);
+    mprotect(mem, cap, PROT_READ); /* read-only, as a mapping would be */
+    return st_open_image(st, mem, size, 2, err);
+}
+
 void aria_st_close(aria_safetensors *st)
 {
     if (!st) return;
     st_priv *pv = st->priv_;
     if (pv) {
-        if (pv->mapped) munmap((void *)pv->base, pv->size);
+        if (pv->mapped == 2) munmap((void *)pv->base, st_huge_round(pv->size));
+        else if (pv->mapped) munmap((void *)pv->base, pv->size);
         else free((void *)pv->base);
         json_doc_free(pv->doc);
         free(pv->by_name);

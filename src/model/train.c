@@ -16,6 +16,13 @@
  * context multiplies in bfloat16, copies of the weights are made once per
  * forward pass and of each product's input once, and every product that
  * reads them shares them.
+ *
+ * Conditioned batches (aria_trainer_backward_cond, spec 3.3) shift each
+ * conditioned row one position right and put embedding_adapter(emb) at
+ * position 0 instead of a token embedding; the layers run as for any
+ * batch, the targets are the unshifted ids, and the residual-stream
+ * gradient that reaches position 0 goes into the adapter's gradient
+ * instead of a token embedding row.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -43,6 +50,16 @@ struct aria_trainer {
     aria_ctx *ctx;       /* the one of these two the precision picks: */
     aria_ctx *ctx_exact, *ctx_fast; /* the model's context in either precision */
     int32_t *targets;    /* per token: the next id, or -1 (no loss) */
+    /* conditioned rows: the shifted ids the layers saw, which rows were
+       conditioned and their embeddings (kept for the backward pass) */
+    int32_t *sids;
+    unsigned char *cond;
+    float *cond_emb;
+    int any_cond;
+    /* residual dropout (aria_trainer_set_dropout) */
+    float drop_p;
+    uint64_t drop_seed;
+    long drop_row0;
     double *row_loss;    /* per token, for the mean */
     int profile;         /* aria_trainer_set_profile */
     double prof[PR_N];
@@ -73,7 +90,19 @@ static model_pass trainer_pass(aria_trainer *t) {
 static layer_acts layer_view(const aria_trainer *t, int l) {
     layer_acts a = t->acts[l];
     if (!t->use_h) a.ln1h = a.atth = a.ln2h = a.acth = NULL;
+    /* layer-scaled, as the reference's classifier: p l / (L - 1) */
+    int L = t->m->cfg.n_layers;
+    a.drop_p = L > 1 ? t->drop_p * (float)l / (float)(L - 1) : t->drop_p;
+    a.drop_seed = t->drop_seed;
+    a.drop_row0 = t->drop_row0;
+    a.drop_tmp = t->g.dln; /* backward scratch, free during the forward pass */
     return a;
+}
+
+void aria_trainer_set_dropout(aria_trainer *t, float p, uint64_t seed, long first_row) {
+    t->drop_p = p > 0 && p < 1 ? p : 0;
+    t->drop_seed = seed;
+    t->drop_row0 = first_row;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -137,6 +166,9 @@ void aria_trainer_free(aria_trainer *t) {
     free(t->at_pos);
     free(t->row_loss);
     free(t->targets);
+    free(t->sids);
+    free(t->cond);
+    free(t->cond_emb);
     if (t->ctx_exact) kern_ctx_trim(t->ctx_exact); /* the scratch the passes left */
     aria_ctx_free(t->ctx_exact);
     aria_ctx_free(t->ctx_fast);
@@ -284,12 +316,17 @@ void aria_trainer_zero_grad(aria_trainer *t) { memset(t->grads, 0, t->n_params *
 /* Forward, loss, backward                                                */
 /* ---------------------------------------------------------------------- */
 
-/* The layers: t->xL receives the last one's output. */
+/* The layers: t->xL receives the last one's output. With conditioned
+   rows (t->any_cond), `ids` are the shifted ids and position 0 of those
+   rows is embedding_adapter(emb), in float32. */
 static void forward_trunk(aria_trainer *t, const int32_t *ids) {
     aria_model *m = t->m;
     model_pass p = trainer_pass(t);
-    int N = t->B * t->T;
+    int N = t->B * t->T, d = m->cfg.d_model, E = m->adapter_in;
     model_embed(m, ids, N, t->acts[0].x);
+    for (int b = 0; t->any_cond && b < t->B; b++)
+        if (t->cond[b])
+            kern_matmul(t->ctx, t->cond_emb + (size_t)b * E, 1, &m->adapter, t->acts[0].x + (size_t)b * t->T * d, 0);
     /* the weights may have changed since the last pass */
     if (t->use_h) MODEL_PROF(&p, PR_GEMM, kern_to_bf16(p.ctx, m->arena, t->wh, t->n_params));
     for (int l = 0; l < m->cfg.n_layers; l++) {
@@ -314,6 +351,9 @@ static float loss_and_dlogits(aria_trainer *t, const int32_t *ids, int grad, flo
     int N = t->B * t->T, count = 0;
     for (int r = 0; r < N; r++) {
         int next = r % t->T + 1 < t->T ? ids[r + 1] : ARIA_SP_PAD;
+        /* a conditioned row's position j >= 1 holds ids[j - 1]: its
+           target is ids[j]; position 0 (the embedding) has none */
+        if (t->any_cond && t->cond[r / t->T]) next = r % t->T ? ids[r] : ARIA_SP_PAD;
         t->targets[r] = next == ARIA_SP_PAD ? -1 : next;
         count += next != ARIA_SP_PAD;
     }
@@ -335,6 +375,19 @@ static void backward(aria_trainer *t, const int32_t *ids) {
         layer_acts a = layer_view(t, l);
         model_layer_backward(m, &p, l, &a, t->B, t->T, &t->g);
     }
+    if (t->any_cond) { /* position 0 of a conditioned row: dW_adapter += dx0 emb^T */
+        int d = m->cfg.d_model, E = m->adapter_in;
+        float *gA = model_grad_of(m, &p, m->adapter.data);
+        for (int b = 0; b < t->B; b++) {
+            if (!t->cond[b]) continue;
+            float *dx0 = t->g.dx + (size_t)b * t->T * d;
+            const float *e = t->cond_emb + (size_t)b * E;
+            for (int i = 0; i < d; i++)
+                for (int k = 0; k < E; k++) gA[(size_t)i * E + k] += dx0[i] * e[k];
+            memset(dx0, 0, (size_t)d * sizeof *dx0); /* no token embedding there */
+        }
+        ids = t->sids;
+    }
     model_embed_backward(m, &p, ids, N, t->g.dx);
 }
 
@@ -354,18 +407,28 @@ int aria_trainer_loss(aria_trainer *t, const int32_t *ids, float *loss, aria_err
     int rc = check_lm(t, err);
     if (!rc) rc = check_ids(t, ids, err);
     if (rc) return rc;
+    t->any_cond = 0;
     forward(t, ids);
     *loss = loss_and_dlogits(t, ids, 0, 1.0f);
     return ARIA_OK;
 }
 
+static int backward_step(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss);
+
 int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss, aria_error *err) {
     int rc = check_lm(t, err);
     if (!rc) rc = check_ids(t, ids, err);
     if (rc) return rc;
+    t->any_cond = 0;
+    return backward_step(t, ids, grad_scale, loss);
+}
+
+/* Forward, loss and backward of the batch as set up (t->any_cond and,
+   with it, t->sids, t->cond, t->cond_emb). */
+static int backward_step(aria_trainer *t, const int32_t *ids, float grad_scale, float *loss) {
     double t0 = t->profile ? model_clock() : 0, before = 0;
     for (int k = 0; k < PR_N; k++) before += t->prof[k];
-    forward(t, ids);
+    forward(t, t->any_cond ? t->sids : ids);
     *loss = loss_and_dlogits(t, ids, 1, grad_scale);
     backward(t, ids);
     if (t->profile) {
@@ -374,6 +437,65 @@ int aria_trainer_backward(aria_trainer *t, const int32_t *ids, float grad_scale,
         t->prof[PR_OTHER] += model_clock() - t0 - (after - before);
     }
     return ARIA_OK;
+}
+
+/* Checks a conditioned batch and sets it up: the shifted ids (position 0
+   keeps ids[0], a valid id whose embedding row is then replaced), which
+   rows are conditioned, a copy of their embeddings. */
+static int setup_cond(aria_trainer *t, const int32_t *ids, const float *emb, const unsigned char *use,
+                      aria_error *err) {
+    aria_model *m = t->m;
+    int rc = check_lm(t, err);
+    if (!rc) rc = check_ids(t, ids, err);
+    if (rc) return rc;
+    int E = aria_model_adapter_dim(m), B = t->B, T = t->T;
+    if (E <= 0) return aria_fail(err, ARIA_ERR_ARG, "the model has no embedding_adapter to condition on");
+    if (!emb) return aria_fail(err, ARIA_ERR_ARG, "no embeddings given");
+    if (!t->sids) t->sids = malloc((size_t)B * T * sizeof *t->sids);
+    if (!t->cond) t->cond = malloc((size_t)B);
+    if (!t->cond_emb) t->cond_emb = malloc((size_t)B * E * sizeof *t->cond_emb);
+    if (!t->sids || !t->cond || !t->cond_emb) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    t->any_cond = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *row = ids + (size_t)b * T;
+        int32_t *srow = t->sids + (size_t)b * T;
+        t->cond[b] = !use || use[b];
+        if (!t->cond[b]) {
+            memcpy(srow, row, (size_t)T * sizeof *srow);
+            continue;
+        }
+        for (int i = 0; i < E; i++)
+            if (!isfinite(emb[(size_t)b * E + i]))
+                return aria_fail(err, ARIA_ERR_ARG, "embedding value %d of row %d is not finite", i, b);
+        t->any_cond = 1;
+        srow[0] = row[0];
+        memcpy(srow + 1, row, (size_t)(T - 1) * sizeof *srow);
+        memcpy(t->cond_emb + (size_t)b * E, emb + (size_t)b * E, (size_t)E * sizeof *emb);
+    }
+    return ARIA_OK;
+}
+
+int aria_trainer_backward_cond(aria_trainer *t, const int32_t *ids, const float *emb, const unsigned char *use,
+                               float grad_scale, float *loss, aria_error *err) {
+    int rc = setup_cond(t, ids, emb, use, err);
+    if (rc) {
+        t->any_cond = 0;
+        return rc;
+    }
+    rc = backward_step(t, ids, grad_scale, loss);
+    t->any_cond = 0;
+    return rc;
+}
+
+int aria_trainer_loss_cond(aria_trainer *t, const int32_t *ids, const float *emb, const unsigned char *use,
+                           float *loss, aria_error *err) {
+    int rc = setup_cond(t, ids, emb, use, err);
+    if (!rc) {
+        forward(t, t->any_cond ? t->sids : ids);
+        *loss = loss_and_dlogits(t, ids, 0, 1.0f);
+    }
+    t->any_cond = 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -405,6 +527,7 @@ int aria_trainer_forward_at(aria_trainer *t, const int32_t *ids, const int *pos,
             return aria_fail(err, ARIA_ERR_ARG, "position %d of row %d is outside the sequence of %d", pos[b], b, t->T);
     int rc = check_ids(t, ids, err);
     if (rc) return rc;
+    t->any_cond = 0;
     double t0 = t->profile ? model_clock() : 0, before = 0;
     for (int k = 0; k < PR_N; k++) before += t->prof[k];
     forward_trunk(t, ids);

@@ -28,6 +28,17 @@
  * memory: a large corpus does not fit, and parsing is cheap next to
  * tokenizing. Every file is written with aria_write_file_atomic.
  *
+ * With an embedding model (opts->embed_model, for training the embedding
+ * adapter, spec 3.3; needs sep_sequences), a pass between 3 and 4 embeds
+ * every kept MIDI file as `aria embed` does (aria_embed_score) into
+ * embeddings.npy [kept files][emb_size], one row per file in item order
+ * (a file that cannot be embedded gets a zero row and no use), and the
+ * shard writers note each sequence's row: <split>-e<epoch>.rows (magic
+ * "ARIAROWS", u64 count, then an int32 row per sequence, -1: none), so
+ * the shards themselves keep their format. The manifest records the
+ * model's file name, size and content hash, so that the trainer can check
+ * that it conditions on the model the embeddings came from.
+ *
  * Reading maps each shard read-only after checking its header against
  * the manifest; a sequence is found by binary search over the shards'
  * cumulative counts.
@@ -470,7 +481,19 @@ typedef struct {
     shard_entry *shards;
     size_t n_shards, cap_shards;
     uint64_t total_seqs, tokens;
+    /* with embeddings: each finished sequence's embedding row */
+    int track_rows;
+    int32_t cur_row, *rows;
+    size_t n_rows, cap_rows;
 } shard_writer;
+
+/* A sequence is complete: note its file's embedding row. */
+static int sw_note_row(shard_writer *w) {
+    if (!w->track_rows) return ARIA_OK;
+    if (ARIA_GROW(w->rows, w->cap_rows, w->n_rows + 1)) return ARIA_ERR_NOMEM;
+    w->rows[w->n_rows++] = w->cur_row;
+    return ARIA_OK;
+}
 
 static uint8_t *sw_seq(shard_writer *w, size_t k) {
     return w->buf + ARIA_SHARD_HEADER_BYTES + k * (size_t)w->seq_len * 2;
@@ -524,6 +547,7 @@ static int sw_pad(shard_writer *w, aria_error *err) {
     }
     w->fill = 0;
     w->n_seqs++;
+    if (sw_note_row(w)) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     return w->n_seqs == ARIA_SHARD_SEQUENCES ? sw_flush(w, err) : ARIA_OK;
 }
 
@@ -536,6 +560,7 @@ static int sw_push(shard_writer *w, const uint16_t *ids, size_t n, aria_error *e
         if (++w->fill == (size_t)w->seq_len) {
             w->fill = 0;
             w->n_seqs++;
+            if (sw_note_row(w)) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
             if (w->n_seqs == ARIA_SHARD_SEQUENCES && sw_flush(w, err)) return ARIA_ERR_IO;
         }
     }
@@ -544,6 +569,7 @@ static int sw_push(shard_writer *w, const uint16_t *ids, size_t n, aria_error *e
 }
 
 static void sw_free(shard_writer *w) {
+    free(w->rows);
     free(w->buf);
     free(w->shards);
 }
@@ -600,6 +626,8 @@ static int append_item(shard_writer *w, const item *it, const uint16_t *ids, siz
         ids = it->ids->ids;
         n = it->ids->n;
     }
+    /* MIDI items are the first ones, so a MIDI item's index is its row */
+    w->cur_row = it->path ? (int32_t)it->index : -1;
     int rc = sw_push(w, ids, n, err);
     if (rc == ARIA_OK && sep) rc = sw_pad(w, err);
     return rc;
@@ -698,7 +726,7 @@ static int refuse_finished(const char *dir, int overwrite, aria_error *err) {
 }
 
 /* Makes `dir` ready: removes the manifest (the directory is unfinished
-   from here on) and any shard a previous build left. */
+   from here on) and any shard or embedding file a previous build left. */
 static int prepare_out_dir(const char *dir, int overwrite, aria_error *err) {
     int rc = mkdir_p(dir, err);
     if (rc) return rc;
@@ -714,7 +742,12 @@ static int prepare_out_dir(const char *dir, int overwrite, aria_error *err) {
     if (!d) return aria_fail(err, ARIA_ERR_IO, "%s: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!is_shard_name(e->d_name)) continue;
+        size_t n = strlen(e->d_name);
+        /* and the embedding files of a build with --embedding-model */
+        int emb = !strcmp(e->d_name, "embeddings.npy") || !strcmp(e->d_name, "embeddings.txt") ||
+                  ((!strncmp(e->d_name, "train-e", 7) || !strncmp(e->d_name, "val-e", 5)) && n > 5 &&
+                   !strcmp(e->d_name + n - 5, ".rows"));
+        if (!is_shard_name(e->d_name) && !emb) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         unlink(path);
     }
@@ -775,9 +808,18 @@ static void fmt_double(char *buf, size_t cap, double v) {
     if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
 }
 
+/* What the trainer checks a --condition-on model against (the model's
+   path as given, its size and content hash). */
+typedef struct {
+    int dim;
+    size_t rows, embedded;
+    const char *model_path, *model_id;
+    uint64_t model_bytes;
+} manifest_emb;
+
 static int write_manifest(const char *dir, const aria_dataset_opts *o, int vocab,
                           const shard_writer *train, const shard_writer *val,
-                          const aria_dataset_summary *s, aria_error *err) {
+                          const aria_dataset_summary *s, const manifest_emb *me, aria_error *err) {
     textbuf t = {0};
     char frac[40];
     fmt_double(frac, sizeof frac, o->val_fraction);
@@ -793,6 +835,15 @@ static int write_manifest(const char *dir, const aria_dataset_opts *o, int vocab
     tb_printf(&t, ",\n");
     manifest_split(&t, "train", train, o->epochs);
     manifest_split(&t, "val", val, 1);
+    if (me) {
+        tb_printf(&t, "  \"embeddings\": {\"file\": \"embeddings.npy\", \"rows\": \"<split>-e<epoch>.rows\", "
+                      "\"emb_size\": %d, \"files\": %zu, \"embedded\": %zu,\n    \"model\": ",
+                  me->dim, me->rows, me->embedded);
+        tb_json_string(&t, me->model_path, "");
+        tb_printf(&t, ", \"model_bytes\": %" PRIu64 ", \"model_hash\": ", me->model_bytes);
+        tb_json_string(&t, me->model_id, "");
+        tb_printf(&t, "},\n");
+    }
     manifest_summary(&t, s, o->filters);
     tb_printf(&t, "}\n");
     if (t.oom) {
@@ -805,6 +856,26 @@ static int write_manifest(const char *dir, const aria_dataset_opts *o, int vocab
     int rc = aria_write_file_atomic(path, t.p, t.n, &e2);
     free(t.p);
     return rc ? aria_fail(err, rc, "%s: %s", path, e2.msg) : ARIA_OK;
+}
+
+/* FNV-1a (64 bits) of a file's bytes, read in blocks: the identity of an
+   embedding model's file in the manifest. */
+int aria_file_hash(const char *path, char *out, size_t cap, uint64_t *bytes, aria_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return aria_fail(err, ARIA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = 1469598103934665603ull, n = 0;
+    unsigned char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ull;
+        n += got;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return aria_fail(err, ARIA_ERR_IO, "%s: read error", path);
+    snprintf(out, cap, "fnv1a64:%016" PRIx64, h);
+    if (bytes) *bytes = n;
+    return ARIA_OK;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -821,12 +892,24 @@ typedef struct {
     item *items;
     size_t n_items;
     shard_writer *writers; /* epochs train writers, then one val writer */
+    /* with an embedding model: a row per kept MIDI file (item order) */
+    float *emb;
+    unsigned char *emb_ok;
+    size_t n_emb;
+    int emb_dim;
+    char **emb_why; /* why a file has no embedding */
+    char model_id[64];
+    uint64_t model_bytes;
 } build_state;
 
 static void build_state_free(build_state *b) {
     if (b->writers)
         for (int e = 0; e <= b->o->epochs; e++) sw_free(&b->writers[e]);
     free(b->writers);
+    free(b->emb);
+    free(b->emb_ok);
+    for (size_t i = 0; b->emb_why && i < b->n_emb; i++) free(b->emb_why[i]);
+    free(b->emb_why);
     free(b->items);
     idseqs_free(&b->ids);
     free(b->scan);
@@ -841,6 +924,11 @@ static int check_opts(const aria_dataset_opts *o, aria_error *err) {
         return aria_fail(err, ARIA_ERR_ARG, "epochs %d is outside 1..100000", o->epochs);
     if (!(o->val_fraction >= 0 && o->val_fraction < 1))
         return aria_fail(err, ARIA_ERR_ARG, "val_fraction %g is outside [0, 1)", o->val_fraction);
+    if (o->embed_model && !o->sep_sequences)
+        return aria_fail(err, ARIA_ERR_ARG, "per-file embeddings need sep_sequences (a sequence must belong to one file)");
+    if (o->embed_model && aria_output_dim(o->embed_model, ARIA_OUT_EMB) <= 0)
+        return aria_fail(err, ARIA_ERR_ARG, "%s: not an embedding model (no emb_head.weight)",
+                         o->embed_model_path ? o->embed_model_path : "the embedding model");
     return ARIA_OK;
 }
 
@@ -950,6 +1038,91 @@ static int make_items(build_state *b, aria_dataset_summary *sum, aria_error *err
     return ARIA_OK;
 }
 
+/* <split>-e<epoch>.rows: "ARIAROWS", u64 count, an int32 embedding row
+   per sequence (-1: its file has no embedding). */
+static int write_rows(const build_state *b, shard_writer *w, aria_error *err) {
+    size_t size = 16 + w->n_rows * 4;
+    uint8_t *buf = malloc(size);
+    if (!buf) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    memcpy(buf, "ARIAROWS", 8);
+    put_u64(buf + 8, w->n_rows);
+    for (size_t i = 0; i < w->n_rows; i++) {
+        int32_t r = w->rows[i];
+        if (r >= 0 && ((size_t)r >= b->n_emb || !b->emb_ok[r])) r = -1;
+        put_u32(buf + 16 + 4 * i, (uint32_t)r);
+    }
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s-e%d.rows", w->dir, w->split, w->epoch);
+    aria_error e2 = {{0}};
+    int rc = aria_write_file_atomic(path, buf, size, &e2);
+    free(buf);
+    free(w->rows);
+    w->rows = NULL;
+    w->n_rows = w->cap_rows = 0;
+    return rc ? aria_fail(err, rc, "%s: %s", path, e2.msg) : ARIA_OK;
+}
+
+/* Embeds every kept MIDI file as `aria embed` does (one at a time: the
+   model's own threads do the work). A file that cannot be embedded (not
+   piano-only, ...) keeps a zero row that no sequence uses. */
+static int embed_items(build_state *b, aria_dataset_summary *sum, aria_error *err) {
+    const aria_dataset_opts *o = b->o;
+    size_t n = 0;
+    while (n < b->n_items && b->items[n].path) n++;
+    int E = aria_output_dim(o->embed_model, ARIA_OUT_EMB);
+    b->emb = calloc((n ? n : 1) * (size_t)E, sizeof *b->emb);
+    b->emb_ok = calloc(n ? n : 1, 1);
+    b->emb_why = calloc(n ? n : 1, sizeof *b->emb_why);
+    if (!b->emb || !b->emb_ok || !b->emb_why) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    b->n_emb = n;
+    b->emb_dim = E;
+    for (size_t i = 0; i < n; i++) {
+        aria_midi m = {0};
+        aria_score sc = {0};
+        aria_error e = {{0}};
+        int rc = aria_midi_read_file(&m, b->items[i].path, &e);
+        if (rc == ARIA_OK) rc = aria_score_from_midi(&sc, &m, &e);
+        if (rc == ARIA_OK) rc = aria_embed_score(o->embed_model, b->tk, &sc, b->emb + i * (size_t)E, NULL, &e);
+        aria_score_free(&sc);
+        aria_midi_free(&m);
+        if (rc == ARIA_ERR_NOMEM) return aria_fail(err, rc, "%s: out of memory", b->items[i].path);
+        if (rc == ARIA_OK) {
+            b->emb_ok[i] = 1;
+            sum->embedded++;
+        } else {
+            memset(b->emb + i * (size_t)E, 0, (size_t)E * sizeof *b->emb);
+            b->emb_why[i] = strdup(e.msg);
+        }
+        if (o->progress && ((i + 1) % 8 == 0 || i + 1 == n)) o->progress(o->progress_ctx, "embed", i + 1, n);
+    }
+    return ARIA_OK;
+}
+
+/* embeddings.npy and embeddings.txt (row, path, and why a row is unused). */
+static int write_embeddings(const build_state *b, const char *dir, aria_error *err) {
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/embeddings.npy", dir);
+    int rc = aria_npy_write_f32(path, b->emb, b->n_emb, (size_t)b->emb_dim, err);
+    if (rc) return rc;
+    textbuf t = {0};
+    tb_printf(&t, "row\tpath\tnot embedded because\n");
+    for (size_t i = 0; i < b->n_emb; i++) {
+        size_t start = t.n;
+        tb_printf(&t, "%zu\t%s\t%s", i, b->items[i].path, b->emb_ok[i] ? "" : b->emb_why[i] ? b->emb_why[i] : "?");
+        for (size_t c = start; !t.oom && c < t.n; c++)
+            if (t.p[c] == '\n') t.p[c] = ' ';
+        tb_printf(&t, "\n");
+    }
+    if (t.oom) {
+        free(t.p);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    snprintf(path, sizeof path, "%s/embeddings.txt", dir);
+    rc = aria_write_file_atomic(path, t.p, t.n, err);
+    free(t.p);
+    return rc;
+}
+
 /* Tokenizes every epoch of the training split and epoch 0 of validation. */
 static int write_epochs(build_state *b, const char *out_dir, aria_dataset_summary *sum, aria_error *err) {
     const aria_dataset_opts *o = b->o;
@@ -969,11 +1142,12 @@ static int write_epochs(build_state *b, const char *out_dir, aria_dataset_summar
         int val = e == o->epochs; /* the last writer is validation's */
         shard_writer *w = &b->writers[e];
         *w = (shard_writer){.dir = out_dir, .split = val ? "val" : "train", .epoch = val ? 0 : e,
-                            .seq_len = o->seq_len, .vocab = vocab};
+                            .seq_len = o->seq_len, .vocab = vocab, .track_rows = b->emb != NULL};
         size_t n = 0;
         for (size_t i = 0; i < b->n_items; i++) /* item order, then shuffled */
             if (b->items[i].val == val) order[n++] = &b->items[i];
         rc = build_epoch(b->tk, o, b->jobs, order, n, w->epoch, w, err);
+        if (rc == ARIA_OK && b->emb) rc = write_rows(b, w, err);
         free(w->buf); /* up to a shard's worth; the next epoch starts afresh */
         w->buf = NULL;
         w->buf_seqs = 0;
@@ -1074,13 +1248,20 @@ int aria_dataset_build(const char *out_dir, const char *const *inputs, size_t n_
     if (rc == ARIA_OK) rc = mark_duplicates(&b, err);
     if (rc == ARIA_OK) report_drops(&b);
     if (rc == ARIA_OK) rc = make_items(&b, sum, err);
+    if (rc == ARIA_OK && o.embed_model && o.embed_model_path)
+        rc = aria_file_hash(o.embed_model_path, b.model_id, sizeof b.model_id, &b.model_bytes, err);
+    if (rc == ARIA_OK && o.embed_model) rc = embed_items(&b, sum, err);
     /* the directory is touched only once there is something to write */
     if (rc == ARIA_OK) rc = prepare_out_dir(out_dir, o.overwrite, err);
     if (rc == ARIA_OK) rc = write_epochs(&b, out_dir, sum, err);
     if (rc == ARIA_OK) rc = write_val_list(&b, out_dir, err);
     if (rc == ARIA_OK) rc = write_drop_list(&b, out_dir, err);
+    if (rc == ARIA_OK && b.emb) rc = write_embeddings(&b, out_dir, err);
+    manifest_emb me = {b.emb_dim, b.n_emb, sum->embedded, o.embed_model_path ? o.embed_model_path : "",
+                       b.model_id, b.model_bytes};
     if (rc == ARIA_OK)
-        rc = write_manifest(out_dir, &o, aria_tok_vocab_size(b.tk), b.writers, &b.writers[o.epochs], sum, err);
+        rc = write_manifest(out_dir, &o, aria_tok_vocab_size(b.tk), b.writers, &b.writers[o.epochs], sum,
+                            b.emb ? &me : NULL, err);
     build_state_free(&b);
     return rc;
 }
@@ -1100,11 +1281,17 @@ typedef struct {
     ds_shard *shards;
     size_t n_shards;
     uint64_t total;
+    int32_t *rows; /* with embeddings: each sequence's row, -1 none */
 } ds_epoch;
 
 struct aria_dataset {
     int seq_len, vocab, n_epochs;
     ds_epoch *epochs;
+    /* per-file embeddings (a dataset built with an embedding model) */
+    float *emb;
+    size_t emb_rows;
+    int emb_dim;
+    char emb_model[256], emb_hash[64];
 };
 
 void aria_dataset_close(aria_dataset *d) {
@@ -1116,8 +1303,10 @@ void aria_dataset_close(aria_dataset *d) {
             free(s->path);
         }
         free(d->epochs[e].shards);
+        free(d->epochs[e].rows);
     }
     free(d->epochs);
+    free(d->emb);
     free(d);
 }
 
@@ -1210,6 +1399,79 @@ static int read_manifest_header(aria_dataset *d, const json_value *root, const c
     return ARIA_OK;
 }
 
+/* The rows file of one epoch: its count must be the epoch's sequences,
+   every row -1 or inside embeddings.npy. */
+static int read_rows(ds_epoch *ep, const aria_dataset *d, const char *dir, const char *split, int epoch,
+                     aria_error *err) {
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s-e%d.rows", dir, split, epoch);
+    uint8_t *buf;
+    size_t len;
+    aria_error e2 = {{0}};
+    int rc = aria_read_file(path, &buf, &len, &e2);
+    if (rc) return aria_fail(err, rc, "%s: cannot read the embedding rows" REBUILD, path);
+    uint64_t n = len >= 16 ? get_u64(buf + 8) : 0;
+    if (len < 16 || memcmp(buf, "ARIAROWS", 8) != 0 || n != ep->total || len != 16 + 4 * n) {
+        free(buf);
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: not the embedding rows of %" PRIu64 " sequences" REBUILD, path,
+                         ep->total);
+    }
+    ep->rows = malloc((n ? n : 1) * sizeof *ep->rows);
+    if (!ep->rows) {
+        free(buf);
+        return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        int32_t r = (int32_t)get_u32(buf + 16 + 4 * i);
+        if (r < -1 || (r >= 0 && (size_t)r >= d->emb_rows)) {
+            free(buf);
+            return aria_fail(err, ARIA_ERR_FORMAT, "%s: row %d of sequence %" PRIu64 " is outside embeddings.npy"
+                             REBUILD, path, r, i);
+        }
+        ep->rows[i] = r;
+    }
+    free(buf);
+    return ARIA_OK;
+}
+
+/* The "embeddings" object of the manifest: embeddings.npy and its model. */
+static int read_embeddings(aria_dataset *d, const json_value *e, const char *dir, const char *mpath,
+                           aria_error *err) {
+    size_t l1 = 0, l2 = 0;
+    const char *model = json_string(json_get(e, "model"), &l1), *hash = json_string(json_get(e, "model_hash"), &l2);
+    int64_t dim = json_int(json_get(e, "emb_size"));
+    if (!model || !hash || dim <= 0 || l1 >= sizeof d->emb_model || l2 >= sizeof d->emb_hash)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: a bad \"embeddings\" entry" REBUILD, mpath);
+    memcpy(d->emb_model, model, l1);
+    memcpy(d->emb_hash, hash, l2);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/embeddings.npy", dir);
+    size_t rows, cols;
+    aria_error e2 = {{0}};
+    int rc = aria_npy_read_f32(path, &d->emb, &rows, &cols, &e2);
+    if (rc) return aria_fail(err, rc, "%s: %s" REBUILD, path, e2.msg);
+    if (cols != (size_t)dim)
+        return aria_fail(err, ARIA_ERR_FORMAT, "%s: %zu columns, the manifest says emb_size %lld" REBUILD, path, cols,
+                         (long long)dim);
+    d->emb_rows = rows;
+    d->emb_dim = (int)dim;
+    return ARIA_OK;
+}
+
+int aria_dataset_emb_info(const aria_dataset *d, int *dim, const char **model, const char **model_hash) {
+    if (!d || !d->emb) return 0;
+    if (dim) *dim = d->emb_dim;
+    if (model) *model = d->emb_model;
+    if (model_hash) *model_hash = d->emb_hash;
+    return 1;
+}
+
+const float *aria_dataset_embedding(const aria_dataset *d, int epoch, size_t index) {
+    if (!d || !d->emb || epoch < 0 || epoch >= d->n_epochs || index >= d->epochs[epoch].total) return NULL;
+    int32_t r = d->epochs[epoch].rows[index];
+    return r < 0 ? NULL : d->emb + (size_t)r * d->emb_dim;
+}
+
 int aria_dataset_open(aria_dataset **out, const char *dir, const char *split, aria_error *err) {
     *out = NULL;
     if (!dir || !split || (strcmp(split, "train") != 0 && strcmp(split, "val") != 0))
@@ -1234,6 +1496,10 @@ int aria_dataset_open(aria_dataset **out, const char *dir, const char *split, ar
         d->n_epochs++;
         rc = open_epoch(&d->epochs[e], json_at(epochs, e), dir, mpath, d, err);
     }
+    const json_value *emb = json_get(json_root(doc), "embeddings");
+    if (rc == ARIA_OK && emb) rc = read_embeddings(d, emb, dir, mpath, err);
+    for (int e = 0; rc == ARIA_OK && emb && e < d->n_epochs; e++)
+        rc = read_rows(&d->epochs[e], d, dir, split, e, err);
     json_doc_free(doc);
     if (rc) {
         aria_dataset_close(d);

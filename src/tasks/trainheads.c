@@ -330,12 +330,12 @@ static int write_run_json(const aria_train_opts *o, const aria_model_config *c, 
             "\"steps\": %ld, \"epochs\": %d, \"augment\": %d, \"val_every\": %d, \"save_every\": %d, "
             "\"seed\": %llu, \"precision\": \"%s\", \"seq_len\": %d, \"tau\": %.9g, \"emb_size\": %d, "
             "\"val_fraction\": %.9g, \"per_class\": %d, \"folds\": %d, \"fold\": %d, \"notes_per_chunk\": %d, "
-            "\"max_chunks\": %d, "
+            "\"max_chunks\": %d, \"dropout\": %.9g, "
             "\"config\": %s}\n",
             o->batch, o->grad_accum, o->lr, o->warmup, o->constant_lr, o->clip, o->steps, o->epochs, o->augment,
             o->val_every, o->save_every, (unsigned long long)o->seed, o->exact == 1 ? "exact" : "fast", o->seq_len,
             o->tau, o->emb_size, o->val_fraction, o->per_class, o->folds, o->fold, o->notes_per_chunk, o->max_chunks,
-            cfg);
+            o->dropout, cfg);
     if (at >= sizeof buf) return aria_fail(err, ARIA_ERR_ARG, "run options too long");
     snprintf(p, sizeof p, "%s/run.json", o->out_dir);
     return aria_write_file_atomic(p, buf, at, err);
@@ -383,6 +383,7 @@ static int read_run_json(aria_train_opts *o, strlist *keep, aria_error *err) {
     trainrun_read_opts(r, o);
     o->seq_len = (int)json_int(json_get(r, "seq_len"));
     o->tau = (float)json_number(json_get(r, "tau"));
+    o->dropout = (float)json_number(json_get(r, "dropout")); /* absent: 0, runs from before the option */
     o->emb_size = (int)json_int(json_get(r, "emb_size"));
     o->val_fraction = json_number(json_get(r, "val_fraction"));
     o->per_class = (int)json_int(json_get(r, "per_class"));
@@ -983,6 +984,11 @@ int trainrun_heads(const aria_train_opts *opts, aria_error *err) {
         for (int g = 0; g < o.grad_accum; g++) {
             long first = (st.step * o.grad_accum + g) * (long)o.batch;
             rc = fetch_rows(&o, tk, &d, &ord, first, w.rank, Bl, T, ids, pos, y, err);
+            /* a new dropout mask per micro-batch, from the seed and its number,
+               so that a resumed run draws the same ones */
+            if (o.dropout > 0)
+                aria_trainer_set_dropout(t, o.dropout, o.seed * 0x9e3779b97f4a7c15ull + (uint64_t)(first + 1),
+                                         (long)w.rank * R);
             if (!rc) rc = aria_trainer_forward_at(t, ids, pos, contrastive ? ARIA_OUT_EMB : ARIA_OUT_CLS, out, err);
             if ((rc = dist_agree(&w, rc, err))) break;
             float loss;
@@ -1056,6 +1062,7 @@ int trainrun_heads(const aria_train_opts *opts, aria_error *err) {
         if ((rc = dist_agree(&w, rc, err))) break;
         if ((o.val_every > 0 && done % o.val_every == 0) || done == total) {
             val_result vr;
+            aria_trainer_set_dropout(t, 0, 0, 0); /* validation sees the whole model */
             rc = contrastive ? validate_contrastive(t, &w, &o, tk, &d, R, T, dim, ids, pos, out, &vr, err)
                              : validate_classify(t, &w, &d, &o, tk, R, T, dim, ids, pos, out, &vr, err);
             if (!rc && vr.ok && lead) {

@@ -33,6 +33,16 @@
  * start, compared before each checkpoint). Losses are reduced the same
  * way. Rank 0 alone writes the run directory; errors are agreed on at
  * fixed points so all stop together.
+ *
+ * Conditioning (opts->condition_on, spec 3.3): the dataset holds a
+ * per-file embedding for each sequence (aria dataset --embedding-model),
+ * checked against the model file named by its content hash; the model
+ * gets an embedding_adapter if it has none. Each micro-batch draws from
+ * the run's generator (st.rng, saved with each checkpoint, the same on
+ * every process) whether it is conditioned; a conditioned micro-batch
+ * runs aria_trainer_backward_cond on the rows whose file has an
+ * embedding. Validation then logs the conditioned loss beside the plain
+ * one.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -68,6 +78,7 @@ aria_train_opts aria_train_defaults(void) {
     o.val_fraction = -1;
     o.tau = 0.1f;
     o.notes_per_chunk = 300;
+    o.condition_p = 0.5f;
     return o;
 }
 
@@ -165,22 +176,25 @@ static int make_run_dir(const aria_train_opts *o, aria_error *err) {
 }
 
 static int write_run_json(const aria_train_opts *o, const aria_model_config *c, aria_error *err) {
-    char cfg[512], buf[4096], p[4096];
+    char cfg[512], buf[8192], p[4096], cond[4200] = "";
     aria_config_to_json(c, cfg, sizeof cfg);
+    if (o->condition_on)
+        snprintf(cond, sizeof cond, "\"condition_on\": \"%s\", \"condition_p\": %.9g, ", o->condition_on,
+                 o->condition_p);
     int n = snprintf(buf, sizeof buf,
-                     "{\"data\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"lr\": %.9g, \"warmup\": %d, "
+                     "{\"data\": \"%s\", %s\"batch\": %d, \"grad_accum\": %d, \"lr\": %.9g, \"warmup\": %d, "
                      "\"constant_lr\": %d, \"clip\": %.9g, \"steps\": %ld, \"epochs\": %d, \"augment\": %d, "
                      "\"val_every\": %d, \"val_batches\": %d, \"save_every\": %d, \"seed\": %llu, "
                      "\"precision\": \"%s\", "
                      "\"config\": %s}\n",
-                     o->data_dir, o->batch, o->grad_accum, o->lr, o->warmup, o->constant_lr, o->clip, o->steps,
+                     o->data_dir, cond, o->batch, o->grad_accum, o->lr, o->warmup, o->constant_lr, o->clip, o->steps,
                      o->epochs, o->augment, o->val_every, o->val_batches, o->save_every, (unsigned long long)o->seed,
                      o->exact == 1 ? "exact" : "fast", cfg);
     path_in(p, sizeof p, o->out_dir, "run.json");
     return aria_write_file_atomic(p, buf, (size_t)n, err);
 }
 
-static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_error *err) {
+static int read_run_json(aria_train_opts *o, char *data_buf, char *cond_buf, size_t cap, aria_error *err) {
     char p[4096], e[256];
     path_in(p, sizeof p, o->out_dir, "run.json");
     struct stat st;
@@ -201,6 +215,14 @@ static int read_run_json(aria_train_opts *o, char *data_buf, size_t cap, aria_er
     memcpy(data_buf, data, l);
     data_buf[l] = 0;
     o->data_dir = data_buf;
+    const char *cond = json_string(json_get(r, "condition_on"), &l);
+    o->condition_on = NULL;
+    if (cond && l < cap) {
+        memcpy(cond_buf, cond, l);
+        cond_buf[l] = 0;
+        o->condition_on = cond_buf;
+        o->condition_p = (float)json_number(json_get(r, "condition_p"));
+    }
     trainrun_read_opts(r, o);
     json_doc_free(d);
     return ARIA_OK;
@@ -330,7 +352,9 @@ static size_t epoch_size(data_order *d, int epoch) {
     return aria_dataset_size(d->ds, epoch % aria_dataset_epochs(d->ds));
 }
 
-static int fetch(data_order *d, long k, int32_t *out, aria_error *err) {
+/* Sequence k into out; *emb (when asked) receives its file's embedding,
+   NULL when it has none. */
+static int fetch(data_order *d, long k, int32_t *out, const float **emb, aria_error *err) {
     int epoch = 0;
     long left = k;
     while ((size_t)left >= epoch_size(d, epoch)) {
@@ -338,6 +362,7 @@ static int fetch(data_order *d, long k, int32_t *out, aria_error *err) {
         epoch++;
     }
     if (order_epoch(d, epoch)) return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    if (emb) *emb = aria_dataset_embedding(d->ds, epoch % aria_dataset_epochs(d->ds), d->perm[left]);
     return aria_dataset_get(d->ds, epoch % aria_dataset_epochs(d->ds), d->perm[left], out, err);
 }
 
@@ -419,15 +444,29 @@ static long count_targets(const int32_t *ids, int n, int T) {
     return c;
 }
 
+/* A conditioned micro-batch's embeddings [Bl][dim] and which rows have one. */
+typedef struct {
+    float *emb;
+    unsigned char *use;
+    int dim;
+} cond_rows;
+
+static void cond_row(cond_rows *cr, int b, const float *e) {
+    cr->use[b] = e != NULL;
+    if (e) memcpy(cr->emb + (size_t)b * cr->dim, e, (size_t)cr->dim * sizeof *e);
+}
+
 /* The sequences of a global batch of B starting at `first` that this
    process takes: the contiguous slice rank x B/W .. (rank+1) x B/W - 1, so
    the processes together hold exactly the batch one process would. */
 static int fetch_slice(data_order *order, const aria_tokenizer *tk, const aria_train_opts *o, long first, int rank,
-                       int Bl, int T, int32_t *ids, aria_error *err) {
+                       int Bl, int T, int32_t *ids, cond_rows *cr, aria_error *err) {
     for (int b = 0; b < Bl; b++) {
         long k = first + (long)rank * Bl + b;
-        int rc = fetch(order, k, ids + (size_t)b * T, err);
+        const float *e = NULL;
+        int rc = fetch(order, k, ids + (size_t)b * T, cr ? &e : NULL, err);
         if (rc) return rc;
+        if (cr) cond_row(cr, b, e);
         if (o->augment && augment(tk, ids + (size_t)b * T, T, o->seed, k))
             return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     }
@@ -440,7 +479,7 @@ static int fetch_slice(data_order *order, const aria_tokenizer *tk, const aria_t
    batch or a sequence could not be read (then no line is logged, as the
    run goes on without validation). */
 static float validate(aria_trainer *t, aria_dataset *val, const dist_world *w, int B, int Bl, int T, int max_batches,
-                      int *ok) {
+                      cond_rows *cr, int *ok) {
     aria_error err = {{0}};
     int32_t *ids = malloc((size_t)Bl * T * sizeof *ids);
     int rc = dist_agree(w, ids ? ARIA_OK : ARIA_ERR_NOMEM, &err);
@@ -448,10 +487,14 @@ static float validate(aria_trainer *t, aria_dataset *val, const dist_world *w, i
     double sum = 0;
     int batches = 0;
     for (size_t i = 0; !rc && i + (size_t)B <= n && (max_batches <= 0 || batches < max_batches); i += (size_t)B) {
-        for (int b = 0; b < Bl && !rc; b++)
-            rc = aria_dataset_get(val, 0, i + (size_t)w->rank * Bl + (size_t)b, ids + (size_t)b * T, &err);
+        for (int b = 0; b < Bl && !rc; b++) {
+            size_t k = i + (size_t)w->rank * Bl + (size_t)b;
+            rc = aria_dataset_get(val, 0, k, ids + (size_t)b * T, &err);
+            if (cr) cond_row(cr, b, aria_dataset_embedding(val, 0, k));
+        }
         float loss = 0;
-        if (!rc) rc = aria_trainer_loss(t, ids, &loss, &err);
+        if (!rc && cr) rc = aria_trainer_loss_cond(t, ids, cr->emb, cr->use, &loss, &err);
+        else if (!rc) rc = aria_trainer_loss(t, ids, &loss, &err);
         double v[2] = {0, 0}; /* loss sum and target count of this slice */
         if (!rc) {
             v[1] = (double)count_targets(ids, Bl, T);
@@ -475,7 +518,7 @@ static int check_same(const dist_world *w, const aria_train_opts *o, aria_datase
                       long step, size_t n_params, aria_error *err) {
     long v[] = {o->batch, o->grad_accum, total, step, (long)o->seed, aria_dataset_seq_len(ds),
                 aria_dataset_epochs(ds), (long)aria_dataset_size(ds, 0), val ? (long)aria_dataset_size(val, 0) : -1,
-                (long)n_params, o->augment};
+                (long)n_params, o->augment, o->condition_on != NULL, (long)(o->condition_p * 1e6f)};
     if (dist_same(w, v, (int)(sizeof v / sizeof *v))) return ARIA_OK;
     return aria_fail(err, ARIA_ERR_ARG,
                      "the %d processes disagree on the dataset, the options or the checkpoint: every process needs "
@@ -495,6 +538,26 @@ static long weights_hash(const float *p, size_t n) {
     return (long)(h >> 1);
 }
 
+/* --condition-on: the dataset must hold embeddings, and from this model
+   file (its content hash against the manifest's); *dim their size. */
+static int check_condition(const aria_train_opts *o, const aria_dataset *ds, int *dim, aria_error *err) {
+    const char *model, *hash;
+    if (!aria_dataset_emb_info(ds, dim, &model, &hash))
+        return aria_fail(err, ARIA_ERR_ARG,
+                         "%s: built without per-file embeddings, which --condition-on needs; rebuild it with "
+                         "`aria dataset --sep-sequences --embedding-model %s ...`",
+                         o->data_dir, o->condition_on);
+    char mine[64];
+    int rc = aria_file_hash(o->condition_on, mine, sizeof mine, NULL, err);
+    if (rc) return rc;
+    if (strcmp(mine, hash) != 0)
+        return aria_fail(err, ARIA_ERR_ARG,
+                         "%s: not the embedding model the embeddings of %s came from (%s, content hash %s; this "
+                         "file's is %s)",
+                         o->condition_on, o->data_dir, model, hash, mine);
+    return ARIA_OK;
+}
+
 /* Every failure below goes through dist_agree at a point all processes
    reach in the same order, so with several processes they all stop
    together and return the first failing process's message. */
@@ -502,7 +565,9 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     dist_world w = dist_get();
     int lead = w.rank == 0; /* the one process that writes files */
     aria_train_opts o = *opts;
-    char data_buf[4096];
+    char data_buf[4096], cond_buf[4096];
+    cond_rows cr = {0};
+    int emb_dim = 0;
     int rc = ARIA_OK;
     aria_dataset *ds = NULL, *val = NULL;
     aria_model *m = NULL;
@@ -510,6 +575,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     aria_tokenizer *tk = NULL;
     int32_t *ids = NULL;
     data_order order = {NULL, -1, NULL, 0, 0};
+    if (opts->objective != ARIA_OBJ_LM && opts->condition_on)
+        return aria_fail(err, ARIA_ERR_ARG, "conditioning on an embedding trains the next-token objective only");
     if (opts->objective != ARIA_OBJ_LM || (opts->resume && trainrun_objective_of(opts->out_dir) != ARIA_OBJ_LM))
         return trainrun_heads(opts, err);
     if (w.size == 1 && opts->launched_size > 1)
@@ -517,7 +584,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
                          dist_built_with_mpi() ? "this program did not start MPI"
                                                : "this aria is built without MPI (install libopenmpi-dev and rebuild)");
     if (o.resume) {
-        rc = read_run_json(&o, data_buf, sizeof data_buf, err);
+        rc = read_run_json(&o, data_buf, cond_buf, sizeof data_buf, err);
         o.threads = opts->threads;
         o.progress = opts->progress;
         o.progress_ctx = opts->progress_ctx;
@@ -533,6 +600,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     if ((rc = dist_agree(&w, rc, err))) goto out;
     if (aria_dataset_open(&val, o.data_dir, "val", NULL) != ARIA_OK) val = NULL;
     int T = aria_dataset_seq_len(ds), Bl = o.batch / w.size;
+    if (o.condition_on) rc = check_condition(&o, ds, &emb_dim, err);
+    if ((rc = dist_agree(&w, rc, err))) goto out;
 
     /* the model: a checkpoint (resume), initial weights, or random */
     run_state st = {0};
@@ -569,6 +638,19 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
                        "%s: the model has no lm_head, which training the next-token loss needs (make one with "
                        "`aria init --heads lm`)",
                        model_src);
+    else if (o.condition_on && aria_model_adapter_dim(m) == 0) /* a new adapter, the same on every process */
+        rc = name_file(err,
+                       aria_model_set_heads(m, aria_model_heads(m) | ARIA_HEAD_ADAPTER, emb_dim, 0, o.seed, err),
+                       model_src);
+    else if (o.condition_on && aria_model_adapter_dim(m) != emb_dim)
+        rc = aria_fail(err, ARIA_ERR_ARG, "%s: its embedding_adapter takes %d values, the embeddings of %s have %d",
+                       model_src, aria_model_adapter_dim(m), o.data_dir, emb_dim);
+    if (!rc && o.condition_on) {
+        cr.dim = emb_dim;
+        cr.emb = malloc((size_t)Bl * emb_dim * sizeof *cr.emb);
+        cr.use = malloc((size_t)Bl);
+        if (!cr.emb || !cr.use) rc = aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
+    }
     if (!rc) rc = name_file(err, aria_trainer_new(&t, m, Bl, T, err), model_src);
     if ((rc = dist_agree(&w, rc, err))) goto out;
 
@@ -624,9 +706,14 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         double t0 = now_s();
         float lr = aria_lr_at(&o, st.step, total);
         double loss_part = 0; /* this process's share of the step's loss */
+        int n_cond = 0;       /* conditioned micro-batches */
         aria_trainer_zero_grad(t);
         for (int g = 0; g < o.grad_accum; g++) {
-            rc = fetch_slice(&order, tk, &o, (st.step * o.grad_accum + g) * o.batch, w.rank, Bl, T, ids, err);
+            /* drawn on every process alike, from the generator a checkpoint saves */
+            int cond = o.condition_on && aria_rng_random(&st.rng) < (double)o.condition_p;
+            n_cond += cond;
+            rc = fetch_slice(&order, tk, &o, (st.step * o.grad_accum + g) * o.batch, w.rank, Bl, T, ids,
+                             cond ? &cr : NULL, err);
             /* The loss of a micro-batch is the mean over all its targets,
                across processes: each process's gradients are scaled by its
                share of the targets, so the all-reduced sum is the gradient
@@ -636,7 +723,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
             if (!rc) {
                 float scale = 1.0f / o.grad_accum, loss;
                 if (global != local) scale *= global > 0 ? (float)local / (float)global : 0.0f;
-                rc = aria_trainer_backward(t, ids, scale, &loss, err);
+                rc = cond ? aria_trainer_backward_cond(t, ids, cr.emb, cr.use, scale, &loss, err)
+                          : aria_trainer_backward(t, ids, scale, &loss, err);
                 if (!rc && global > 0) loss_part += (double)loss * local / global;
             }
             if ((rc = dist_agree(&w, rc, err))) break;
@@ -675,10 +763,13 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
         double mfu = flops / dt / ((o.peak_flops > 0 ? o.peak_flops : 1e12) * w.size);
         char line[512];
         if (lead) {
-            snprintf(line, sizeof line,
-                     "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                     "\"mfu\": %.4f}\n",
-                     done, loss, lr, norm, tps, mfu);
+            int at = snprintf(line, sizeof line,
+                              "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, "
+                              "\"tokens_per_s\": %.1f, \"mfu\": %.4f",
+                              done, loss, lr, norm, tps, mfu);
+            /* conditioned micro-batches of the step (0 or 1 without --grad-accum) */
+            if (o.condition_on) at += snprintf(line + at, sizeof line - (size_t)at, ", \"cond\": %d", n_cond);
+            snprintf(line + at, sizeof line - (size_t)at, "}\n");
             rc = append_log(o.out_dir, line, err);
             if (!rc && resynced) {
                 snprintf(line, sizeof line, "{\"step\": %ld, \"weights_resynced\": 1}\n", done);
@@ -687,10 +778,16 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
             if (!rc && o.progress) o.progress(o.progress_ctx, done, total, loss, tps);
         }
         if (val && ((o.val_every > 0 && done % o.val_every == 0) || done == total)) {
-            int ok;
-            float vl = validate(t, val, &w, o.batch, Bl, T, o.val_batches, &ok);
+            int ok, ok_c = 0;
+            float vl = validate(t, val, &w, o.batch, Bl, T, o.val_batches, NULL, &ok);
+            /* and with every row that has an embedding conditioned */
+            float vc = o.condition_on ? validate(t, val, &w, o.batch, Bl, T, o.val_batches, &cr, &ok_c) : 0;
             if (ok && lead && !rc) {
-                snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f}\n", done, vl);
+                if (ok_c)
+                    snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f, \"val_loss_cond\": %.6f}\n",
+                             done, vl, vc);
+                else
+                    snprintf(line, sizeof line, "{\"step\": %ld, \"val_loss\": %.6f}\n", done, vl);
                 rc = append_log(o.out_dir, line, err);
                 if (!rc && o.validated) o.validated(o.progress_ctx, done, vl);
             }
@@ -704,6 +801,8 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
     }
 out:
     free(order.perm);
+    free(cr.emb);
+    free(cr.use);
     free(ids);
     aria_tokenizer_free(tk);
     if (t && o.trainer_done) o.trainer_done(o.progress_ctx, t);
