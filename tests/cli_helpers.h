@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* The program under test: $ARIA_BIN (make test sets it), else ./aria. */
 static inline const char *aria_bin(void) {
@@ -24,6 +26,53 @@ static inline int count_step_lines(const char *log) {
     while (fgets(line, sizeof line, f)) n += strstr(line, "\"loss\"") != NULL;
     fclose(f);
     return n;
+}
+
+/* `aria ARGS` with stdout and stderr into DIR/out.txt and DIR/err.txt;
+   the exit status (-1 when it did not exit). */
+static inline int run_aria_in(const char *dir, const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s >%s/out.txt 2>%s/err.txt", aria_bin(), args, dir, dir);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The first 64 KiB of a text file ("" when it is missing), in a buffer
+   that the next call reuses. */
+static inline char *slurp_text(const char *file) {
+    static char buf[1 << 16];
+    FILE *f = fopen(file, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    return buf;
+}
+
+/* What `aria ARGS` did: its exit status and its stderr. */
+typedef struct {
+    int status; /* -1: it did not exit, or its stderr could not be kept */
+    char err[8192];
+} aria_run_result;
+
+/* Runs `aria ARGS`, stdout discarded, stderr captured into r. */
+static inline void run_aria_err(aria_run_result *r, const char *args) {
+    char cmd[8192], errf[] = "/tmp/aria_test_errXXXXXX";
+    r->status = -1;
+    r->err[0] = 0;
+    int fd = mkstemp(errf);
+    if (fd < 0) {
+        snprintf(r->err, sizeof r->err, "mkstemp failed");
+        return;
+    }
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", aria_bin(), args, errf);
+    int st = system(cmd);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    FILE *e = fopen(errf, "r");
+    size_t n = e ? fread(r->err, 1, sizeof r->err - 1, e) : 0;
+    r->err[n] = 0;
+    if (e) fclose(e);
+    unlink(errf);
 }
 
 #endif

@@ -33,18 +33,12 @@
 
 #include "aria.h"
 #include "cli_helpers.h"
+#include "model_helpers.h"
 
 #define V 17727
 #define E 32 /* emb_size of the tiny preset */
 
-static aria_model *tiny(int heads, uint64_t seed) {
-    aria_model_config c;
-    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
-    aria_model *m;
-    aria_error err = {{0}};
-    cr_assert_eq(aria_model_new_random(&m, &c, heads, seed, &err), ARIA_OK, "%s", err.msg);
-    return m;
-}
+static aria_model *tiny(int heads, uint64_t seed) { return tiny_model(heads, seed); }
 
 static void some_embedding(float *e, int seed) {
     for (int i = 0; i < E; i++) e[i] = (float)sin(0.7 * i + seed) * 1.5f;

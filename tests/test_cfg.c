@@ -31,18 +31,12 @@
 
 #include "aria.h"
 #include "cli_helpers.h"
+#include "model_helpers.h"
 
 #define V 17727
 #define E 32 /* emb_size of the tiny preset */
 
-static aria_model *tiny(int heads, uint64_t seed) {
-    aria_model_config c;
-    cr_assert_eq(aria_config_preset(&c, "tiny"), ARIA_OK);
-    aria_model *m;
-    aria_error err = {{0}};
-    cr_assert_eq(aria_model_new_random(&m, &c, heads, seed, &err), ARIA_OK, "%s", err.msg);
-    return m;
-}
+static aria_model *tiny(int heads, uint64_t seed) { return tiny_model(heads, seed); }
 
 /* A random tiny model's logits spread over ~0.2 only, so greedy choices
    are often near ties; a larger lm_head (the weights of a random model
@@ -534,24 +528,11 @@ Test(cfg, npy_read) {
 
 /* ---- the command -------------------------------------------------------- */
 
-typedef struct {
-    int status;
-    char err[4096];
-} cmd_result;
+typedef aria_run_result cmd_result;
 
 static void run(cmd_result *r, const char *args) {
-    char cmd[4096], errf[] = "/tmp/aria_cfg_errXXXXXX";
-    int fd = mkstemp(errf);
-    cr_assert(fd >= 0);
-    close(fd);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", aria_bin(), args, errf);
-    int st = system(cmd);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    FILE *e = fopen(errf, "r");
-    size_t n = e ? fread(r->err, 1, sizeof r->err - 1, e) : 0;
-    r->err[n] = 0;
-    if (e) fclose(e);
-    unlink(errf);
+    run_aria_err(r, args);
+    cr_assert_neq(r->status, -1, "%s", r->err);
 }
 
 static int exists(const char *p) {

@@ -284,30 +284,18 @@ Test(dataset_filters, content_hash) {
 /* ---------------------------------------------------------------------- */
 
 
-typedef struct {
-    int status;
-    char err[8192];
-} run_result;
+typedef aria_run_result run_result;
 
 /* Runs `aria ARGS` (printf-style), stdout discarded, stderr captured. */
 static void run(run_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void run(run_result *r, const char *fmt, ...) {
-    char args[4096], cmd[8192], errf[] = "/tmp/aria_ds_errXXXXXX";
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    int fd = mkstemp(errf);
-    cr_assert(fd >= 0);
-    close(fd);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", aria_bin(), args, errf);
-    int st = system(cmd);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    FILE *e = fopen(errf, "r");
-    size_t n = e ? fread(r->err, 1, sizeof r->err - 1, e) : 0;
-    r->err[n] = 0;
-    if (e) fclose(e);
-    unlink(errf);
+    run_aria_err(r, args);
+    cr_assert_neq(r->status, -1, "%s", r->err);
 }
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f) {

@@ -17,6 +17,7 @@
 
 #include "aria.h"
 #include "cli_helpers.h"
+#include "model_helpers.h"
 
 static char dir[64];
 
@@ -52,26 +53,9 @@ static void write_tiny(const char *name, aria_dtype dt) {
     aria_model_free(m);
 }
 
-static aria_model *load_exact(const char *file, aria_ctx **ctx) {
-    aria_model *m;
-    aria_error err = {{0}};
-    aria_ctx_opts o = {.threads = 2, .precision = ARIA_PREC_EXACT};
-    cr_assert_eq(aria_ctx_new(ctx, &o, &err), ARIA_OK, "%s", err.msg);
-    cr_assert_eq(aria_model_load(&m, file, NULL, &err), ARIA_OK, "%s: %s", file, err.msg);
-    aria_model_set_ctx(m, *ctx);
-    return m;
-}
+static aria_model *load_exact(const char *file, aria_ctx **ctx) { return load_model_on(file, ARIA_PREC_EXACT, ctx); }
 
-static float *logits_of(aria_model *m, const int32_t *ids, int T) {
-    int V = aria_output_dim(m, ARIA_OUT_LOGITS);
-    float *out = malloc((size_t)T * V * sizeof *out);
-    aria_session *s;
-    aria_error err = {{0}};
-    cr_assert_eq(aria_session_new(&s, m, 1, T, &err), ARIA_OK, "%s", err.msg);
-    cr_assert_eq(aria_session_forward(s, ids, T, ARIA_OUT_LOGITS, 1, out, &err), ARIA_OK, "%s", err.msg);
-    aria_session_free(s);
-    return out;
-}
+static float *logits_of(aria_model *m, const int32_t *ids, int T) { return logits_of_ids(m, ids, T); }
 
 static int32_t *some_ids(int n) {
     int32_t *ids = malloc((size_t)n * sizeof *ids);
@@ -435,22 +419,10 @@ Test(quant, eval_loss_is_the_trainers_loss) {
 
 /* ---- the commands ----------------------------------------------------------- */
 
-/* `aria ARGS` with stdout and stderr into files of dir; the exit status. */
-static int run_aria(const char *args) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/out.txt 2>%s/err.txt", aria_bin(), args, dir, dir);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+/* `aria ARGS`, its output in files of dir (cli_helpers.h). */
+static int run_aria(const char *args) { return run_aria_in(dir, args); }
 
-static char *slurp(const char *name) {
-    static char buf[1 << 16];
-    FILE *f = fopen(path(name), "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return buf;
-}
+static char *slurp(const char *name) { return slurp_text(path(name)); }
 
 Test(quant, commands) {
     write_tiny("t.safetensors", ARIA_DT_BF16);

@@ -16,6 +16,7 @@
 
 #include "aria.h"
 #include "cli_helpers.h"
+#include "model_helpers.h"
 #include "kernels/backend.h"
 
 static uint64_t rs = 4242;
@@ -375,24 +376,10 @@ static void write_q4k(char *src, char *q4k) {
 }
 
 static aria_model *load_with(const char *file, aria_precision prec, aria_ctx **ctx) {
-    aria_model *m;
-    aria_error err = {{0}};
-    aria_ctx_opts o = {.threads = 2, .precision = prec};
-    cr_assert_eq(aria_ctx_new(ctx, &o, &err), ARIA_OK, "%s", err.msg);
-    cr_assert_eq(aria_model_load(&m, file, NULL, &err), ARIA_OK, "%s: %s", file, err.msg);
-    aria_model_set_ctx(m, *ctx);
-    return m;
+    return load_model_on(file, prec, ctx);
 }
 
-static float *logits_of(aria_model *m, const int32_t *ids, int T) {
-    float *out = malloc((size_t)T * 17727 * sizeof *out);
-    aria_session *s;
-    aria_error err = {{0}};
-    cr_assert_eq(aria_session_new(&s, m, 1, T, &err), ARIA_OK, "%s", err.msg);
-    cr_assert_eq(aria_session_forward(s, ids, T, ARIA_OUT_LOGITS, 1, out, &err), ARIA_OK, "%s", err.msg);
-    aria_session_free(s);
-    return out;
-}
+static float *logits_of(aria_model *m, const int32_t *ids, int T) { return logits_of_ids(m, ids, T); }
 
 static double rel_l2(const float *a, const float *b, size_t n) {
     double d = 0, r = 0;
@@ -584,21 +571,9 @@ Test(quant_k_files, bad_files_are_refused) {
 
 /* ---- the commands ----------------------------------------------------------- */
 
-static int run_aria(const char *args) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/out.txt 2>%s/err.txt", aria_bin(), args, dir, dir);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run_aria(const char *args) { return run_aria_in(dir, args); }
 
-static char *slurp(const char *name) {
-    static char buf[1 << 16];
-    FILE *f = fopen(path(name), "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return buf;
-}
+static char *slurp(const char *name) { return slurp_text(path(name)); }
 
 Test(quant_k_files, commands) {
     char src[128], q4k[128], a[1024];

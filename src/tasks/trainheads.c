@@ -1032,17 +1032,7 @@ int trainrun_heads(const aria_train_opts *opts, aria_error *err) {
         aria_trainer_adamw(t, &ad, lr);
         long done = st.step + 1;
         int save = (o.save_every > 0 && done % o.save_every == 0) || done == total;
-        if (save && w.size > 1) {
-            long h = trainrun_weights_hash(params, n_params);
-            if (!dist_same(&w, &h, 1)) {
-                const float *m1, *m2;
-                size_t nm;
-                aria_trainer_moments(t, &m1, &m2, &nm);
-                dist_bcast(&w, params, n_params * sizeof *params);
-                dist_bcast(&w, (float *)m1, nm * sizeof *m1);
-                dist_bcast(&w, (float *)m2, nm * sizeof *m2);
-            }
-        }
+        if (save && w.size > 1) trainrun_resync(&w, t, params, n_params);
         double dt = trainrun_now() - t0;
         double tps = (double)per_step * (contrastive ? 2 : 1) * T / dt;
         char line[512];

@@ -743,18 +743,7 @@ int aria_train_run(const aria_train_opts *opts, aria_error *err) {
            checkpoint the processes compare their weights and, if they have
            drifted, take rank 0's again (right after the AdamW step, while
            no product holds a packed copy). */
-        if (save && w.size > 1) {
-            long h = weights_hash(params, n_params);
-            if (!dist_same(&w, &h, 1)) {
-                const float *m1, *m2;
-                size_t nm;
-                aria_trainer_moments(t, &m1, &m2, &nm);
-                dist_bcast(&w, params, n_params * sizeof *params);
-                dist_bcast(&w, (float *)m1, nm * sizeof *m1);
-                dist_bcast(&w, (float *)m2, nm * sizeof *m2);
-                resynced = 1;
-            }
-        }
+        if (save && w.size > 1) resynced = trainrun_resync(&w, t, params, n_params);
         double dt = now_s() - t0;
         double tokens = (double)seqs_per_step * T;
         double tps = tokens / dt;
@@ -880,7 +869,18 @@ int trainrun_save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st
 }
 int trainrun_append_log(const char *dir, const char *line, aria_error *err) { return append_log(dir, line, err); }
 double trainrun_now(void) { return now_s(); }
-long trainrun_weights_hash(const float *p, size_t n) { return weights_hash(p, n); }
+
+int trainrun_resync(dist_world *w, aria_trainer *t, float *params, size_t n_params) {
+    long h = weights_hash(params, n_params);
+    if (dist_same(w, &h, 1)) return 0;
+    const float *m1, *m2;
+    size_t nm;
+    aria_trainer_moments(t, &m1, &m2, &nm);
+    dist_bcast(w, params, n_params * sizeof *params);
+    dist_bcast(w, (float *)m1, nm * sizeof *m1);
+    dist_bcast(w, (float *)m2, nm * sizeof *m2);
+    return 1;
+}
 int trainrun_augment(const aria_tokenizer *tk, int32_t *ids, int n, uint64_t seed, long k) {
     return augment(tk, ids, n, seed, k);
 }

@@ -36,7 +36,10 @@ int trainrun_save_checkpoint(aria_model *m, aria_trainer *t, const run_state *st
                              const char *const *keys, const char *const *vals, size_t n_meta, aria_error *err);
 int trainrun_append_log(const char *dir, const char *line, aria_error *err);
 double trainrun_now(void);
-long trainrun_weights_hash(const float *p, size_t n);
+/* Before a checkpoint of a run of several processes: when their weights
+   differ (MPI summed differently somewhere), every process takes rank 0's
+   weights and AdamW moments. Returns 1 when it had to. */
+int trainrun_resync(dist_world *w, aria_trainer *t, float *params, size_t n_params);
 /* The LM run's pitch/velocity/tempo augmentation of one sequence, drawn
    from (seed, k). Non-zero when out of memory. */
 int trainrun_augment(const aria_tokenizer *tk, int32_t *ids, int n, uint64_t seed, long k);
