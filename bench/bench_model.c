@@ -518,9 +518,14 @@ int main(int argc, char **argv) {
         result("matvec_q8_0_b1_float_x", bench_gemm(exact, 1, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
         result("matvec_q4_0_b1", bench_gemm(fast, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
         result("matvec_q4_0_b1_float_x", bench_gemm(exact, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
+        /* 4 tokens (variations decoded together): the weights are read
+           once a step, so the GB/s should stay near b1's */
+        result("matvec_q8_0_b4", bench_gemm(fast, 4, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
+        result("matvec_q4_0_b4", bench_gemm(fast, 4, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
         result("kern_gemm_q8_0_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q8_0, reps), "GFLOP/s");
         result("kern_gemm_q4_0_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q4_0, reps), "GFLOP/s");
         result("matvec_q4_k_b1", bench_gemm(fast, 1, 262144, 8192, ARIA_DT_Q4_K, reps), "GB/s");
+        result("matvec_q4_k_b4", bench_gemm(fast, 4, 262144, 8192, ARIA_DT_Q4_K, reps), "GB/s");
         result("kern_gemm_q4_k_fast", bench_gemm(fast, 512, 6144, 1536, ARIA_DT_Q4_K, reps), "GFLOP/s");
         /* the AVX-VNNI (256-bit) variant of the quantized products, where
            the CPU has it, in a context of its own */
@@ -530,8 +535,17 @@ int main(int argc, char **argv) {
             kern_ctx_use_backend(c256, v256)) {
             result("matvec_q8_0_b1_avxvnni", bench_gemm(c256, 1, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
             result("matvec_q4_0_b1_avxvnni", bench_gemm(c256, 1, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
+            result("matvec_q8_0_b4_avxvnni", bench_gemm(c256, 4, 131072, 8192, ARIA_DT_Q8_0, reps), "GB/s");
+            result("matvec_q4_0_b4_avxvnni", bench_gemm(c256, 4, 262144, 8192, ARIA_DT_Q4_0, reps), "GB/s");
             result("kern_gemm_q8_0_fast_avxvnni", bench_gemm(c256, 512, 6144, 1536, ARIA_DT_Q8_0, reps), "GFLOP/s");
             result("kern_gemm_q4_0_fast_avxvnni", bench_gemm(c256, 512, 6144, 1536, ARIA_DT_Q4_0, reps), "GFLOP/s");
+            /* q4_k's 256-bit form, in the same context (its own backend) */
+            const kern_backend_i *k256 = kern_backend_quant_k_variant("avxvnni");
+            if (k256 && kern_ctx_use_backend(c256, k256)) {
+                result("matvec_q4_k_b1_avxvnni", bench_gemm(c256, 1, 262144, 8192, ARIA_DT_Q4_K, reps), "GB/s");
+                result("kern_gemm_q4_k_fast_avxvnni", bench_gemm(c256, 512, 6144, 1536, ARIA_DT_Q4_K, reps),
+                       "GFLOP/s");
+            }
         }
         aria_ctx_free(c256);
     }
@@ -588,7 +602,7 @@ int main(int argc, char **argv) {
     float *logits = xmalloc((size_t)4 * V * sizeof *logits);
     double pf[64], dec1[64], bw1[64], pf_cpu[64], d1_cpu[64], first = 0;
     aria_session *s;
-    if (aria_session_new(&s, m, 1, prompt + steps, &err) != ARIA_OK) die("session", &err);
+    if (aria_session_new_kv(&s, m, 1, prompt + steps, ARIA_KV_BF16, &err) != ARIA_OK) die("session", &err);
     for (int r = -1; r < reps; r++) {
         aria_session_reset(s);
         fill_ids(ids, (size_t)prompt + steps);
@@ -618,8 +632,11 @@ int main(int argc, char **argv) {
     flops_of(c, prompt, 0, &g, &a);
     double pf_tok[64], pf_gf[64], d1_tok[64], d1_gb[64], d1_pct[64], bw1s[64];
     double wb = weight_bytes(c, dt);
-    /* KV cache read per step at the mean decode position, float32 */
-    double kv1 = 2.0 * 4.0 * c->d_model * c->n_layers * (prompt + steps / 2.0);
+    /* KV cache read per step at the mean decode position: bfloat16 in fast
+       precision (the sessions ask for it, as aria_generate's do), else
+       float32 */
+    double kv_el = co.precision == ARIA_PREC_FAST ? 2.0 : 4.0;
+    double kv1 = 2.0 * kv_el * c->d_model * c->n_layers * (prompt + steps / 2.0);
     for (int r = 0; r < reps; r++) {
         pf_tok[r] = prompt / pf[r];
         pf_gf[r] = (g + a) / pf[r] / 1e9;
@@ -646,7 +663,7 @@ int main(int argc, char **argv) {
 
     /* ---- batch 4 ---- */
     double dec4[64], bw4[64], d4_cpu[64];
-    if (aria_session_new(&s, m, 4, prompt + steps, &err) != ARIA_OK) die("session", &err);
+    if (aria_session_new_kv(&s, m, 4, prompt + steps, ARIA_KV_BF16, &err) != ARIA_OK) die("session", &err);
     int32_t *b4 = xmalloc((size_t)4 * prompt * sizeof *b4), next[4];
     for (int r = 0; r < reps; r++) {
         aria_session_reset(s);

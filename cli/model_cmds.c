@@ -98,12 +98,14 @@ static int read_ids(const char *path, int vocab, int32_t **out, size_t *n) {
 
 typedef struct {
     double t0;
+    double first; /* when the first step was sampled: the prompt's prefill is over */
     int tty;
     int rows;
 } progress_state;
 
 static void gen_progress(void *ctx, int step, int max_new, int rows_done) {
     progress_state *p = ctx;
+    if (step == 1) p->first = now_s();
     if (!p->tty || (step % 8 && step != max_new)) return;
     double dt = now_s() - p->t0;
     fprintf(stderr, "\rgenerating: %d/%d steps, %d/%d variations ended, %.1f tokens/s   ", step, max_new,
@@ -289,8 +291,10 @@ int cmd_generate(int argc, char **argv) {
         return EXIT_INPUT;
     }
     aria_ctx *ctx;
+    double t_load = now_s();
     aria_model *m = load_model(model_path, cfg_arg, (int)threads, &ctx);
     if (!m) return EXIT_INPUT;
+    t_load = now_s() - t_load;
     const aria_model_config *mc = aria_model_get_config(m);
     aria_tokenizer *tk = aria_tokenizer_for_model(m);
     int status = EXIT_INPUT;
@@ -345,7 +349,7 @@ int cmd_generate(int argc, char **argv) {
         seed = (long long)(time(NULL) ^ ((long long)getpid() << 16)) & 0x7fffffff;
         fprintf(stderr, "aria: seed %lld\n", seed);
     }
-    progress_state ps = {now_s(), isatty(2), (int)variations};
+    progress_state ps = {now_s(), 0.0, isatty(2), (int)variations};
     aria_generate_opts go = {.variations = (int)variations, .max_new = (int)max_new, .seed = (uint64_t)seed,
                              .sample = {(float)temp, (float)min_p, (float)top_p, mask, end},
                              .progress = gen_progress, .progress_ctx = &ps, .cond_embedding = cond_emb,
@@ -398,8 +402,15 @@ int cmd_generate(int argc, char **argv) {
         }
         free(seqs[v]);
     }
-    fprintf(stderr, "aria: %zu tokens in %.2f s (%zu prompt tokens): %.2f tokens/s\n", new_tokens, dt, np,
-            dt > 0 ? new_tokens / dt : 0.0);
+    /* where the time went: loading the weights, reading the prompt (its
+       prefill and the first sample), then one step per new token */
+    double t_prompt = ps.first > t0 ? ps.first - t0 : dt, t_steps = dt - t_prompt;
+    size_t later = new_tokens > (size_t)variations ? new_tokens - (size_t)variations : 0;
+    fprintf(stderr,
+            "aria: %zu tokens in %.2f s (%zu prompt tokens): %.2f tokens/s; load %.2f s, prompt %.2f s, "
+            "then %.2f tokens/s\n",
+            new_tokens, dt, np, dt > 0 ? new_tokens / dt : 0.0, t_load, t_prompt,
+            t_steps > 0 ? later / t_steps : 0.0);
     free(seqs);
     free(lens);
 out:

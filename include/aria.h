@@ -569,6 +569,16 @@ int aria_output_dim(const aria_model *m, aria_output what);
 typedef struct aria_session aria_session;
 
 int aria_session_new(aria_session **out, const aria_model *m, int batch, int max_len, aria_error *err);
+
+/* How a session stores its KV cache. aria_session_new keeps float32.
+   ARIA_KV_BF16 keeps bfloat16 where the model's context has fast
+   precision (float32 under exact): a decoding step reads the whole cache,
+   so half its bytes is a faster step and half the memory, for outputs
+   that move by about 1e-3 relative, as with the reference's bfloat16
+   inference. aria_generate uses it. */
+typedef enum { ARIA_KV_F32 = 0, ARIA_KV_BF16 = 1 } aria_kv_type;
+int aria_session_new_kv(aria_session **out, const aria_model *m, int batch, int max_len, aria_kv_type kv,
+                        aria_error *err);
 void aria_session_free(aria_session *s);
 /* Forgets every token (the cache is reused). */
 void aria_session_reset(aria_session *s);

@@ -1001,9 +1001,32 @@ Test(backend_ops, xent_avx512) { xent_test("avx512"); }
 
 /* ---- attention with a KV cache -------------------------------------------- */
 
-static void attn_decode_test(const char *name) {
+/* bfloat16 of x by truncation (the test's K, V are first made exactly
+   representable, so no rounding happens) */
+static uint16_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (uint16_t)(u >> 16);
+}
+
+/* The cache in float32, or (h16) in bfloat16: K, V rounded to bfloat16
+   first, so the same double reference holds for both. */
+static void attn_call(const kern_backend_i *be, int h16, const float *q, int qs, const float *K, const float *V,
+                      int cap, int T, int hd, int pos0, float scale, float *out) {
+    if (!h16) {
+        be->attention(q, qs, K, V, 0, T, hd, pos0, scale, out, hd);
+        return;
+    }
+    size_t n = (size_t)cap * hd;
+    uint16_t *Kh = malloc(n * sizeof *Kh), *Vh = malloc(n * sizeof *Vh);
+    for (size_t i = 0; i < n; i++) Kh[i] = bf16_bits(K[i]), Vh[i] = bf16_bits(V[i]);
+    be->attention_h(q, qs, Kh, Vh, 0, T, hd, pos0, scale, out, hd);
+    free(Kh), free(Vh);
+}
+
+static void attn_decode_test(const char *name, int h16) {
     const kern_backend_i *be = need(name);
-    cr_assert(be->attention);
+    cr_assert(h16 ? be->attention_h != NULL : be->attention != NULL);
     int cases = 0;
     static const int hds[] = {16, 64, 128, 24};
     static const int Ts[] = {1, 3, 5, 32};
@@ -1016,6 +1039,10 @@ static void attn_decode_test(const char *name) {
                 int qs = 3 * hd + 5;
                 float *q = rand_vec((size_t)T * qs, 1.0f), *K = rand_vec((size_t)cap * hd, 1.0f),
                       *V = rand_vec((size_t)cap * hd, 1.0f), *out = fvec((size_t)T * hd);
+                for (size_t i = 0; h16 && i < (size_t)cap * hd; i++) {
+                    uint32_t k = (uint32_t)bf16_bits(K[i]) << 16, v = (uint32_t)bf16_bits(V[i]) << 16;
+                    memcpy(&K[i], &k, sizeof k), memcpy(&V[i], &v, sizeof v);
+                }
                 double *ref = dvec((size_t)T * hd);
                 float scale = 1.0f / sqrtf((float)hd);
                 for (int t = 0; t < T; t++) {
@@ -1035,18 +1062,18 @@ static void attn_decode_test(const char *name) {
                     }
                     free(sc);
                 }
-                be->attention(q, qs, K, V, 0, T, hd, pos0, scale, out, hd);
-                cr_expect(max_err(out, ref, (size_t)T * hd, 1.0) <= 1e-5, "%s attention hd %d T %d pos0 %d: %.3g",
-                          name, hd, T, pos0, max_err(out, ref, (size_t)T * hd, 1.0));
+                attn_call(be, h16, q, qs, K, V, cap, T, hd, pos0, scale, out);
+                cr_expect(max_err(out, ref, (size_t)T * hd, 1.0) <= 1e-5, "%s attention (%s cache) hd %d T %d pos0 %d: %.3g",
+                          name, h16 ? "bf16" : "f32", hd, T, pos0, max_err(out, ref, (size_t)T * hd, 1.0));
                 /* NaN in the last query; Inf in a key only the last query sees */
                 if (T >= 3) {
                     q[(size_t)(T - 1) * qs] = NAN;
-                    be->attention(q, qs, K, V, 0, T, hd, pos0, scale, out, hd);
+                    attn_call(be, h16, q, qs, K, V, cap, T, hd, pos0, scale, out);
                     cr_expect(all_nonfinite(out + (size_t)(T - 1) * hd, (size_t)hd), "%s attention: NaN query", name);
                     cr_expect(all_finite(out, (size_t)(T - 1) * hd), "%s attention: NaN leaked", name);
                     q[(size_t)(T - 1) * qs] = 0.5f;
                     K[(size_t)(pos0 + T - 1) * hd] = INFINITY;
-                    be->attention(q, qs, K, V, 0, T, hd, pos0, scale, out, hd);
+                    attn_call(be, h16, q, qs, K, V, cap, T, hd, pos0, scale, out);
                     cr_expect(!all_finite(out + (size_t)(T - 1) * hd, (size_t)hd), "%s attention: Inf key", name);
                     cr_expect(all_finite(out, (size_t)(T - 1) * hd), "%s attention: causal mask leaked", name);
                 }
@@ -1054,11 +1081,13 @@ static void attn_decode_test(const char *name) {
                 free(q), free(K), free(V), free(out), free(ref);
             }
     cr_assert_gt(cases, 0);
-    LOG_CASES("attention (KV cache)", be, cases);
+    LOG_CASES(h16 ? "attention (bfloat16 KV cache)" : "attention (KV cache)", be, cases);
 }
 
-Test(backend_ops, attention_portable) { attn_decode_test("portable"); }
-Test(backend_ops, attention_avx512) { attn_decode_test("avx512"); }
+Test(backend_ops, attention_portable) { attn_decode_test("portable", 0); }
+Test(backend_ops, attention_avx512) { attn_decode_test("avx512", 0); }
+Test(backend_ops, attention_bf16_cache_portable) { attn_decode_test("portable", 1); }
+Test(backend_ops, attention_bf16_cache_avx512) { attn_decode_test("avx512", 1); }
 
 /* ---- training attention, forward and backward ------------------------------ */
 
@@ -1267,6 +1296,8 @@ Test(backend_ops, backends_of_this_build) {
     cr_assert_null(kern_backend_quant(NULL), "a PORTABLE build has no VNNI backend");
     cr_assert_null(kern_backend_quant_variant("avx512vnni"), "a PORTABLE build has no VNNI backend");
     cr_assert_null(kern_backend_quant_variant("avxvnni"), "a PORTABLE build has no VNNI backend");
+    cr_assert_null(kern_backend_quant_k(), "a PORTABLE build has no q4_k VNNI backend");
+    cr_assert_null(kern_backend_quant_k_variant("avxvnni"), "a PORTABLE build has no q4_k VNNI backend");
 #endif
     aria_ctx *c = make_ctx(ARIA_PREC_FAST, 0);
     cr_assert(kern_ctx_has_backend(c, "portable"));

@@ -213,6 +213,52 @@ Test(model, kv_cache_matches_full_forward) {
     aria_model_free(m);
 }
 
+/* The logits of a session with cache type kv on context c: a prefix of 37
+   at once, then single steps; the last position of each call, in a row. */
+static float *cached_logits(aria_model *m, aria_ctx *c, aria_kv_type kv, const int32_t *ids, int n, int *rows) {
+    aria_model_set_ctx(m, c);
+    aria_session *s;
+    aria_error err = {{0}};
+    cr_assert_eq(aria_session_new_kv(&s, m, 1, n, kv, &err), ARIA_OK, "%s", err.msg);
+    float *out = malloc((size_t)(n - 36) * 17727 * sizeof *out);
+    cr_assert_eq(aria_session_forward(s, ids, 37, ARIA_OUT_LOGITS, 0, out, &err), ARIA_OK);
+    *rows = 1;
+    for (int t = 37; t < n; t++, (*rows)++)
+        cr_assert_eq(aria_session_forward(s, ids + t, 1, ARIA_OUT_LOGITS, 0, out + (size_t)*rows * 17727, &err),
+                     ARIA_OK);
+    aria_session_free(s);
+    return out;
+}
+
+Test(model, bf16_kv_cache) {
+    aria_model *m = random_tiny(ARIA_HEAD_LM);
+    int n = 80, rows = 0;
+    int32_t *ids = some_ids((size_t)n);
+    aria_error err = {{0}};
+    aria_ctx *fast, *exact;
+    aria_ctx_opts of = {.threads = 2, .precision = ARIA_PREC_FAST}, oe = {.threads = 2, .precision = ARIA_PREC_EXACT};
+    cr_assert_eq(aria_ctx_new(&fast, &of, &err), ARIA_OK, "%s", err.msg);
+    cr_assert_eq(aria_ctx_new(&exact, &oe, &err), ARIA_OK, "%s", err.msg);
+    size_t cnt = (size_t)(n - 36) * 17727;
+    /* fast: the bfloat16 cache moves the logits a little, not much */
+    float *f32 = cached_logits(m, fast, ARIA_KV_F32, ids, n, &rows);
+    float *h = cached_logits(m, fast, ARIA_KV_BF16, ids, n, &rows);
+    cr_assert_eq(rows, n - 36);
+    expect_close("fast, bfloat16 cache against float32", h, f32, cnt, 2e-2);
+    cr_expect(memcmp(h, f32, cnt * sizeof *h) != 0, "the bfloat16 cache changes the logits, so it is in use");
+    free(f32), free(h);
+    /* exact: a bfloat16 cache is not taken, to the bit */
+    f32 = cached_logits(m, exact, ARIA_KV_F32, ids, n, &rows);
+    h = cached_logits(m, exact, ARIA_KV_BF16, ids, n, &rows);
+    cr_expect(memcmp(h, f32, cnt * sizeof *h) == 0, "exact precision keeps a float32 cache");
+    free(f32), free(h);
+    aria_model_set_ctx(m, NULL);
+    aria_ctx_free(fast);
+    aria_ctx_free(exact);
+    free(ids);
+    aria_model_free(m);
+}
+
 Test(model, batch_rows_are_independent) {
     aria_model *m = random_tiny(ARIA_HEAD_LM);
     size_t n = 20;

@@ -243,8 +243,12 @@ static double worst(const float *y, const double *ref, const double *mag, size_t
    of the product with x rounded as it rounds x, and within that rounding
    of the exact one. NaN and Inf activations: their token's outputs only. */
 static int q4k_cases(const kern_backend_i *be, aria_precision prec) {
-    static const int Ts[] = {1, 2, 3, 4, 5, 16, 33};
-    static const int shapes[][2] = {{1, 256}, {3, 512}, {13, 256}, {37, 768}, {300, 1024}};
+    /* T: each tile of tokens (1-4) alone and after a full one (5, 6: the
+       Inf token in a tile of 1 or 2); rows: tiles of 4 rows and every
+       remainder (run_be cuts the rows in two); 2048 columns: rows longer
+       than the kernel's prefetch distance */
+    static const int Ts[] = {1, 2, 3, 4, 5, 6, 16, 33};
+    static const int shapes[][2] = {{1, 256}, {3, 512}, {13, 256}, {37, 768}, {300, 1024}, {6, 2048}};
     int cases = 0;
     for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
@@ -295,7 +299,7 @@ Test(quant_k, products_portable) {
 
 Test(quant_k, products_vnni) {
     const kern_backend_i *be = kern_backend_quant_k();
-    if (!be) cr_skip("no AVX-512 VNNI in this build or on this CPU: the quant_k backend skipped, not passed");
+    if (!be) cr_skip("no AVX-512 VNNI or AVX-VNNI in this build or on this CPU: the quant_k backend skipped, not passed");
     kern_shape sh = {1, 16, 256, ARIA_DT_Q4_K};
     cr_expect(!be->supports(KERN_OP_MATMUL, &sh, ARIA_PREC_EXACT), "quant_k in exact precision");
     sh.dtype = ARIA_DT_Q4_0;
@@ -304,6 +308,29 @@ Test(quant_k, products_vnni) {
     cr_expect(!be->supports(KERN_OP_MATMUL, &sh, ARIA_PREC_FAST), "quant_k takes cols not a multiple of 256");
     int n = q4k_cases(be, ARIA_PREC_FAST);
     cr_log_info("q4_k matmul on quant_k: %d cases", n);
+}
+
+/* Each instruction-set variant on its own (the default is the first the
+   CPU has, so the 256-bit one runs only here on an AVX-512 machine). */
+Test(quant_k, products_avx512vnni) {
+    const kern_backend_i *be = kern_backend_quant_k_variant("avx512vnni");
+    if (!be) cr_skip("no AVX-512 VNNI in this build or on this CPU: skipped, not passed");
+    cr_log_info("q4_k matmul on quant_k avx512vnni: %d cases", q4k_cases(be, ARIA_PREC_FAST));
+}
+
+Test(quant_k, products_avxvnni) {
+    const kern_backend_i *be = kern_backend_quant_k_variant("avxvnni");
+    if (!be) cr_skip("no AVX-VNNI in this build or on this CPU: skipped, not passed");
+    cr_log_info("q4_k matmul on quant_k avxvnni: %d cases", q4k_cases(be, ARIA_PREC_FAST));
+}
+
+Test(quant_k, variants) {
+    const kern_backend_i *v512 = kern_backend_quant_k_variant("avx512vnni"), *v256 = kern_backend_quant_k_variant("avxvnni");
+    cr_expect_null(kern_backend_quant_k_variant("sse"), "an unknown variant");
+    cr_expect(kern_backend_quant_k() == (v512 ? v512 : v256), "the default is the first variant the CPU has");
+    if (v512 && v256) cr_expect(v512 != v256);
+    if (v512) cr_expect_str_eq(v512->name, "quant_k");
+    if (v256) cr_expect_str_eq(v256->name, "quant_k");
 }
 
 /* Through dispatch: quant_k in fast precision where the CPU has it, the

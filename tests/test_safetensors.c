@@ -618,11 +618,14 @@ Test(safetensors_read, resident_equals_mapped)
     cr_expect_str_eq(aria_st_meta(&r, "format"), "pt");
     /* the file's first byte sits on a 2 MiB boundary: the header length
        and the header come first, so the data of the first tensor lies
-       8 + header bytes after one */
+       8 + header bytes after one (not under AddressSanitizer, where the
+       buffer is a plain calloc so that overruns are still caught) */
+#if !defined(__SANITIZE_ADDRESS__)
     uint64_t hl = 0;
     for (int k = 0; k < 8; k++) hl |= (uint64_t)b[k] << (8 * k);
     const aria_tensor *first = aria_st_find(&r, "x");
     cr_expect_eq(((uintptr_t)first->data - 8 - hl) % (2u << 20), 0);
+#endif
     aria_st_close(&a);
     aria_st_close(&r);
     cr_expect(is_zeroed(&r));

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int aria_fail(aria_error *err, int status, const char *fmt, ...) {
     if (err) {
@@ -21,6 +22,57 @@ int aria_fail(aria_error *err, int status, const char *fmt, ...) {
         va_end(ap);
     }
     return status;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HUGE_BY_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HUGE_BY_MALLOC 1
+#endif
+#endif
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *aria_huge_alloc(size_t n) {
+#ifdef HUGE_BY_MALLOC
+    return calloc(n ? n : 1, 1);
+#else
+    if (n > SIZE_MAX - 2 * HUGE_PAGE) return NULL;
+    size_t cap = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (!cap) cap = HUGE_PAGE;
+    /* one huge page more than needed, trimmed on both sides so that the
+       buffer starts on a 2 MiB boundary */
+    uint8_t *raw = mmap(NULL, cap + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uint8_t *mem = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (mem > raw) munmap(raw, (size_t)(mem - raw));
+    munmap(mem + cap, (size_t)(raw + cap + HUGE_PAGE - (mem + cap)));
+#ifdef MADV_HUGEPAGE
+    madvise(mem, cap, MADV_HUGEPAGE); /* a hint: where refused, 4 KiB pages do */
+#endif
+    return mem;
+#endif
+}
+
+void aria_huge_free(void *p, size_t n) {
+    if (!p) return;
+#ifdef HUGE_BY_MALLOC
+    (void)n;
+    free(p);
+#else
+    size_t cap = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    munmap(p, cap ? cap : HUGE_PAGE);
+#endif
+}
+
+void aria_huge_readonly(void *p, size_t n) {
+#ifdef HUGE_BY_MALLOC
+    (void)p, (void)n;
+#else
+    size_t cap = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (p) mprotect(p, cap ? cap : HUGE_PAGE, PROT_READ);
+#endif
 }
 
 int aria_grow(void **buf, size_t *cap, size_t need, size_t size) {

@@ -45,7 +45,7 @@ typedef enum {
     KERN_OP_EXP_SCALE,
     KERN_OP_SCALE,
     KERN_OP_SOFTMAX_BWD,
-    KERN_OP_ATTENTION,     /* decoding with a KV cache; n = hd */
+    KERN_OP_ATTENTION,     /* decoding with a KV cache; n = hd, dtype = the cache's (f32, bf16) */
     KERN_OP_ATTENTION_FWD, /* training, whole sequences; m = T, n = hd */
     KERN_OP_ATTENTION_BWD,
     KERN_OP_COUNT
@@ -143,6 +143,9 @@ typedef struct kern_backend_i {
        see kern_attention. */
     void (*attention)(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd, int pos0,
                       float scale, float *out, int out_stride);
+    /* The same over a bfloat16 cache (kern_attention_h). */
+    void (*attention_h)(const float *q, int q_stride, const uint16_t *K, const uint16_t *V, int t0, int t1, int hd,
+                        int pos0, float scale, float *out, int out_stride);
     /* Training attention of one (row b, head h), exact order; tmp holds T
        floats or is NULL (then scores are computed again instead of kept). */
     void (*attention_fwd)(const kern_attn_args *a, int b, int h, float *tmp);
@@ -169,9 +172,11 @@ const kern_backend_i *kern_backend_portable(void);
 const kern_backend_i *kern_backend_avx512(const char **desc);
 const kern_backend_i *kern_backend_onednn(const char **desc);
 const kern_backend_i *kern_backend_quant(const char **desc);
-/* q4_k products with AVX-512 VNNI (backend_quant_k.c), NULL when this
-   build or CPU lacks it. */
+/* q4_k products with AVX-512 VNNI, else AVX-VNNI (backend_quant_k.c), NULL
+   when this build or CPU has neither; _variant: one of them by name,
+   "avx512vnni" or "avxvnni", as kern_backend_quant_variant. */
 const kern_backend_i *kern_backend_quant_k(void);
+const kern_backend_i *kern_backend_quant_k_variant(const char *name);
 /* One variant of the quantized backend by name, "avx512vnni" or
    "avxvnni", NULL when this build or CPU lacks it; kern_backend_quant
    picks the first the CPU has. For tests and benchmarks, which run each. */
@@ -187,6 +192,26 @@ static inline int kern_cpu_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+
+#include <cpuid.h>
+/* F16C is CPUID leaf 1, ECX bit 29; AVX-VNNI leaf 7, sub-leaf 1, EAX bit 4
+   (read directly: not every compiler's __builtin_cpu_supports knows them). */
+static inline int kern_cpu_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+/* What the quantized backends' two forms need: the AVX-512 subset with
+   VNNI (512-bit), or AVX2 with AVX-VNNI (256-bit; avx2 also says the OS
+   keeps the 256-bit registers); F16C and FMA for both. */
+static inline int kern_cpu_avx512vnni(void) {
+    return kern_cpu_avx512() && __builtin_cpu_supports("avx512vnni") && kern_cpu_f16c();
+}
+static inline int kern_cpu_avxvnni(void) {
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !kern_cpu_f16c()) return 0;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
 }
 #endif
 

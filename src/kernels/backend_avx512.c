@@ -407,11 +407,31 @@ AVX512 INLINE __m512 sum16(const __m512 v[16]) {
     return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xdd));
 }
 
+/* Elements of a KV cache row as float32. The cache is float32 or, with
+   H16, bfloat16 (whose bits are the upper half of a float32's: widen to
+   32 bits, shift left 16). H16 is a constant at every call, so each
+   kernel below compiles to two forms without a branch inside. */
+AVX512 INLINE __m512 kv16(const void *p, size_t i, const int H16) {
+    if (H16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i))), 16));
+    return _mm512_loadu_ps((const float *)p + i);
+}
+AVX512 INLINE float kv1(const void *p, size_t i, const int H16) {
+    if (H16) {
+        uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    return ((const float *)p)[i];
+}
+
 /* One query with NV * 16 dimensions against keys [0, n_keys), in blocks
    of KB: 16 keys' dot products at a time (sum16), then the online
    softmax update and p * V into the output, all in registers. */
-AVX512 INLINE void att_query_nv(const float *q, const float *K, const float *V, int n_keys, float scale, float *out,
-                                const int NV) {
+AVX512 INLINE void att_query_nv(const float *q, const void *K, const void *V, int n_keys, float scale, float *out,
+                                const int NV, const int H16) {
     const int hd = 16 * NV;
     const __m512 ninf = _mm512_set1_ps(-INFINITY), sv = _mm512_set1_ps(scale);
     __m512 qv[16], o[16];
@@ -428,9 +448,9 @@ AVX512 INLINE void att_query_nv(const float *q, const float *K, const float *V, 
             for (int j = 0; j < 16; j++) {
                 /* keys past n repeat the last one; masked below */
                 int s = g * 16 + j < n ? g * 16 + j : n - 1;
-                const float *kr = K + (size_t)(s0 + s) * hd;
-                __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr));
-                UNROLL for (int v = 1; v < NV; v++) a = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kr + 16 * v), a);
+                size_t kr = (size_t)(s0 + s) * hd;
+                __m512 a = _mm512_mul_ps(qv[0], kv16(K, kr, H16));
+                UNROLL for (int v = 1; v < NV; v++) a = _mm512_fmadd_ps(qv[v], kv16(K, kr + 16 * v, H16), a);
                 d[j] = a;
             }
             int left = n - g * 16;
@@ -455,11 +475,11 @@ AVX512 INLINE void att_query_nv(const float *q, const float *K, const float *V, 
             _mm512_store_ps(p + 16 * g, e);
         }
         l += _mm512_reduce_add_ps(ls);
-        const float *Vb = V + (size_t)s0 * hd;
+        size_t vb = (size_t)s0 * hd;
         for (int s = 0; s < n; s++) {
             __m512 ps = _mm512_set1_ps(p[s]);
             UNROLL for (int v = 0; v < NV; v++)
-                o[v] = _mm512_fmadd_ps(ps, _mm512_loadu_ps(Vb + (size_t)s * hd + 16 * v), o[v]);
+                o[v] = _mm512_fmadd_ps(ps, kv16(V, vb + (size_t)s * hd + 16 * v, H16), o[v]);
         }
     }
     __m512 inv = _mm512_set1_ps(1.0f / l);
@@ -469,7 +489,11 @@ AVX512 INLINE void att_query_nv(const float *q, const float *K, const float *V, 
 #define ATT_QUERY(NV)                                                                                          \
     AVX512 static void att_query_##NV(const float *q, const float *K, const float *V, int n_keys, float scale,  \
                                       float *out) {                                                            \
-        att_query_nv(q, K, V, n_keys, scale, out, NV);                                                         \
+        att_query_nv(q, K, V, n_keys, scale, out, NV, 0);                                                      \
+    }                                                                                                          \
+    AVX512 static void att_query_h_##NV(const float *q, const uint16_t *K, const uint16_t *V, int n_keys,      \
+                                        float scale, float *out) {                                             \
+        att_query_nv(q, K, V, n_keys, scale, out, NV, 1);                                                      \
     }
 ATT_QUERY(1)
 ATT_QUERY(2)
@@ -485,8 +509,8 @@ ATT_QUERY(16)
    gathers p * V over the block, G queries at a time sharing V's loads, and
    is rescaled in the same pass when the query's maximum rose. */
 #define QB 32
-AVX512 INLINE void att_block_nv(const float *q, int q_stride, const float *K, const float *V, int t0, int t1,
-                                int pos0, float scale, float *out, int out_stride, const int NV) {
+AVX512 INLINE void att_block_nv(const float *q, int q_stride, const void *K, const void *V, int t0, int t1,
+                                int pos0, float scale, float *out, int out_stride, const int NV, const int H16) {
     const int hd = 16 * NV, nq = t1 - t0, G = NV <= 2 ? 4 : NV == 4 ? 2 : 1;
     float qt[KERN_MAX_HD * QB] __attribute__((aligned(64)));
     float p[KB * QB] __attribute__((aligned(64)));
@@ -506,14 +530,14 @@ AVX512 INLINE void att_block_nv(const float *q, int q_stride, const float *K, co
         int nk = n_keys - s0 < KB ? n_keys - s0 : KB;
         __m512 bm0 = ninf, bm1 = ninf;
         for (int s = 0; s < nk; s += 4) {
-            const float *kr[4];
-            UNROLL for (int j = 0; j < 4; j++) kr[j] = K + (size_t)(s0 + (s + j < nk ? s + j : nk - 1)) * hd;
+            size_t kr[4];
+            UNROLL for (int j = 0; j < 4; j++) kr[j] = (size_t)(s0 + (s + j < nk ? s + j : nk - 1)) * hd;
             __m512 a[4][2];
             UNROLL for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm512_setzero_ps();
             for (int d = 0; d < hd; d++) {
                 __m512 q0 = _mm512_load_ps(qt + d * QB), q1 = _mm512_load_ps(qt + d * QB + 16);
                 UNROLL for (int j = 0; j < 4; j++) {
-                    __m512 kb = _mm512_set1_ps(kr[j][d]);
+                    __m512 kb = _mm512_set1_ps(kv1(K, kr[j] + (size_t)d, H16));
                     a[j][0] = _mm512_fmadd_ps(q0, kb, a[j][0]);
                     a[j][1] = _mm512_fmadd_ps(q1, kb, a[j][1]);
                 }
@@ -554,7 +578,7 @@ AVX512 INLINE void att_block_nv(const float *q, int q_stride, const float *K, co
             l1 = _mm512_add_ps(l1, p1);
         }
         /* out rows: o = o * r + sum_s p[s] V[s], G queries at a time */
-        const float *Vb = V + (size_t)s0 * hd;
+        size_t vb = (size_t)s0 * hd;
         for (int i = 0; i < nq; i += G) {
             __m512 o[4][16];
             int g = nq - i < G ? nq - i : G;
@@ -566,20 +590,20 @@ AVX512 INLINE void att_block_nv(const float *q, int q_stride, const float *K, co
             }
             if (g == G) {
                 for (int s = 0; s < nk; s++) {
-                    const float *vr = Vb + (size_t)s * hd;
+                    size_t vr = vb + (size_t)s * hd;
                     UNROLL for (int v = 0; v < NV; v++) {
-                        __m512 vv = _mm512_loadu_ps(vr + 16 * v);
+                        __m512 vv = kv16(V, vr + 16 * v, H16);
                         UNROLL for (int u = 0; u < G; u++)
                             o[u][v] = _mm512_fmadd_ps(_mm512_set1_ps(p[s * QB + i + u]), vv, o[u][v]);
                     }
                 }
             } else {
                 for (int s = 0; s < nk; s++) {
-                    const float *vr = Vb + (size_t)s * hd;
+                    size_t vr = vb + (size_t)s * hd;
                     for (int u = 0; u < g; u++) {
                         __m512 pu = _mm512_set1_ps(p[s * QB + i + u]);
                         UNROLL for (int v = 0; v < NV; v++)
-                            o[u][v] = _mm512_fmadd_ps(pu, _mm512_loadu_ps(vr + 16 * v), o[u][v]);
+                            o[u][v] = _mm512_fmadd_ps(pu, kv16(V, vr + 16 * v, H16), o[u][v]);
                     }
                 }
             }
@@ -601,7 +625,11 @@ AVX512 INLINE void att_block_nv(const float *q, int q_stride, const float *K, co
 #define ATT_BLOCK(NV)                                                                                          \
     AVX512 static void att_block_##NV(const float *q, int q_stride, const float *K, const float *V, int t0,    \
                                       int t1, int pos0, float scale, float *out, int out_stride) {           \
-        att_block_nv(q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride, NV);                           \
+        att_block_nv(q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride, NV, 0);                        \
+    }                                                                                                          \
+    AVX512 static void att_block_h_##NV(const float *q, int q_stride, const uint16_t *K, const uint16_t *V,    \
+                                        int t0, int t1, int pos0, float scale, float *out, int out_stride) { \
+        att_block_nv(q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride, NV, 1);                        \
     }
 ATT_BLOCK(1)
 ATT_BLOCK(2)
@@ -609,13 +637,31 @@ ATT_BLOCK(4)
 ATT_BLOCK(8)
 ATT_BLOCK(16)
 
+/* The head size's kernel: 16, 32, 64, 128 or 256 dimensions (supports). */
+static int att_kind(int hd) { return hd == 16 ? 0 : hd == 32 ? 1 : hd == 64 ? 2 : hd == 128 ? 3 : 4; }
+
 static void avx512_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd,
                              int pos0, float scale, float *out, int out_stride) {
     typedef void (*blk)(const float *, int, const float *, const float *, int, int, int, float, float *, int);
     typedef void (*one)(const float *, const float *, const float *, int, float, float *);
-    int i = hd == 16 ? 0 : hd == 32 ? 1 : hd == 64 ? 2 : hd == 128 ? 3 : 4; /* hd 256 */
     static const blk blocks[5] = {att_block_1, att_block_2, att_block_4, att_block_8, att_block_16};
     static const one singles[5] = {att_query_1, att_query_2, att_query_4, att_query_8, att_query_16};
+    int i = att_kind(hd);
+    if (t1 - t0 >= 4 && t1 - t0 <= QB) {
+        blocks[i](q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride);
+        return;
+    }
+    for (int t = t0; t < t1; t++)
+        singles[i](q + (size_t)t * q_stride, K, V, pos0 + t + 1, scale, out + (size_t)t * out_stride);
+}
+
+static void avx512_attention_h(const float *q, int q_stride, const uint16_t *K, const uint16_t *V, int t0, int t1,
+                               int hd, int pos0, float scale, float *out, int out_stride) {
+    typedef void (*blk)(const float *, int, const uint16_t *, const uint16_t *, int, int, int, float, float *, int);
+    typedef void (*one)(const float *, const uint16_t *, const uint16_t *, int, float, float *);
+    static const blk blocks[5] = {att_block_h_1, att_block_h_2, att_block_h_4, att_block_h_8, att_block_h_16};
+    static const one singles[5] = {att_query_h_1, att_query_h_2, att_query_h_4, att_query_h_8, att_query_h_16};
+    int i = att_kind(hd);
     if (t1 - t0 >= 4 && t1 - t0 <= QB) {
         blocks[i](q, q_stride, K, V, t0, t1, pos0, scale, out, out_stride);
         return;
@@ -673,6 +719,7 @@ static const kern_backend_i avx512 = {
     .scale = avx512_scale,
     .softmax_bwd = avx512_softmax_bwd,
     .attention = avx512_attention,
+    .attention_h = avx512_attention_h,
 };
 
 const kern_backend_i *kern_backend_avx512(const char **desc) {

@@ -419,18 +419,22 @@ static void portable_softmax_bwd(const float *p, float *g, size_t n, float D, fl
 #define ATT_KB 64
 
 /* One query against keys [0, n_keys): the output row is the running
-   weighted sum, rescaled whenever a block raises the running maximum. */
-ARIA_CLONES
-static void attn_one(const float *q, const float *K, const float *V, int n_keys, int hd, float scale, float *o) {
+   weighted sum, rescaled whenever a block raises the running maximum.
+   The cache is float32 (K, V) or bfloat16 (Kh, Vh; the other pair NULL):
+   one body, the element read chosen per row (KV_AT). */
+#define KV_AT(F, H, i) ((F) ? (F)[i] : bf16_f32((H)[i]))
+static inline __attribute__((always_inline)) void attn_one_kv(const float *q, const float *K, const float *V,
+                                                              const uint16_t *Kh, const uint16_t *Vh, int n_keys,
+                                                              int hd, float scale, float *o) {
     float m = -INFINITY, l = 0.0f, sc[ATT_KB];
     for (int i = 0; i < hd; i++) o[i] = 0.0f;
     for (int s0 = 0; s0 < n_keys; s0 += ATT_KB) {
         int n = n_keys - s0 < ATT_KB ? n_keys - s0 : ATT_KB;
         float bm = -INFINITY;
         for (int s = 0; s < n; s++) {
-            const float *kr = K + (size_t)(s0 + s) * hd;
+            size_t kr = (size_t)(s0 + s) * hd;
             float dot = 0.0f;
-            for (int i = 0; i < hd; i++) dot += q[i] * kr[i];
+            for (int i = 0; i < hd; i++) dot += q[i] * KV_AT(K, Kh, kr + i);
             sc[s] = dot * scale;
             if (sc[s] > bm) bm = sc[s];
         }
@@ -443,20 +447,37 @@ static void attn_one(const float *q, const float *K, const float *V, int n_keys,
             m = bm;
         }
         for (int s = 0; s < n; s++) {
-            const float *vr = V + (size_t)(s0 + s) * hd;
+            size_t vr = (size_t)(s0 + s) * hd;
             float p = expf(sc[s] - m);
             l += p;
-            for (int i = 0; i < hd; i++) o[i] += p * vr[i];
+            for (int i = 0; i < hd; i++) o[i] += p * KV_AT(V, Vh, vr + i);
         }
     }
     float inv = 1.0f / l;
     for (int i = 0; i < hd; i++) o[i] *= inv;
 }
 
+ARIA_CLONES
+static void attn_one(const float *q, const float *K, const float *V, int n_keys, int hd, float scale, float *o) {
+    attn_one_kv(q, K, V, NULL, NULL, n_keys, hd, scale, o);
+}
+
+ARIA_CLONES
+static void attn_one_h(const float *q, const uint16_t *K, const uint16_t *V, int n_keys, int hd, float scale,
+                       float *o) {
+    attn_one_kv(q, NULL, NULL, K, V, n_keys, hd, scale, o);
+}
+
 static void portable_attention(const float *q, int q_stride, const float *K, const float *V, int t0, int t1, int hd,
                                int pos0, float scale, float *out, int out_stride) {
     for (int t = t0; t < t1; t++)
         attn_one(q + (size_t)t * q_stride, K, V, pos0 + t + 1, hd, scale, out + (size_t)t * out_stride);
+}
+
+static void portable_attention_h(const float *q, int q_stride, const uint16_t *K, const uint16_t *V, int t0, int t1,
+                                 int hd, int pos0, float scale, float *out, int out_stride) {
+    for (int t = t0; t < t1; t++)
+        attn_one_h(q + (size_t)t * q_stride, K, V, pos0 + t + 1, hd, scale, out + (size_t)t * out_stride);
 }
 
 /* q . k of query t and key u of row b, head h, times the scale. */
@@ -552,6 +573,7 @@ static const kern_backend_i portable = {
     .scale = portable_scale,
     .softmax_bwd = portable_softmax_bwd,
     .attention = portable_attention,
+    .attention_h = portable_attention_h,
     .attention_fwd = portable_attention_fwd,
     .attention_bwd = portable_attention_bwd,
 };

@@ -32,18 +32,27 @@
  * sides are permuted so and multiplied per vector (16 products of 16
  * lanes would not fit the registers). Nothing in the inner loop is
  * scalar.
- *   q8_0, 512-bit: 64 weight bytes = 2 blocks per VPDPBUSD (lanes 0-7 the
- *     first block, 8-15 the second); 256-bit: one block per vector.
- *   q4_0: a vector of nibble bytes holds G blocks of 16 bytes (G = 4 in
- *     512 bits, 2 in 256); AND 0x0f gives each block's weights 0..15,
- *     (>> 4) & 0x0f its weights 16..31. mm_x_prepare stores x per G
- *     blocks in the matching order (the G first halves, then the G second
- *     halves), so two chained VPDPBUSD leave each block's sum in one
- *     128-bit lane.
+ * Both types are multiplied G blocks at a time (G = 4 in 512 bits, 2 in
+ * 256) as two vectors, one of the G blocks' first halves (weights
+ * 0..15) and one of their second halves, block j in 128-bit lane j;
+ * mm_x_prepare stores x per G blocks in the same order, so two chained
+ * VPDPBUSD leave each block's sum in its lane, and one conversion and one
+ * FMA per token scale G blocks:
+ *   q4_0: a vector of nibble bytes is the G blocks; AND 0x0f gives the
+ *     first halves, (>> 4) & 0x0f the second.
+ *   q8_0: two vectors of whole blocks (A B | C D in 512 bits) are regrouped
+ *     into halves by one 128-bit lane shuffle each (VSHUFI64X2,
+ *     VPERM2I128). That costs two shuffles per row, shared by the tile's
+ *     tokens, and halves the conversions and FMAs per token, which bound
+ *     the tiles of several tokens (prefill, variations).
  * Tiles of up to 4 tokens x 4 outputs (x 2 outputs for several tokens
- * in 256 bits: 16 registers) reuse each loaded vector; for
- * decoding (one token) the product streams the weights once, 1.06 bytes
- * (q8_0) or 0.56 bytes (q4_0) per weight instead of bfloat16's 2.
+ * in 256 bits: 16 registers) reuse each loaded vector; q4_0 with one
+ * token in 512 bits takes 8 outputs (measured faster from memory than 4;
+ * q8_0 was slower with 8). For decoding (one token) the product streams
+ * the weights once, 1.06 bytes (q8_0) or 0.56 bytes (q4_0) per weight
+ * instead of bfloat16's 2, with a software prefetch QPF bytes ahead in
+ * each row: with several tokens the hardware's prefetch alone left the
+ * loads waiting (batch 4 read memory at half batch 1's rate).
  *
  * The result differs from the exact product of the dequantized weights by
  * the activations' rounding (at most half a step of 1/127 of each block's
@@ -57,7 +66,6 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ARIA_PORTABLE)
-#include <cpuid.h>
 #include <immintrin.h>
 
 #define V512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
@@ -71,6 +79,12 @@
 
 #define QB KERN_QBLOCK
 #define GB 16 /* blocks per group */
+#define QPF 1024
+
+/* A hint to fetch the line QPF bytes ahead of p in a row of weights. The
+   address is formed as an integer: past the matrix's last row it points
+   at nothing, and a prefetch there does nothing. */
+#define PREFETCH(p) _mm_prefetch((const char *)((uintptr_t)(p) + QPF), _MM_HINT_T0)
 
 /* The prepared row of x, in floats: the int8 values in groups of 16
    blocks (512 bytes; zero past the last block), then the activation
@@ -92,11 +106,10 @@ static size_t quant_mm_x_floats(const kern_mat *W, int T, size_t *xs) {
 }
 
 /* Where the 16 values of half h (0: weights 0..15, 1: 16..31) of block b
-   go in the prepared row: in order for q8_0 (g4 = 0); for q4_0 the G
-   first halves of each G blocks, then their G second halves (g4 = G). */
+   go in the prepared row: the G first halves of each G blocks, then their
+   G second halves (G = g4: 4 in 512 bits, 2 in 256), for both types. */
 static inline size_t slot(int b, int h, int g4) {
-    return !g4 ? (size_t)b * QB + (size_t)h * 16
-               : (size_t)(b / g4) * g4 * QB + (size_t)h * g4 * 16 + (size_t)(b % g4) * 16;
+    return (size_t)(b / g4) * g4 * QB + (size_t)h * g4 * 16 + (size_t)(b % g4) * 16;
 }
 
 /* A block's scale dx and the factor id that rounds it; bad: a NaN or
@@ -117,7 +130,7 @@ static void prep_start(int T, const kern_mat *W, float *out, float *off) {
 /* Rows of x as the kernels read them. Rounding: x times 127 / amax in
    float32, to the nearest integer (even on ties), as tests model it. */
 V512 static void quant512_mm_x_prepare(const float *x, int T, const kern_mat *W, float *out) {
-    int cols = W->cols, nb = cols / QB, g4 = W->dtype == ARIA_DT_Q4_0 ? 4 : 0;
+    int cols = W->cols, nb = cols / QB, g4 = 4;
     size_t xs = x_stride(cols);
     float off;
     prep_start(T, W, out, &off);
@@ -152,7 +165,7 @@ static void tail_scales(uint16_t *s16, const uint16_t *s, int n) {
 /* ---- 512-bit (AVX-512 VNNI) ------------------------------------------- */
 
 
-V512 INLINE void store512(__m512 a[4][4], float *y, size_t ys, int o, int acc, const int NT, const int R) {
+V512 INLINE void store512(__m512 a[4][8], float *y, size_t ys, int o, int acc, const int NT, const int R) {
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) {
         float s = _mm512_reduce_add_ps(a[t][r]);
         float *yo = y + t * ys + o + r;
@@ -161,20 +174,24 @@ V512 INLINE void store512(__m512 a[4][4], float *y, size_t ys, int o, int acc, c
 }
 
 /* One group of nbg blocks (16, or fewer in the row's last group: TAIL)
-   of the tile's rows, into a. A short group runs all NC vectors with the
-   weights it lacks read as 0 (masked, so nothing past the row is
-   touched); its x and scales there are 0. */
-V512 INLINE void group512(const float *x, size_t xs, const kern_mat *W, int o, int g, int nbg, __m512 a[4][4],
+   of the tile's rows, into a. Each of the 4 steps takes 4 blocks of a
+   row as two vectors, w0 with their first halves and w1 with their
+   second halves (block j in 128-bit lane j); two chained VPDPBUSD leave
+   each block's sum in its lane, so that one conversion and one FMA per
+   token scale 4 blocks. A short group reads the weights it lacks as 0
+   (masked, so nothing past the row is touched); its x and scales there
+   are 0. */
+V512 INLINE void group512(const float *x, size_t xs, const kern_mat *W, int o, int g, int nbg, __m512 a[4][8],
                           const int NT, const int R, const int Q4, const int TAIL) {
-    const int NC = Q4 ? 4 : 8;
+    const int BB = Q4 ? 16 : 32; /* bytes of integers per block */
     int cols = W->cols, nb = cols / QB;
-    size_t rb = Q4 ? (size_t)cols / 2 : (size_t)cols; /* bytes of integers per row */
-    const uint8_t *wq = (const uint8_t *)W->data + (size_t)g * GB * (Q4 ? 16 : 32);
+    size_t rb = (size_t)nb * BB;
+    const uint8_t *wq = (const uint8_t *)W->data + (size_t)g * GB * BB;
     size_t xo = xq_floats(cols) + (size_t)g * GB;
     /* one token: the products of the scales (dw dx) per row; more: the
        two sides apart (their product per vector, so that 16 products of
        16 lanes do not crowd the registers out) */
-    __m512 d[4], sw[4], sx[4];
+    __m512 d[8], sw[8], sx[4];
     UNROLL for (int r = 0; r < R; r++) {
         const uint16_t *sp = W->scales + (size_t)(o + r) * nb + (size_t)g * GB;
         __m256i h = !TAIL ? _mm256_loadu_si256((const __m256i *)sp)
@@ -188,38 +205,41 @@ V512 INLINE void group512(const float *x, size_t xs, const kern_mat *W, int o, i
     }
     UNROLL for (int t = 0; t < NT; t++) sx[t] = _mm512_loadu_ps(x + t * xs + xo);
     const __m512i c80 = _mm512_set1_epi8((char)0x80), lo = _mm512_set1_epi8(15), z = _mm512_setzero_si512();
-    UNROLL for (int c = 0; c < NC; c++) {
-        /* bytes of this vector in the row */
-        int have = Q4 ? (nbg - 4 * c) * 16 : (nbg - 2 * c) * 32;
-        __mmask64 m = have >= 64 ? ~(__mmask64)0 : have <= 0 ? 0 : (((__mmask64)1 << have) - 1);
-        const __m512i idx = Q4 ? _mm512_set_epi32(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 2, 4 * c + 2,
-                                                  4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
-                                                  4 * c, 4 * c, 4 * c, 4 * c)
-                               : _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                                  2 * c + 1, 2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
-                                                  2 * c, 2 * c);
-        __m512i xv[4], xh[4];
+    UNROLL for (int c = 0; c < 4; c++) {
+        /* bytes of these 4 blocks in the row */
+        int have = (nbg - 4 * c) * BB;
+        __mmask64 m0 = have >= 64 ? ~(__mmask64)0 : have <= 0 ? 0 : (((__mmask64)1 << have) - 1);
+        __mmask64 m1 = have >= 128 ? ~(__mmask64)0 : have <= 64 ? 0 : (((__mmask64)1 << (have - 64)) - 1);
+        const __m512i idx = _mm512_set_epi32(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 2, 4 * c + 2,
+                                             4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c,
+                                             4 * c, 4 * c, 4 * c);
         __m512 px[4];
-        UNROLL for (int t = 0; t < NT; t++) {
-            if (NT > 1) px[t] = _mm512_permutexvar_ps(idx, sx[t]);
-            const int8_t *xt = (const int8_t *)(x + t * xs) + (size_t)g * GB * QB + (size_t)c * (Q4 ? 128 : 64);
-            xv[t] = _mm512_loadu_si512(xt);
-            if (Q4) xh[t] = _mm512_loadu_si512(xt + 64);
-        }
+        if (NT > 1) UNROLL for (int t = 0; t < NT; t++) px[t] = _mm512_permutexvar_ps(idx, sx[t]);
         UNROLL for (int r = 0; r < R; r++) {
-            const uint8_t *wp = wq + (size_t)(o + r) * rb + (size_t)c * 64;
-            __m512i v = !TAIL ? _mm512_loadu_si512(wp) : _mm512_maskz_loadu_epi8(m, wp);
-            __m512i w0, w1 = z;
+            const uint8_t *wp = wq + (size_t)(o + r) * rb + (size_t)c * 4 * BB;
+            __m512i w0, w1;
+            PREFETCH(wp);
+            if (!Q4) PREFETCH(wp + 64);
             if (Q4) {
+                /* byte j of a block: weight j low, j + 16 high */
+                __m512i v = !TAIL ? _mm512_loadu_si512(wp) : _mm512_maskz_loadu_epi8(m0, wp);
                 w0 = _mm512_and_si512(v, lo);
                 w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo);
             } else {
-                w0 = _mm512_xor_si512(v, c80);
+                /* blocks A B in v0, C D in v1 (halves A0 A1 B0 B1 ...):
+                   w0 = A0 B0 C0 D0, w1 = A1 B1 C1 D1 */
+                __m512i v0 = !TAIL ? _mm512_loadu_si512(wp) : _mm512_maskz_loadu_epi8(m0, wp);
+                __m512i v1 = !TAIL ? _mm512_loadu_si512(wp + 64) : _mm512_maskz_loadu_epi8(m1, wp + 64);
+                v0 = _mm512_xor_si512(v0, c80);
+                v1 = _mm512_xor_si512(v1, c80);
+                w0 = _mm512_shuffle_i64x2(v0, v1, 0x88);
+                w1 = _mm512_shuffle_i64x2(v0, v1, 0xdd);
             }
-            __m512 pw = NT == 1 ? _mm512_permutexvar_ps(idx, d[r]) : _mm512_permutexvar_ps(idx, sw[r]);
+            __m512 pw = _mm512_permutexvar_ps(idx, NT == 1 ? d[r] : sw[r]);
             UNROLL for (int t = 0; t < NT; t++) {
-                __m512i i = _mm512_dpbusd_epi32(z, w0, xv[t]);
-                if (Q4) i = _mm512_dpbusd_epi32(i, w1, xh[t]);
+                const int8_t *xt = (const int8_t *)(x + t * xs) + (size_t)g * GB * QB + (size_t)c * 128;
+                __m512i i = _mm512_dpbusd_epi32(z, w0, _mm512_loadu_si512(xt));
+                i = _mm512_dpbusd_epi32(i, w1, _mm512_loadu_si512(xt + 64));
                 __m512 sc = NT == 1 ? pw : _mm512_mul_ps(pw, px[t]);
                 a[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), sc, a[t][r]);
             }
@@ -231,7 +251,7 @@ V512 INLINE void group512(const float *x, size_t xs, const kern_mat *W, int o, i
 V512 INLINE void tile512(const float *x, size_t xs, const kern_mat *W, int o, float *y, size_t ys, int acc,
                          const int NT, const int R, const int Q4) {
     int nb = W->cols / QB, full = nb / GB, rest = nb % GB;
-    __m512 a[4][4];
+    __m512 a[4][8];
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int r = 0; r < R; r++) a[t][r] = _mm512_setzero_ps();
     for (int g = 0; g < full; g++) group512(x, xs, W, o, g, GB, a, NT, R, Q4, 0);
     if (rest) group512(x, xs, W, o, full, rest, a, NT, R, Q4, 1);
@@ -240,9 +260,9 @@ V512 INLINE void tile512(const float *x, size_t xs, const kern_mat *W, int o, fl
 
 /* ---- 256-bit (AVX-VNNI) ----------------------------------------------- */
 
-/* As quant512_mm_x_prepare, 8 lanes at a time; q4_0 in pairs of blocks. */
+/* As quant512_mm_x_prepare, 8 lanes at a time, in pairs of blocks. */
 V256 static void quant256_mm_x_prepare(const float *x, int T, const kern_mat *W, float *out) {
-    int cols = W->cols, nb = cols / QB, g4 = W->dtype == ARIA_DT_Q4_0 ? 2 : 0;
+    int cols = W->cols, nb = cols / QB, g4 = 2;
     size_t xs = x_stride(cols);
     float off;
     prep_start(T, W, out, &off);
@@ -297,14 +317,15 @@ V256 INLINE void store256(__m256 a[4][4], float *y, size_t ys, int o, int acc, c
     }
 }
 
-/* As group512 with 32-byte vectors: q8_0 one block per vector, q4_0 two;
-   a short group's missing vectors are zeros, not loads. */
+/* As group512 with 32-byte vectors: each of the 8 steps takes 2 blocks
+   of a row (block j in 128-bit lane j); a short group's missing blocks
+   are zeros, not loads. */
 V256 INLINE void group256(const float *x, size_t xs, const kern_mat *W, int o, int g, int nbg, __m256 a[4][4],
                           const int NT, const int R, const int Q4, const int TAIL) {
-    const int NC = Q4 ? 8 : 16;
+    const int BB = Q4 ? 16 : 32; /* bytes of integers per block */
     int cols = W->cols, nb = cols / QB;
-    size_t rb = Q4 ? (size_t)cols / 2 : (size_t)cols; /* bytes of integers per row */
-    const uint8_t *wq = (const uint8_t *)W->data + (size_t)g * GB * (Q4 ? 16 : 32);
+    size_t rb = (size_t)nb * BB;
+    const uint8_t *wq = (const uint8_t *)W->data + (size_t)g * GB * BB;
     size_t xo = xq_floats(cols) + (size_t)g * GB, ng = (size_t)n_groups(cols);
     __m256 d[4][2], sw[4][2];
     UNROLL for (int r = 0; r < R; r++) {
@@ -324,36 +345,38 @@ V256 INLINE void group256(const float *x, size_t xs, const kern_mat *W, int o, i
         }
     }
     const __m256i c80 = _mm256_set1_epi8((char)0x80), lo = _mm256_set1_epi8(15), z = _mm256_setzero_si256();
-    UNROLL for (int c = 0; c < NC; c++) {
-        /* blocks of this vector in the row: q4_0's last may hold one */
-        int have = TAIL ? (Q4 ? nbg - 2 * c : nbg - c) : 2;
-        const int h = Q4 ? c / 4 : c / 8, k = Q4 ? 2 * (c % 4) : c % 8;
-        const __m256i idx = Q4 ? _mm256_set_epi32(k + 1, k + 1, k + 1, k + 1, k, k, k, k) : _mm256_set1_epi32(k);
-        __m256i xv[4], xh[4];
+    UNROLL for (int c = 0; c < 8; c++) {
+        /* blocks of these 2 in the row */
+        int have = TAIL ? nbg - 2 * c : 2;
+        const int h = c / 4, k = 2 * (c % 4);
+        const __m256i idx = _mm256_set_epi32(k + 1, k + 1, k + 1, k + 1, k, k, k, k);
         __m256 px[4];
-        UNROLL for (int t = 0; t < NT; t++) {
-            if (NT > 1) px[t] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + t * xs + xo + 8 * h), idx);
-            const int8_t *xt = (const int8_t *)(x + t * xs) + (size_t)g * GB * QB + (size_t)c * (Q4 ? 64 : 32);
-            xv[t] = _mm256_loadu_si256((const __m256i *)xt);
-            if (Q4) xh[t] = _mm256_loadu_si256((const __m256i *)(xt + 32));
-        }
+        if (NT > 1)
+            UNROLL for (int t = 0; t < NT; t++) px[t] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + t * xs + xo + 8 * h), idx);
         UNROLL for (int r = 0; r < R; r++) {
-            const uint8_t *wp = wq + (size_t)(o + r) * rb + (size_t)c * 32;
-            __m256i v = !TAIL || (have >= 2 || (!Q4 && have == 1))
-                            ? _mm256_loadu_si256((const __m256i *)wp)
-                        : have == 1 ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)wp))
-                                    : z;
-            __m256i w0, w1 = z;
+            const uint8_t *wp = wq + (size_t)(o + r) * rb + (size_t)c * 2 * BB;
+            __m256i w0, w1;
+            if (!Q4 || c % 2 == 0) PREFETCH(wp);
             if (Q4) {
+                __m256i v = have >= 2   ? _mm256_loadu_si256((const __m256i *)wp)
+                            : have == 1 ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)wp))
+                                        : z;
                 w0 = _mm256_and_si256(v, lo);
                 w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo);
             } else {
-                w0 = _mm256_xor_si256(v, c80);
+                /* block A in v0, B in v1: w0 = A0 B0, w1 = A1 B1 */
+                __m256i v0 = have >= 1 ? _mm256_loadu_si256((const __m256i *)wp) : z;
+                __m256i v1 = have >= 2 ? _mm256_loadu_si256((const __m256i *)(wp + 32)) : z;
+                v0 = _mm256_xor_si256(v0, c80);
+                v1 = _mm256_xor_si256(v1, c80);
+                w0 = _mm256_permute2x128_si256(v0, v1, 0x20);
+                w1 = _mm256_permute2x128_si256(v0, v1, 0x31);
             }
             __m256 pw = _mm256_permutevar8x32_ps(NT == 1 ? d[r][h] : sw[r][h], idx);
             UNROLL for (int t = 0; t < NT; t++) {
-                __m256i i = _mm256_dpbusd_avx_epi32(z, w0, xv[t]);
-                if (Q4) i = _mm256_dpbusd_avx_epi32(i, w1, xh[t]);
+                const int8_t *xt = (const int8_t *)(x + t * xs) + (size_t)g * GB * QB + (size_t)c * 64;
+                __m256i i = _mm256_dpbusd_avx_epi32(z, w0, _mm256_loadu_si256((const __m256i *)xt));
+                i = _mm256_dpbusd_avx_epi32(i, w1, _mm256_loadu_si256((const __m256i *)(xt + 32)));
                 __m256 sc = NT == 1 ? pw : _mm256_mul_ps(pw, px[t]);
                 a[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, a[t][r]);
             }
@@ -375,7 +398,8 @@ V256 INLINE void tile256(const float *x, size_t xs, const kern_mat *W, int o, fl
 
 /* RT outputs at a time, then singles. The 256-bit form has 16 registers,
    not 32: its tiles of several tokens take 2 outputs, so that the
-   accumulators and the vectors they share fit. */
+   accumulators and the vectors they share fit; 512-bit q4_0 decoding
+   takes 8 (see the top). */
 #define MM_ROWS(ATTR, NAME, TILE, NT, RT, Q4)                                                                \
     ATTR static void NAME(const float *x, size_t xs, const kern_mat *W, int o0, int o1, float *y, size_t ys, \
                           int acc) {                                                                         \
@@ -387,7 +411,7 @@ MM_ROWS(V512, mm512_q8_1, tile512, 1, 4, 0)
 MM_ROWS(V512, mm512_q8_2, tile512, 2, 4, 0)
 MM_ROWS(V512, mm512_q8_3, tile512, 3, 4, 0)
 MM_ROWS(V512, mm512_q8_4, tile512, 4, 4, 0)
-MM_ROWS(V512, mm512_q4_1, tile512, 1, 4, 1)
+MM_ROWS(V512, mm512_q4_1, tile512, 1, 8, 1)
 MM_ROWS(V512, mm512_q4_2, tile512, 2, 4, 1)
 MM_ROWS(V512, mm512_q4_3, tile512, 3, 4, 1)
 MM_ROWS(V512, mm512_q4_4, tile512, 4, 4, 1)
@@ -442,30 +466,14 @@ static const kern_backend_i quant256 = {
     .mm_block = quant256_mm_block,
 };
 
-static int has_avx512vnni(void) {
-    return kern_cpu_avx512() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
-}
-
-/* AVX-VNNI is CPUID leaf 7, sub-leaf 1, EAX bit 4 (read directly: not
-   every compiler's __builtin_cpu_supports knows it); avx2 also says the
-   OS keeps the 256-bit registers. */
-static int has_avxvnni(void) {
-    unsigned a, b, c, d;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
-        return 0;
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
-    return (a >> 4) & 1;
-}
-
 const kern_backend_i *kern_backend_quant_variant(const char *name) {
-    if (!strcmp(name, "avx512vnni")) return has_avx512vnni() ? &quant512 : NULL;
-    if (!strcmp(name, "avxvnni")) return has_avxvnni() ? &quant256 : NULL;
+    if (!strcmp(name, "avx512vnni")) return kern_cpu_avx512vnni() ? &quant512 : NULL;
+    if (!strcmp(name, "avxvnni")) return kern_cpu_avxvnni() ? &quant256 : NULL;
     return NULL;
 }
 
 const kern_backend_i *kern_backend_quant(const char **desc) {
-    const kern_backend_i *b = has_avx512vnni() ? &quant512 : has_avxvnni() ? &quant256 : NULL;
+    const kern_backend_i *b = kern_cpu_avx512vnni() ? &quant512 : kern_cpu_avxvnni() ? &quant256 : NULL;
     if (desc) *desc = b == &quant512 ? "vnni" : b ? "avx-vnni" : "";
     return b;
 }

@@ -67,7 +67,7 @@ int aria_ctx_new(aria_ctx **out, const aria_ctx_opts *opts, aria_error *err) {
            portable one has them) */
         b = kern_backend_quant(&q);
         if (b) c->be[c->n_be++] = b;
-        b = kern_backend_quant_k(); /* q4_k's, with AVX-512 VNNI */
+        b = kern_backend_quant_k(); /* q4_k's, with AVX-512 VNNI or AVX-VNNI */
         if (b) c->be[c->n_be++] = b;
         b = kern_backend_avx512(&avx);
         if (b) c->be[c->n_be++] = b;
@@ -151,7 +151,7 @@ static int has_fn(const kern_backend_i *b, kern_op op) {
     case KERN_OP_EXP_SCALE: return b->exp_scale != NULL;
     case KERN_OP_SCALE: return b->scale != NULL;
     case KERN_OP_SOFTMAX_BWD: return b->softmax_bwd != NULL;
-    case KERN_OP_ATTENTION: return b->attention != NULL;
+    case KERN_OP_ATTENTION: return b->attention || b->attention_h;
     case KERN_OP_ATTENTION_FWD: return b->attention_fwd != NULL;
     case KERN_OP_ATTENTION_BWD: return b->attention_bwd != NULL;
     default: return 0;
@@ -160,8 +160,11 @@ static int has_fn(const kern_backend_i *b, kern_op op) {
 
 /* The index of the first backend from `from` on that takes the op, or -1. */
 static int pick_from(const aria_ctx *c, int from, kern_op op, const kern_shape *s, aria_precision prec) {
-    for (int i = from; i < c->n_be; i++)
-        if (has_fn(c->be[i], op) && c->be[i]->supports(op, s, prec)) return i;
+    for (int i = from; i < c->n_be; i++) {
+        const kern_backend_i *b = c->be[i];
+        if (op == KERN_OP_ATTENTION && (s->dtype == ARIA_DT_BF16 ? !b->attention_h : !b->attention)) continue;
+        if (has_fn(b, op) && b->supports(op, s, prec)) return i;
+    }
     return -1;
 }
 
@@ -616,6 +619,7 @@ void kern_softmax_bwd(aria_ctx *c, const float *p, float *g, size_t n, float D, 
 typedef struct {
     const kern_backend_i *be;
     const float *q, *k, *v;
+    const uint16_t *kh, *vh; /* the cache in bfloat16 instead of k, v */
     float *out;
     int q_stride, out_stride, cap, B, T, H, hd, pos0;
 } attn_job;
@@ -626,20 +630,34 @@ static void attn_task(void *arg, size_t i) {
     size_t n_tb = n_tasks((size_t)j->T, ATT_TB);
     int tb = (int)(i % n_tb), h = (int)(i / n_tb % (size_t)j->H), b = (int)(i / n_tb / (size_t)j->H);
     int t0 = tb * ATT_TB, t1 = t0 + ATT_TB < j->T ? t0 + ATT_TB : j->T;
-    const float *K = j->k + ((size_t)b * j->H + h) * j->cap * j->hd;
-    const float *V = j->v + ((size_t)b * j->H + h) * j->cap * j->hd;
+    size_t kv = ((size_t)b * j->H + h) * j->cap * j->hd;
     const float *q = j->q + (size_t)b * j->T * j->q_stride + (size_t)h * j->hd;
     float *out = j->out + (size_t)b * j->T * j->out_stride + (size_t)h * j->hd;
-    j->be->attention(q, j->q_stride, K, V, t0, t1, j->hd, j->pos0, 1.0f / sqrtf((float)j->hd), out, j->out_stride);
+    float scale = 1.0f / sqrtf((float)j->hd);
+    if (j->kh)
+        j->be->attention_h(q, j->q_stride, j->kh + kv, j->vh + kv, t0, t1, j->hd, j->pos0, scale, out, j->out_stride);
+    else
+        j->be->attention(q, j->q_stride, j->k + kv, j->v + kv, t0, t1, j->hd, j->pos0, scale, out, j->out_stride);
 }
 
 void kern_attention(aria_ctx *c, const float *q, int q_stride, const float *k, const float *v, int cap, int B,
                     int T, int n_heads, int hd, int pos0, float *out, int out_stride) {
     if (B <= 0 || T <= 0) return;
-    attn_job j = {pick(c, KERN_OP_ATTENTION, T, hd), q, k, v, out, q_stride, out_stride, cap, B, T, n_heads, hd,
-                  pos0};
+    attn_job j = {pick(c, KERN_OP_ATTENTION, T, hd), q, k, v, NULL, NULL, out, q_stride, out_stride, cap, B, T,
+                  n_heads, hd, pos0};
     aria_pool_run(c->res.pool, attn_task, &j, (size_t)B * n_heads * n_tasks((size_t)T, ATT_TB));
 }
+
+void kern_attention_h(aria_ctx *c, const float *q, int q_stride, const uint16_t *k, const uint16_t *v, int cap,
+                      int B, int T, int n_heads, int hd, int pos0, float *out, int out_stride) {
+    if (B <= 0 || T <= 0) return;
+    kern_shape sh = {T, hd, 0, ARIA_DT_BF16};
+    attn_job j = {c->be[pick_from(c, 0, KERN_OP_ATTENTION, &sh, c->prec)], q, NULL, NULL, k, v, out, q_stride,
+                  out_stride, cap, B, T, n_heads, hd, pos0};
+    aria_pool_run(c->res.pool, attn_task, &j, (size_t)B * n_heads * n_tasks((size_t)T, ATT_TB));
+}
+
+int kern_kv_bf16(const aria_ctx *c) { return c->prec == ARIA_PREC_FAST; }
 
 /* Training attention: per (row, head), the blocked products in fast
    precision (blocked.c), else (or without scratch for them) the

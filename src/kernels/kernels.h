@@ -224,6 +224,14 @@ void kern_softmax_bwd(aria_ctx *c, const float *p, float *g, size_t n, float D, 
 #define KERN_MAX_HD 256
 void kern_attention(aria_ctx *c, const float *q, int q_stride, const float *k, const float *v, int cap, int B,
                     int T, int n_heads, int hd, int pos0, float *out, int out_stride);
+/* The same over a cache held in bfloat16 (the fast precision's: a decoding
+   step reads the whole cache, and half the bytes is half that time); the
+   arithmetic stays float32. */
+void kern_attention_h(aria_ctx *c, const float *q, int q_stride, const uint16_t *k, const uint16_t *v, int cap,
+                      int B, int T, int n_heads, int hd, int pos0, float *out, int out_stride);
+/* Whether a session that asks for a bfloat16 KV cache gets one on this
+   context: fast precision only. */
+int kern_kv_bf16(const aria_ctx *c);
 /* Causal attention over whole sequences for training: qkv [B*T][3d]
    (after RoPE), out [B*T][d], lse [B*T][H] (each query's log-sum-exp of
    its scaled scores, for the backward). */

@@ -64,18 +64,36 @@ void model_keep_bf16(const model_pass *p, const float *x, uint16_t *xh, size_t r
     if (xh) MODEL_PROF(p, PR_GEMM, kern_to_bf16(p->ctx, x, xh, rows * cols));
 }
 
-/* Copies the block's k and v (after RoPE) into the cache at pos0. */
-static void cache_store(const kv_cache *kv, const float *qkv, int B, int n, int pos0, int H, int hd) {
+/* Copies the block's k and v (after RoPE) into the cache at pos0
+   (rounded to bfloat16 for a bfloat16 cache). */
+static void cache_store(const model_pass *p, const kv_cache *kv, const float *qkv, int B, int n, int pos0, int H,
+                        int hd) {
     int d = H * hd;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < n; t++) {
             const float *row = qkv + ((size_t)b * n + t) * 3 * d;
             for (int h = 0; h < H; h++) {
                 size_t at = (((size_t)b * H + h) * kv->cap + pos0 + t) * hd;
-                memcpy(kv->k + at, row + d + h * hd, (size_t)hd * sizeof(float));
-                memcpy(kv->v + at, row + 2 * d + h * hd, (size_t)hd * sizeof(float));
+                if (kv->kh) {
+                    kern_to_bf16(p->ctx, row + d + h * hd, kv->kh + at, (size_t)hd);
+                    kern_to_bf16(p->ctx, row + 2 * d + h * hd, kv->vh + at, (size_t)hd);
+                } else {
+                    memcpy(kv->k + at, row + d + h * hd, (size_t)hd * sizeof(float));
+                    memcpy(kv->v + at, row + 2 * d + h * hd, (size_t)hd * sizeof(float));
+                }
             }
         }
+}
+
+/* Attention of B rows of n queries over a cache whose rows start at
+   element `off` (0, or hd to leave position 0 out). */
+static void cache_attend(const model_pass *p, const kv_cache *kv, const float *qkv, int B, int n, int H, int hd,
+                         int pos0, size_t off, float *att) {
+    int d = H * hd;
+    if (kv->kh)
+        kern_attention_h(p->ctx, qkv, 3 * d, kv->kh + off, kv->vh + off, kv->cap, B, n, H, hd, pos0, att, d);
+    else
+        kern_attention(p->ctx, qkv, 3 * d, kv->k + off, kv->v + off, kv->cap, B, n, H, hd, pos0, att, d);
 }
 
 /* Causal attention of the block's queries: against the cache (every
@@ -84,11 +102,11 @@ static void cache_store(const kv_cache *kv, const float *qkv, int B, int n, int 
 static void attend(const model_pass *p, layer_acts *a, int B, int n, int pos0, const kv_cache *kv, int H, int hd) {
     int d = H * hd;
     if (kv) {
-        cache_store(kv, a->qkv, B, n, pos0, H, hd);
+        cache_store(p, kv, a->qkv, B, n, pos0, H, hd);
         int any_skip = 0;
         for (int b = 0; b < B && kv->skip_first; b++) any_skip |= kv->skip_first[b] && pos0 > 0;
         if (!any_skip) {
-            kern_attention(p->ctx, a->qkv, 3 * d, kv->k, kv->v, kv->cap, B, n, H, hd, pos0, a->att, d);
+            cache_attend(p, kv, a->qkv, B, n, H, hd, pos0, 0, a->att);
             return;
         }
         /* a row that skips position 0 attends over the cache seen from
@@ -98,8 +116,8 @@ static void attend(const model_pass *p, layer_acts *a, int B, int n, int pos0, c
         for (int b = 0; b < B; b++) {
             int skip = kv->skip_first[b] && pos0 > 0;
             size_t row = (size_t)b * H * kv->cap * hd, off = skip ? (size_t)hd : 0;
-            kern_attention(p->ctx, a->qkv + (size_t)b * n * 3 * d, 3 * d, kv->k + row + off, kv->v + row + off,
-                           kv->cap, 1, n, H, hd, pos0 - skip, a->att + (size_t)b * n * d, d);
+            cache_attend(p, kv, a->qkv + (size_t)b * n * 3 * d, 1, n, H, hd, pos0 - skip, row + off,
+                         a->att + (size_t)b * n * d);
         }
         return;
     }

@@ -170,11 +170,13 @@ typedef struct {
    kept by a->drop_*'s mask. */
 int model_drop_keep(const layer_acts *a, int l, int branch, size_t i);
 
-/* A session's cache at one layer: [B][H][cap][hd] each. skip_first (may
+/* A session's cache at one layer: [B][H][cap][hd] each, in float32 or
+   bfloat16 (kern_kv_bf16). skip_first (may
    be NULL): rows b with skip_first[b] do not see cached position 0 (the
    unconditioned rows of classifier-free guidance, spec 4.4). */
 typedef struct {
-    float *k, *v;
+    float *k, *v;       /* float32 cache (exact precision), or NULL */
+    uint16_t *kh, *vh;  /* bfloat16 cache (fast precision), or NULL */
     int cap;
     const unsigned char *skip_first;
 } kv_cache;

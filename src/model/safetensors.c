@@ -70,10 +70,6 @@ static const char *const st_dtype_names[] = {"F32", "BF16", "F16", "I8", "U8"};
 static const size_t st_dtype_sizes[] = {4, 2, 2, 1, 1};
 #define ST_N_DTYPES 5
 
-/* Huge pages are 2 MiB on x86-64 (and most arm64 kernels). */
-#define ST_HUGE (2u << 20)
-static size_t st_huge_round(size_t n) { return (n + ST_HUGE - 1) / ST_HUGE * ST_HUGE; }
-
 /* strerror without the shared buffer of plain strerror() (reentrancy). */
 static const char *st_errstr(int e, char *buf, size_t cap)
 {
@@ -340,7 +336,8 @@ static int st_open_image(aria_safetensors *st, const uint8_t *base, size_t size,
 {
     st_priv *pv = calloc(1, sizeof *pv);
     if (!pv) {
-        if (mapped) munmap((void *)base, mapped == 2 ? st_huge_round(size) : size);
+        if (mapped == 2) aria_huge_free((void *)base, size);
+        else if (mapped) munmap((void *)base, size);
         else free((void *)base);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory");
     }
@@ -416,20 +413,12 @@ int aria_st_open_resident(aria_safetensors *st, const char *path, aria_error *er
         close(fd); /* not a plain file (or too short): aria_st_open says what */
         return aria_st_open(st, path, err);
     }
-    size_t size = (size_t)sb.st_size, cap = st_huge_round(size);
-    /* one huge page more than needed, trimmed so the copy starts on a
-       2 MiB boundary and whole huge pages can back it */
-    uint8_t *raw = mmap(NULL, cap + ST_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
+    size_t size = (size_t)sb.st_size;
+    uint8_t *mem = aria_huge_alloc(size);
+    if (!mem) {
         close(fd);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory reading %zu bytes", size);
     }
-    uint8_t *mem = (uint8_t *)(((uintptr_t)raw + ST_HUGE - 1) & ~(uintptr_t)(ST_HUGE - 1));
-    if (mem > raw) munmap(raw, (size_t)(mem - raw));
-    munmap(mem + cap, (size_t)(raw + cap + ST_HUGE - (mem + cap)));
-#ifdef MADV_HUGEPAGE
-    madvise(mem, cap, MADV_HUGEPAGE); /* a hint: where refused, 4 KiB pages do */
-#endif
     /* read(), not a copy out of a mapping: the kernel copies from its page
        cache without a page fault per 4 KiB of the source */
     for (size_t off = 0; off < size;) {
@@ -439,14 +428,14 @@ int aria_st_open_resident(aria_safetensors *st, const char *path, aria_error *er
         if (got <= 0) {
             int e = got < 0 ? errno : 0;
             close(fd);
-            munmap(mem, cap);
+            aria_huge_free(mem, size);
             return aria_fail(err, ARIA_ERR_IO, "cannot read: %s",
                              e ? st_errstr(e, eb, sizeof eb) : "the file shrank while it was read");
         }
         off += (size_t)got;
     }
     close(fd);
-    mprotect(mem, cap, PROT_READ); /* read-only, as a mapping would be */
+    aria_huge_readonly(mem, size); /* as a mapping of the file would be */
     return st_open_image(st, mem, size, 2, err);
 }
 
@@ -455,7 +444,7 @@ void aria_st_close(aria_safetensors *st)
     if (!st) return;
     st_priv *pv = st->priv_;
     if (pv) {
-        if (pv->mapped == 2) munmap((void *)pv->base, st_huge_round(pv->size));
+        if (pv->mapped == 2) aria_huge_free((void *)pv->base, pv->size);
         else if (pv->mapped) munmap((void *)pv->base, pv->size);
         else free((void *)pv->base);
         json_doc_free(pv->doc);

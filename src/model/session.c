@@ -27,26 +27,29 @@
 struct aria_session {
     const aria_model *m;
     int B, cap, len;
-    float *k, *v;                     /* [L][B][H][cap][hd] */
+    void *k, *v;                      /* [L][B][H][cap][hd], huge pages (each step reads them whole) */
+    int kv_half;                      /* k, v hold bfloat16 (fast precision), else float32 */
+    size_t kv_bytes;                  /* of each */
+    size_t act_bytes;                 /* of the buffer x starts (and a ... u live in) */
     float *x, *a, *qkv, *att, *g, *u; /* activations for B * BLOCK tokens */
     unsigned char *skip_first;        /* [B]: rows that do not see position 0, or NULL */
 };
 
 void aria_session_free(aria_session *s) {
     if (!s) return;
-    free(s->k);
-    free(s->v);
-    free(s->x);
-    free(s->a);
-    free(s->qkv);
-    free(s->att);
-    free(s->g);
-    free(s->u);
+    aria_huge_free(s->k, s->kv_bytes);
+    aria_huge_free(s->v, s->kv_bytes);
+    aria_huge_free(s->x, s->act_bytes); /* one buffer holds all six */
     free(s->skip_first);
     free(s);
 }
 
 int aria_session_new(aria_session **out, const aria_model *m, int batch, int max_len, aria_error *err) {
+    return aria_session_new_kv(out, m, batch, max_len, ARIA_KV_F32, err);
+}
+
+int aria_session_new_kv(aria_session **out, const aria_model *m, int batch, int max_len, aria_kv_type kv_type,
+                        aria_error *err) {
     *out = NULL;
     const aria_model_config *c = &m->cfg;
     if (batch < 1 || max_len < 1)
@@ -61,15 +64,23 @@ int aria_session_new(aria_session **out, const aria_model *m, int batch, int max
     s->cap = max_len;
     size_t d = (size_t)c->d_model, ff = (size_t)c->ff_mult * d, rows = (size_t)batch * BLOCK;
     size_t kv = (size_t)c->n_layers * batch * max_len * d;
-    s->k = malloc(kv * sizeof(float));
-    s->v = malloc(kv * sizeof(float));
-    s->x = malloc(rows * d * sizeof(float));
-    s->a = malloc(rows * d * sizeof(float));
-    s->qkv = malloc(rows * 3 * d * sizeof(float));
-    s->att = malloc(rows * d * sizeof(float));
-    s->g = malloc(rows * ff * sizeof(float));
-    s->u = malloc(rows * ff * sizeof(float));
-    if (!s->k || !s->v || !s->x || !s->a || !s->qkv || !s->att || !s->g || !s->u) {
+    s->kv_half = kv_type == ARIA_KV_BF16 && kern_kv_bf16(m->ctx);
+    s->kv_bytes = kv * (s->kv_half ? sizeof(uint16_t) : sizeof(float));
+    s->k = aria_huge_alloc(s->kv_bytes);
+    s->v = aria_huge_alloc(s->kv_bytes);
+    /* the activations in one huge-page buffer: x, a, qkv, att (d, d, 3d,
+       d floats a row), then g and u (ff each); rows is a multiple of 256,
+       so each part starts 1 KiB aligned */
+    s->act_bytes = rows * (6 * d + 2 * ff) * sizeof(float);
+    s->x = aria_huge_alloc(s->act_bytes);
+    if (s->x) {
+        s->a = s->x + rows * d;
+        s->qkv = s->a + rows * d;
+        s->att = s->qkv + rows * 3 * d;
+        s->g = s->att + rows * d;
+        s->u = s->g + rows * ff;
+    }
+    if (!s->k || !s->v || !s->x) {
         aria_session_free(s);
         return aria_fail(err, ARIA_ERR_NOMEM, "out of memory for a KV cache of %d x %d tokens", batch, max_len);
     }
@@ -101,7 +112,11 @@ static void forward_block(aria_session *s, const int32_t *ids, int T, int t0, in
                     .gate = s->g, .up = s->u, .act = s->g, .out = s->x}; /* no statistics kept */
     for (int l = 0; l < c->n_layers; l++) {
         size_t layer_off = (size_t)l * s->B * s->cap * d;
-        kv_cache kv = {s->k + layer_off, s->v + layer_off, s->cap, s->skip_first};
+        kv_cache kv = {NULL, NULL, NULL, NULL, s->cap, s->skip_first};
+        if (s->kv_half)
+            kv.kh = (uint16_t *)s->k + layer_off, kv.vh = (uint16_t *)s->v + layer_off;
+        else
+            kv.k = (float *)s->k + layer_off, kv.v = (float *)s->v + layer_off;
         model_layer_forward(m, &p, l, &a, s->B, n, s->len, &kv);
     }
 }

@@ -241,7 +241,7 @@ int aria_generate(const aria_model *m, const aria_tokenizer *t, const int32_t *p
                          total);
 
     aria_session *s;
-    int rc = aria_session_new(&s, m, R, (int)total + cond, err);
+    int rc = aria_session_new_kv(&s, m, R, (int)total + cond, ARIA_KV_BF16, err);
     if (rc) return rc;
     int32_t *ids = malloc((size_t)R * n_prompt * sizeof *ids);
     float *logits = malloc((size_t)R * V * sizeof *logits);
