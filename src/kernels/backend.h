@@ -213,6 +213,14 @@ static inline int kern_cpu_avxvnni(void) {
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !kern_cpu_f16c()) return 0;
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
 }
+/* A quantized backend's form by name ("avx512vnni", "avxvnni"), or with
+   name NULL the first this CPU has; NULL when the CPU lacks it. */
+static inline const kern_backend_i *kern_vnni_form(const char *name, const kern_backend_i *v512,
+                                                   const kern_backend_i *v256) {
+    int want512 = !name || !__builtin_strcmp(name, "avx512vnni"), want256 = !name || !__builtin_strcmp(name, "avxvnni");
+    if (want512 && kern_cpu_avx512vnni()) return v512;
+    return want256 && kern_cpu_avxvnni() ? v256 : NULL;
+}
 #endif
 
 #endif

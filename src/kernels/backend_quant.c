@@ -467,13 +467,11 @@ static const kern_backend_i quant256 = {
 };
 
 const kern_backend_i *kern_backend_quant_variant(const char *name) {
-    if (!strcmp(name, "avx512vnni")) return kern_cpu_avx512vnni() ? &quant512 : NULL;
-    if (!strcmp(name, "avxvnni")) return kern_cpu_avxvnni() ? &quant256 : NULL;
-    return NULL;
+    return name ? kern_vnni_form(name, &quant512, &quant256) : NULL;
 }
 
 const kern_backend_i *kern_backend_quant(const char **desc) {
-    const kern_backend_i *b = kern_cpu_avx512vnni() ? &quant512 : kern_cpu_avxvnni() ? &quant256 : NULL;
+    const kern_backend_i *b = kern_vnni_form(NULL, &quant512, &quant256);
     if (desc) *desc = b == &quant512 ? "vnni" : b ? "avx-vnni" : "";
     return b;
 }

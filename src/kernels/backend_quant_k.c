@@ -414,14 +414,10 @@ static const kern_backend_i quant_k256 = {
 };
 
 const kern_backend_i *kern_backend_quant_k_variant(const char *name) {
-    if (!strcmp(name, "avx512vnni")) return kern_cpu_avx512vnni() ? &quant_k : NULL;
-    if (!strcmp(name, "avxvnni")) return kern_cpu_avxvnni() ? &quant_k256 : NULL;
-    return NULL;
+    return name ? kern_vnni_form(name, &quant_k, &quant_k256) : NULL;
 }
 
-const kern_backend_i *kern_backend_quant_k(void) {
-    return kern_cpu_avx512vnni() ? &quant_k : kern_cpu_avxvnni() ? &quant_k256 : NULL;
-}
+const kern_backend_i *kern_backend_quant_k(void) { return kern_vnni_form(NULL, &quant_k, &quant_k256); }
 
 #else /* not x86-64, or a PORTABLE build: the portable backend's product */
 
