@@ -102,7 +102,7 @@ TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 LIB      := $(BUILD)/libaria.a
 BIN      := $(if $(filter build,$(BUILD)),aria,$(BUILD)/aria)
 
-.PHONY: all test test-asan fuzz bench bench-model bench-sampler bench-train clean shared python install test-python
+.PHONY: FORCE all test test-asan fuzz bench bench-model bench-sampler bench-train clean shared python install test-python
 all: $(BIN)
 
 $(BUILD)/src/%.o: src/%.c $(LIB_HDR)
@@ -172,14 +172,17 @@ shared: $(SO)
 
 # pkg-config file: -laria for the shared library; Libs.private lists what the
 # static one needs (pkg-config --static); the optional libraries are opened
-# at run time (dlopen), never linked.
+# at run time (dlopen), never linked. Written on every make (the prefix of
+# this call goes in), and replaced only when its text changes.
 PREFIX ?= /usr/local
-$(BUILD)/aria.pc: Makefile include/aria.h
+$(BUILD)/aria.pc: Makefile include/aria.h FORCE
 	@mkdir -p $(BUILD)
-	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' 'libdir=$${prefix}/lib' '' \
+	@printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' 'libdir=$${prefix}/lib' '' \
 	  'Name: aria' 'Description: Aria piano-MIDI transformer system (tokenizer, model, training) in C' \
 	  'Version: $(ARIA_VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -laria' \
-	  'Libs.private: $(strip $(LDLIBS))' > $@
+	  'Libs.private: $(strip $(LDLIBS))' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+FORCE:
 
 # make install PREFIX=/opt/aria: the header, both libraries, aria.pc, the
 # aria command and the bundled models (share/aria/models, where `aria

@@ -96,7 +96,7 @@ def pick_prompts(root, n, prompt_s, aria, tmp, max_tokens):
                 continue
             pn = notes_of(aria, pmid)
             if len(pn) >= 10:
-                chosen.append((f, pmid, pn))
+                chosen.append((f, pmid, pn, len(ids.split())))
                 break
     return chosen
 
@@ -126,6 +126,14 @@ def measure(prompt_notes, res_notes, prompt_s):
                 silence_s=sil / 1000, prompt_silence_s=p_sil / 1000)
 
 
+def report(m):
+    ik = f"{100 * m['in_key']:5.1f}" if m["in_key"] is not None else "    -"
+    sil = f"{m['silence_s']:5.1f}" if m["silence_s"] is not None else "    -"
+    print(f"{m['file'][:48]:48s} v{m['variation']}  notes {m['notes']:4d}  in-key {ik} %  "
+          f"density {m['density']:5.2f}/s (prompt {m.get('prompt_density', 0):5.2f}) "
+          f"ratio {m['ratio']:4.2f}  silence {sil} s (prompt {m['prompt_silence_s']:4.1f})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--aria", default=os.path.join(ROOT, "aria"), help="the aria program (default ./aria)")
@@ -138,16 +146,40 @@ def main():
     ap.add_argument("--max-new", type=int, default=None, help="default: as many as the context leaves")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-prompt-tokens", type=int, default=400,
-                    help="skip prompts longer than this (default 400: the bundled model's context is 512)")
+                    help="skip prompts longer than this (default 400, which leaves the bundled model's "
+                         "context of 1024 at least 624 new tokens)")
     ap.add_argument("--extra", default="", help="more aria generate options, e.g. '--temp 0.9 --no-mask'")
     ap.add_argument("--json", default=None, help="write every figure here")
+    ap.add_argument("--ground-truth", action="store_true",
+                    help="measure the real music instead of a model: each file's own tokens after the prompt, "
+                         "up to --context tokens in all (what a perfect model would be scored)")
+    ap.add_argument("--context", type=int, default=1024,
+                    help="with --ground-truth: prompt and continuation tokens together (default 1024, "
+                         "the bundled model's context)")
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="plays_well_")
     prompts = pick_prompts(a.eval, a.prompts, a.prompt_seconds, a.aria, tmp, a.max_prompt_tokens)
     rows, errors = [], 0
-    for i, (f, pmid, pn) in enumerate(prompts):
+    for i, (f, pmid, pn, n_prompt) in enumerate(prompts):
         out = os.path.join(tmp, f"gen_{i}")
+        if a.ground_truth:
+            rc, ids, err = run([a.aria, "tokenize", "--ids", "--no-eos", f])
+            if rc:
+                sys.exit(f"plays_well: aria tokenize {f}: {err.strip()}")
+            # the prompt as generate builds it (its notes' durations are cut at the
+            # prompt's end), then the file's own tokens after it
+            prompt_ids = run([a.aria, "tokenize", "--ids", "--prompt-seconds", str(a.prompt_seconds), f])[1].split()
+            ids = prompt_ids + ids.split()[n_prompt:a.context]
+            os.makedirs(out, exist_ok=True)
+            rc, _, err = run([a.aria, "detokenize", "-o", os.path.join(out, "res_1.mid"), "-"], stdin=" ".join(ids) + "\n")
+            if rc:
+                sys.exit(f"plays_well: detokenize {f}: {err.strip()}")
+            m = measure(pn, notes_of(a.aria, os.path.join(out, "res_1.mid")), a.prompt_seconds)
+            m.update(file=os.path.relpath(f, a.eval), variation=1, decode_error=False)
+            rows.append(m)
+            report(m)
+            continue
         cmd = [a.aria, "generate", "--prompt", f, "--prompt-seconds", str(a.prompt_seconds), "--variations",
                str(a.variations), "--seed", str(a.seed + i), "--out-dir", out, "--print-ids"]
         if a.model:
@@ -167,11 +199,7 @@ def main():
             m = measure(pn, notes_of(a.aria, os.path.join(out, f"res_{v + 1}.mid")), a.prompt_seconds)
             m.update(file=os.path.relpath(f, a.eval), variation=v + 1, decode_error=bool(bad))
             rows.append(m)
-            ik = f"{100 * m['in_key']:5.1f}" if m["in_key"] is not None else "    -"
-            sil = f"{m['silence_s']:5.1f}" if m["silence_s"] is not None else "    -"
-            print(f"{m['file'][:48]:48s} v{v + 1}  notes {m['notes']:4d}  in-key {ik} %  "
-                  f"density {m['density']:5.2f}/s (prompt {m.get('prompt_density', 0):5.2f}) "
-                  f"ratio {m['ratio']:4.2f}  silence {sil} s (prompt {m['prompt_silence_s']:4.1f})", flush=True)
+            report(m)
 
     played = [r for r in rows if r["notes"] > 0]
     cont_notes = sum(r["notes"] for r in played)
@@ -179,14 +207,19 @@ def main():
     ratios = [r["ratio"] for r in rows]
     in_range = sum(0.5 <= x <= 2.0 for x in ratios)
     long_sil = sum(1 for r in played if r["silence_s"] > 4.0 and r["prompt_silence_s"] <= 4.0)
+    # continuations that meet every per-continuation target at once
+    all_met = sum(1 for r in played if r["in_key"] >= 0.85 and 0.5 <= r["ratio"] <= 2.0 and r["decode_error"] is False
+                  and not (r["silence_s"] > 4.0 and r["prompt_silence_s"] <= 4.0))
     summary = dict(prompts=len(prompts), variations=len(rows), silent_variations=len(rows) - len(played),
                    continuation_notes=cont_notes, in_key=in_key,
                    in_key_per_variation_median=statistics.median([r["in_key"] for r in played]) if played else None,
                    density_ratio_median=statistics.median(ratios) if ratios else None,
                    density_ratio_in_range=in_range,
-                   long_silences=long_sil, decoding_errors=errors)
+                   long_silences=long_sil, decoding_errors=errors, all_targets_met=all_met)
     print()
-    print(f"prompts {len(prompts)} x {a.variations} variations = {len(rows)} continuations "
+    if a.ground_truth:
+        print("the real continuations of the prompts' files (--ground-truth), not a model's:")
+    print(f"prompts {len(prompts)} x {a.variations if not a.ground_truth else 1} variations = {len(rows)} continuations "
           f"({summary['silent_variations']} without notes), {cont_notes} notes")
     print(f"in the prompt's 7 main pitch classes: {100 * in_key:.1f} % of all continuation notes "
           f"(median per continuation {100 * (summary['in_key_per_variation_median'] or 0):.1f} %; target >= 85 %)")
@@ -194,6 +227,8 @@ def main():
           f"{in_range}/{len(rows)} within 0.5-2x (target: all)")
     print(f"silences over 4 s where the prompt has none: {long_sil}/{len(rows)} (target 0)")
     print(f"decoding errors: {errors} (target 0)")
+    print(f"continuations meeting all of these at once (in-key >= 85 %, density 0.5-2x, no long silence, "
+          f"no decoding error): {all_met}/{len(rows)}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(dict(summary=summary, rows=rows, args=vars(a)), fh, indent=1)

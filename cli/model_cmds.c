@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "aria.h"
+#include "base/json.h"
 #include "cli.h"
 
 /* The most tokens (prompt + new) aria_generate runs, whatever the model's
@@ -136,6 +137,9 @@ static void help_generate(void) {
          "  --min-p P             min-p filter, 0..1 (default 0.035; 0 turns it off; off when\n"
          "                        only --top-p is given)\n"
          "  --top-p P             nucleus filter, 0.5..1 (default off)\n"
+         "                        A generation_config.json beside the weights (keys temperature,\n"
+         "                        min_p, top_p) replaces these three defaults; the bundled model\n"
+         "                        has one (docs/generation.md)\n"
          "  --variations N        continuations generated together, 1..64 (default 1)\n"
          "  --seed S              random seed (default: from the clock, printed)\n"
          "  --end                 steer the piece to an end within the budget (<D> near the end)\n"
@@ -171,6 +175,58 @@ static double prompt_end_s(const aria_tokenizer *tk, const int32_t *ids, size_t 
     return s;
 }
 
+/* The sampling settings a model's folder recommends: generation_config.json
+   beside the weights (the name and keys of Hugging Face's file for this:
+   "temperature", "min_p", "top_p"; other keys are ignored). Each replaces
+   the default of an option not given on the command line. 0: no file, or
+   read (a line on stderr says what it set); -1: a bad file, said on stderr. */
+static int sampling_beside(const char *model_path, double *temp, int temp_given, double *min_p, int min_p_given,
+                           double *top_p, int top_p_given) {
+    char path[4096];
+    const char *slash = strrchr(model_path, '/');
+    int dir_len = slash ? (int)(slash - model_path) : 1;
+    snprintf(path, sizeof path, "%.*s/generation_config.json", dir_len, slash ? model_path : ".");
+    if (access(path, F_OK) != 0) return 0;
+    json_doc *d = NULL;
+    char jerr[512];
+    if (json_parse_file(path, &d, jerr, sizeof jerr)) {
+        fprintf(stderr, "aria: %s\n", jerr);
+        return -1;
+    }
+    const json_value *root = json_root(d);
+    if (json_type_of(root) != JSON_OBJECT) {
+        fail_file(path, "not a JSON object");
+        json_doc_free(d);
+        return -1;
+    }
+    static const struct { const char *key; double lo, hi; } keys[3] = {
+        {"temperature", 0, 2}, {"min_p", 0, 1}, {"top_p", 0.5, 1}};
+    double *dst[3] = {temp, min_p, top_p};
+    int given[3] = {temp_given, min_p_given, top_p_given};
+    char said[256] = "";
+    size_t used = 0;
+    for (int k = 0; k < 3; k++) {
+        const json_value *v = json_get(root, keys[k].key);
+        if (!v || json_type_of(v) == JSON_NULL) continue;
+        double x = json_number(v);
+        if (json_type_of(v) != JSON_NUMBER || !(x >= keys[k].lo && x <= keys[k].hi)) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "\"%s\" wants a number in %g..%g", keys[k].key, keys[k].lo, keys[k].hi);
+            fail_file(path, msg);
+            json_doc_free(d);
+            return -1;
+        }
+        if (given[k]) continue;
+        *dst[k] = x;
+        used += (size_t)snprintf(said + used, sizeof said - used, "%s%s %g", used ? ", " : "", keys[k].key, x);
+    }
+    /* as on the command line: a top-p alone turns min-p off */
+    if (!given[1] && !given[2] && json_get(root, "top_p") && !json_get(root, "min_p")) *min_p = 0.0;
+    json_doc_free(d);
+    if (used) fprintf(stderr, "aria: sampling as %s recommends: %s\n", path, said);
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *cfg_arg = NULL, *prompt = NULL, *prompt_ids = NULL, *out_dir = ".";
     const char *emb_npy = NULL, *emb_model = NULL, *emb_midi = NULL;
@@ -179,6 +235,7 @@ int cmd_generate(int argc, char **argv) {
     int cfg_given = 0, max_new_given = 0;
     char bundled[4096];
     int end = 0, mask = 1, print_ids = 0, min_p_given = 0, strict = 0, render = 0, roll = 0;
+    int temp_given = 0, top_p_given = 0;
     aria_render_opts ro = aria_render_defaults();
     enum { O_MODEL = 256, O_CFG, O_PROMPT, O_PIDS, O_PSEC, O_MAXNEW, O_TEMP, O_MINP, O_TOPP, O_VAR, O_SEED,
            O_END, O_NOMASK, O_OUT, O_PRINT, O_THREADS, O_STRICT, O_RENDER, O_SF, O_ROLL, O_EMB, O_EMBM,
@@ -216,6 +273,7 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_TEMP:
             if (parse_double(optarg, &temp) || temp < 0 || temp > 2) return usage_error("generate", "--temp wants 0..2");
+            temp_given = 1;
             break;
         case O_MINP:
             if (parse_double(optarg, &min_p) || min_p < 0 || min_p > 1) return usage_error("generate", "--min-p wants 0..1");
@@ -223,6 +281,7 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_TOPP:
             if (parse_double(optarg, &top_p) || top_p < 0.5 || top_p > 1) return usage_error("generate", "--top-p wants 0.5..1");
+            top_p_given = 1;
             break;
         case O_VAR:
             if (parse_long(optarg, 1, 64, &variations)) return usage_error("generate", "--variations wants 1..64");
@@ -270,7 +329,9 @@ int cmd_generate(int argc, char **argv) {
         model_path = bundled;
         fprintf(stderr, "aria: using the bundled model %s\n", model_path);
     }
-    if (top_p > 0 && !min_p_given) min_p = 0.0;
+    if (sampling_beside(model_path, &temp, temp_given, &min_p, min_p_given || top_p_given, &top_p, top_p_given))
+        return EXIT_INPUT;
+    if (top_p_given && !min_p_given) min_p = 0.0;
     if (ro.soundfont && !render) return usage_error("generate", "--soundfont goes with --render");
     /* what --render and --roll need is checked before the long part */
     if (render && render_ready(&ro.soundfont)) return EXIT_INPUT;

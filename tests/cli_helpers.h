@@ -75,4 +75,27 @@ static inline void run_aria_err(aria_run_result *r, const char *args) {
     unlink(errf);
 }
 
+/* A fresh folder "/tmp/aria_NAME" + six random characters, written into
+   dir (64 bytes), for a suite's .init; test_dir_remove is its .fini. */
+static inline int test_dir_make(char dir[64], const char *name) {
+    snprintf(dir, 64, "/tmp/aria_%.40sXXXXXX", name);
+    return mkdtemp(dir) != NULL;
+}
+
+static inline void test_dir_remove(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) {}
+}
+
+/* dir/name, in one of 64 buffers used in turn (a test that keeps a path
+   while making many more copies it into a buffer of its own). */
+static inline const char *test_path(const char *dir, const char *name) {
+    static char buf[64][160];
+    static int k;
+    k = (k + 1) % 64;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 #endif

@@ -633,6 +633,9 @@ Test(cfg_cli, bundled_model) {
         run(&r, a);
         cr_expect_eq(r.status, 0, "%s", r.err);
         cr_expect(strstr(r.err, "bundled model") && strstr(r.err, "aria-small-gen"), "%s", r.err);
+        /* with the sampling settings its folder recommends */
+        if (exists("models/aria-small-gen/generation_config.json"))
+            cr_expect(strstr(r.err, "aria-small-gen/generation_config.json recommends: temperature"), "%s", r.err);
         snprintf(p, sizeof p, "%s/o/res_1.mid", dir);
         cr_expect(exists(p));
     } else {

@@ -751,6 +751,58 @@ Test(cli_ux, generation_says_when_it_stops_short) {
     remove_tree(dir);
 }
 
+/* 8b. A generation_config.json beside the weights sets the sampling
+   options not given on the command line; a bad one is refused, named. */
+Test(cli_ux, generation_config_beside_the_weights) {
+    char dir[] = "/tmp/aria_ux8bXXXXXX";
+    cr_assert(mkdtemp(dir));
+    make_fixtures(dir, 0, 1);
+    static char args[2048], greedy[1 << 16], cfg[600];
+    static run_result r;
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 12 --seed 1 "
+             "--temp 0 --print-ids --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(greedy, sizeof greedy, "%s", r.out);
+    cr_expect(!strstr(r.err, "recommends"), "%s", r.err);
+    snprintf(cfg, sizeof cfg, "%s/generation_config.json", dir);
+    FILE *f = fopen(cfg, "w");
+    cr_assert(f);
+    fputs("{\"temperature\": 0, \"max_length\": 99}\n", f);
+    fclose(f);
+    /* no --temp: the file's 0, so greedy whatever the seed */
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 12 --seed 7 "
+             "--print-ids --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, greedy);
+    cr_expect(strstr(r.err, "generation_config.json recommends: temperature 0"), "%s", r.err);
+    /* the command line wins */
+    snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 12 --seed 7 "
+             "--temp 1 --print-ids --out-dir %s", dir, dir);
+    run(&r, args);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_neq(r.out, greedy);
+    cr_expect(!strstr(r.err, "recommends"), "%s", r.err);
+    /* out of range, or not JSON: refused with the file's name, nothing written */
+    static const char *const bad[] = {"{\"temperature\": 5}\n", "{\"min_p\": \"high\"}\n", "[1]\n", "{\"top_p\": \n"};
+    for (int i = 0; i < 4; i++) {
+        f = fopen(cfg, "w");
+        cr_assert(f);
+        fputs(bad[i], f);
+        fclose(f);
+        snprintf(args, sizeof args, "generate --model %s/lm.safetensors --prompt " WALTZ " --max-new 4 --seed 1 "
+                 "--out-dir %s/bad", dir, dir);
+        run(&r, args);
+        cr_expect_eq(r.status, 1, "%s: %d", bad[i], r.status);
+        cr_expect(strstr(r.err, "generation_config.json") != NULL, "%s", r.err);
+        char made[700];
+        snprintf(made, sizeof made, "%s/bad", dir);
+        cr_expect(access(made, F_OK) != 0, "%s: an output folder was made", bad[i]);
+    }
+    remove_tree(dir);
+}
+
 /* 9. Small ones. */
 Test(cli_ux, small_ones) {
     static run_result r;

@@ -20,27 +20,9 @@
 #include "model_helpers.h"
 
 static char dir[64];
-
-static void setup(void) {
-    strcpy(dir, "/tmp/aria_quantXXXXXX");
-    cr_assert(mkdtemp(dir));
-}
-
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-}
-
-/* dir/name, in one of 64 buffers used in turn (a test keeps a path it
-   reuses in a buffer of its own) */
-static const char *path(const char *name) {
-    static char buf[64][128];
-    static int k;
-    k = (k + 1) % 64;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static void setup(void) { cr_assert(test_dir_make(dir, "quant")); }
+static void teardown(void) { test_dir_remove(dir); }
+static const char *path(const char *name) { return test_path(dir, name); }
 
 /* A random tiny model with an lm_head saved as `name` in dtype dt. */
 static void write_tiny(const char *name, aria_dtype dt) {

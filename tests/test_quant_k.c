@@ -368,22 +368,9 @@ Test(quant_k, dispatch) {
 /* ---- files ------------------------------------------------------------------ */
 
 static char dir[64];
-static void setup(void) {
-    strcpy(dir, "/tmp/aria_q4kXXXXXX");
-    cr_assert(mkdtemp(dir));
-}
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-}
-static const char *path(const char *name) {
-    static char buf[16][128];
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static void setup(void) { cr_assert(test_dir_make(dir, "q4k")); }
+static void teardown(void) { test_dir_remove(dir); }
+static const char *path(const char *name) { return test_path(dir, name); }
 
 /* A random model of the tiny shape but ff 256 -> d 256 (so that every
    layer matrix has a multiple of 256 columns somewhere), with an lm_head,

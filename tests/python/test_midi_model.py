@@ -115,6 +115,28 @@ def test_generate_matches_cli(aria_bin, tiny, tmp_path):
     assert len(mds) == 2 and all(isinstance(x, MidiDict) for x in mds)
 
 
+def test_generation_config_beside_the_weights(aria_bin, tiny, tmp_path):
+    """generation_config.json beside the weights: the sampling defaults of
+    Model.generate, the same as aria generate's; the arguments win."""
+    import shutil
+    w = tmp_path / "lm.safetensors"
+    shutil.copy(tiny, w)
+    prompt = str(midi_of(LOCAL / "waltz"))
+    greedy = Model(w).generate(prompt, max_new=12, seed=1, temp=0, return_ids=True)[0].tolist()
+    assert Model(w).sampling_defaults() == {"temp": 0.98, "min_p": 0.035, "top_p": 0.0}
+    (tmp_path / "generation_config.json").write_text('{"temperature": 0, "top_p": 0.9}')
+    m = Model(w)
+    assert m.sampling_defaults() == {"temp": 0.0, "min_p": 0.0, "top_p": 0.9}
+    assert m.generate(prompt, max_new=12, seed=7, return_ids=True)[0].tolist() == greedy
+    assert m.generate(prompt, max_new=12, seed=7, temp=1.0, return_ids=True)[0].tolist() != greedy
+    r = subprocess.run([aria_bin, "generate", "--model", str(w), "--prompt", prompt, "--max-new", "12", "--seed", "7",
+                        "--print-ids", "--out-dir", str(tmp_path)], check=True, capture_output=True, text=True)
+    assert list(map(int, r.stdout.split())) == greedy
+    (tmp_path / "generation_config.json").write_text('{"temperature": 9}')
+    with pytest.raises(ValueError, match="temperature"):
+        Model(w).generate(prompt, max_new=4)
+
+
 def test_embed_matches_cli(aria_bin, tiny, tmp_path):
     files = [str(midi_of(LOCAL / "waltz")), str(midi_of(LOCAL / "nocturne"))]
     subprocess.run([aria_bin, "embed", "--model", str(tiny), "-o", str(tmp_path / "e.npy")] + files, check=True)

@@ -40,6 +40,7 @@ class Model:
 
     def __init__(self, path, config=None, threads=0):
         path = os.fspath(path)
+        self.path = path
         err = _lib.Error()
         cfg = None
         if config is not None:
@@ -146,19 +147,46 @@ class Model:
             raise ValueError("prompt: want one sequence of ids")
         return a
 
-    def generate(self, prompt, max_new=2048, temp=0.98, min_p=None, top_p=0.0, variations=1, seed=0, end=False,
+    def sampling_defaults(self):
+        """temp, min_p and top_p when generate() is not given them: the
+        reference's 0.98 / 0.035 / off, replaced by what a
+        generation_config.json beside the weights says (keys temperature,
+        min_p, top_p), as `aria generate` does."""
+        d = {"temp": 0.98, "min_p": 0.035, "top_p": 0.0}
+        f = os.path.join(os.path.dirname(os.path.abspath(self.path)), "generation_config.json")
+        if os.path.exists(f):
+            with open(f) as fh:
+                g = json.load(fh)
+            for key, name, lo, hi in (("temperature", "temp", 0, 2), ("min_p", "min_p", 0, 1), ("top_p", "top_p", 0.5, 1)):
+                v = g.get(key)
+                if v is None:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                    raise ValueError(f"{f}: \"{key}\" wants a number in {lo}..{hi}")
+                d[name] = float(v)
+            if "top_p" in g and "min_p" not in g:
+                d["min_p"] = 0.0
+        return d
+
+    def generate(self, prompt, max_new=2048, temp=None, min_p=None, top_p=None, variations=1, seed=0, end=False,
                  mask=True, prompt_seconds=15.0, return_ids=False, embedding=None, cfg=1.0, cfg_warmup=0):
         """Continues `prompt` (a MidiDict, a MIDI path or ids) with the
         options of `aria generate`. Returns `variations` MidiDicts (the whole
         sequence detokenized, as res_N.mid holds it), or numpy id arrays
-        with return_ids=True. top_p alone replaces min_p, as in the CLI.
+        with return_ids=True. top_p alone replaces min_p, as in the CLI;
+        what is not given comes from sampling_defaults().
         embedding (a float32 vector of the model's adapter size) steers the
         continuation with classifier-free guidance `cfg` (a model with an
         embedding_adapter only); cfg_warmup: 0 = min(250, max_new) steps,
         < 0 none."""
         pids = self.prompt_ids(prompt, prompt_seconds)
+        dflt = self.sampling_defaults()
+        if temp is None:
+            temp = dflt["temp"]
         if min_p is None:
-            min_p = 0.0 if top_p else 0.035
+            min_p = 0.0 if top_p is not None else dflt["min_p"]
+        if top_p is None:
+            top_p = dflt["top_p"]
         if not 1 <= int(variations) <= 64:
             raise ValueError("variations: want 1..64")
         opts = _lib.GenerateOpts(int(variations), int(max_new), int(seed),
