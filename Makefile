@@ -120,6 +120,13 @@ $(LIB_OBJ) $(CLI_OBJ) $(TEST_OBJ): $(BUILD)/portable-$(PORTABLE).stamp
 $(BUILD)/portable-$(PORTABLE).stamp:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/portable-*.stamp && touch $@
 
+# everything is compiled again when oneDNN is found or lost (kernels.h and
+# the tests read HAVE_DNNL): a build made before scripts/install-deps.sh
+# would otherwise keep running without it
+$(LIB_OBJ) $(CLI_OBJ) $(TEST_OBJ): $(BUILD)/dnnl-$(DNNL).stamp
+$(BUILD)/dnnl-$(DNNL).stamp:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/dnnl-*.stamp && touch $@
+
 # dist.o is compiled again when MPI is found or lost
 $(BUILD)/src/dist/dist.o: $(BUILD)/mpi-$(MPI).stamp
 $(BUILD)/mpi-$(MPI).stamp:
@@ -156,7 +163,7 @@ PIC_OBJ      := $(LIB_SRC:src/%.c=$(BUILD)/pic/src/%.o)
 $(BUILD)/pic/src/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -c $< -o $@
-$(PIC_OBJ): $(BUILD)/portable-$(PORTABLE).stamp
+$(PIC_OBJ): $(BUILD)/portable-$(PORTABLE).stamp $(BUILD)/dnnl-$(DNNL).stamp
 $(BUILD)/pic/src/dist/dist.o: $(BUILD)/mpi-$(MPI).stamp
 $(BUILD)/libaria.map: include/aria.h
 	@mkdir -p $(BUILD)

@@ -612,7 +612,8 @@ typedef struct {
     int mask_invalid;  /* 1: mask tokens that cannot come next (broken
                           note/onset/dur triples, onsets running backwards
                           in a segment, prefix tokens after <S>, notes of
-                          instruments the prefix does not list) */
+                          instruments the prefix does not list, a key
+                          struck twice at the same onset) */
     int force_end;     /* 1: near the budget, turn the first non-time token
                           into <D> so the piece winds down (reference --end) */
 } aria_sample_opts;
@@ -626,6 +627,9 @@ typedef struct {
     int seen_dim, seen_eos;
     uint32_t instruments; /* instrument prefixes seen (bit per aria_instrument):
                              only those instruments may play */
+    int note_instr, note_pitch; /* the note waiting for its onset */
+    uint64_t struck[ARIA_N_INSTR][2]; /* pitches (bit per pitch) of each instrument
+                                         started at last_onset */
 } aria_gen_state;
 
 /* Replays a prompt through the grammar state. */

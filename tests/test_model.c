@@ -444,6 +444,87 @@ Test(model, sampler_filters) {
     aria_tokenizer_free(t);
 }
 
+/* A note whose key already went down at the last onset cannot take that
+   onset again: the mask moves it to a later one (the only exception: the
+   segment's last onset, which has no later one before <T>). */
+Test(model, sampler_no_key_twice_at_one_onset) {
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    int V = 17727, onset0 = 17227, dur0 = 16726;
+    float *lg = malloc(V * sizeof *lg);
+    aria_token nt = aria_tok_token(t, 827); /* a piano note */
+    cr_assert_eq(nt.kind, ARIA_TK_NOTE);
+    aria_token other = nt;
+    other.v = nt.v + 7; /* another key, same instrument */
+    int note = 827, note2 = aria_tok_id(t, other);
+    cr_assert_eq(aria_tok_token(t, note2).v, nt.v + 7);
+    int32_t prompt[] = {6, 0};
+    aria_gen_state st;
+    aria_gen_state_init(&st, t, prompt, 2);
+    aria_rng r;
+    aria_rng_seed(&r, 5);
+    aria_sample_opts o = aria_sample_defaults();
+    o.temperature = 0;
+    int32_t played[] = {note, onset0 + 50, dur0 + 10, note2, onset0 + 50, dur0 + 10};
+    for (int i = 0; i < 6; i++) aria_gen_state_push(&st, t, played[i]);
+    /* the same key again: onset 500 is out, the next best wins */
+    aria_gen_state_push(&st, t, note);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0 + 50] = 40;
+    lg[onset0 + 52] = 20;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 52);
+    /* with sampling too: never onset 500 */
+    o.temperature = 1;
+    for (int k = 0; k < 50; k++) {
+        for (int i = 0; i < V; i++) lg[i] = 0;
+        lg[onset0 + 50] = 40;
+        lg[onset0 + 51] = 30;
+        cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 51);
+    }
+    /* without the mask the repeat is drawn */
+    o.mask_invalid = 0;
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0 + 50] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 50);
+    o.mask_invalid = 1;
+    o.temperature = 0;
+    /* a key not struck at 500 may join the chord */
+    aria_gen_state_init(&st, t, prompt, 2);
+    for (int i = 0; i < 3; i++) aria_gen_state_push(&st, t, played[i]);
+    aria_gen_state_push(&st, t, note2);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0 + 50] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 50);
+    /* a later onset clears the set: at 520 the first key is free again */
+    aria_gen_state_push(&st, t, onset0 + 52);
+    aria_gen_state_push(&st, t, dur0 + 10);
+    aria_gen_state_push(&st, t, note);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0 + 52] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 52);
+    /* so does <T>: onset 0 of the next segment after a key struck at 0 */
+    aria_gen_state_init(&st, t, prompt, 2);
+    int32_t at0[] = {note, onset0, dur0 + 10, ARIA_SP_TIME, note};
+    for (int i = 0; i < 5; i++) aria_gen_state_push(&st, t, at0[i]);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0);
+    /* ... while within the segment onset 0 is the last onset and masked */
+    aria_gen_state_init(&st, t, prompt, 2);
+    for (int i = 0; i < 3; i++) aria_gen_state_push(&st, t, at0[i]);
+    aria_gen_state_push(&st, t, note);
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 1);
+    /* at the segment's last onset there is no later one: the repeat stays
+       possible rather than leaving nothing to draw */
+    aria_gen_state_init(&st, t, prompt, 2);
+    int32_t last[] = {note, onset0 + 499, dur0 + 10, note};
+    for (int i = 0; i < 4; i++) aria_gen_state_push(&st, t, last[i]);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0 + 499] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 499);
+    free(lg);
+    aria_tokenizer_free(t);
+}
+
 Test(model, generation_respects_grammar) {
     aria_model *m = random_tiny(ARIA_HEAD_LM);
     aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);

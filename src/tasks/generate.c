@@ -10,7 +10,13 @@
  * long runs never emit broken triples: after a note only an onset, after
  * that onset only a duration, onsets never earlier than the previous one in
  * the same 5-second segment, no prefix / <S> / <P> / <U> tokens, at most
- * one <D>. The mask reads id ranges from the tokenizer's configuration.
+ * one <D>, and no key struck twice at one onset: after a note whose
+ * instrument already started that pitch at the last onset, that onset is
+ * masked (a piano cannot strike one key twice at once; the training data
+ * never does, except POP909's doubled melody tracks, and a small model
+ * falls into loops of such repeats, stacking dozens of copies of a chord's
+ * notes on one onset). The mask reads id ranges from the tokenizer's
+ * configuration.
  *
  * With an embedding, generation uses classifier-free guidance (spec 4.4):
  * every variation is two rows of one session, conditioned (the adapted
@@ -46,9 +52,17 @@ void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id
     case ARIA_TK_PREFIX:
         if (k.a == ARIA_PREFIX_INSTRUMENT && k.v >= 0 && k.v < ARIA_N_INSTR) st->instruments |= 1u << k.v;
         break;
-    case ARIA_TK_NOTE: st->expect = EXPECT_NOTE_ONSET; break;
+    case ARIA_TK_NOTE:
+        st->expect = EXPECT_NOTE_ONSET;
+        st->note_instr = k.a;
+        st->note_pitch = k.v;
+        break;
     case ARIA_TK_DRUM: st->expect = EXPECT_ONSET_END; break;
     case ARIA_TK_ONSET:
+        if (k.v != st->last_onset) memset(st->struck, 0, sizeof st->struck);
+        if (st->expect == EXPECT_NOTE_ONSET && st->note_instr < ARIA_N_INSTR && st->note_pitch >= 0 &&
+            st->note_pitch < 128)
+            st->struck[st->note_instr][st->note_pitch >> 6] |= 1ull << (st->note_pitch & 63);
         st->expect = st->expect == EXPECT_NOTE_ONSET ? EXPECT_DUR : EXPECT_EVENT;
         st->last_onset = k.v;
         break;
@@ -56,6 +70,7 @@ void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id
     case ARIA_TK_SPECIAL:
         if (k.v == ARIA_SP_TIME) {
             st->last_onset = -1;
+            memset(st->struck, 0, sizeof st->struck);
             st->expect = EXPECT_EVENT;
         } else if (k.v == ARIA_SP_DIM) {
             st->seen_dim = 1;
@@ -84,6 +99,13 @@ static void apply_mask(const aria_tokenizer *t, float *logits, int vocab, const 
     int onset_end = t->id_onset + N_ONSET;
     if (st->expect == EXPECT_NOTE_ONSET || st->expect == EXPECT_ONSET_END) {
         int first = t->id_onset + (st->last_onset > 0 ? st->last_onset / STEP_MS : 0);
+        /* the pending note's key already went down at the last onset: a
+           later onset (when the segment has one) */
+        if (st->expect == EXPECT_NOTE_ONSET && st->last_onset >= 0 && st->note_instr < ARIA_N_INSTR &&
+            st->note_pitch >= 0 && st->note_pitch < 128 &&
+            (st->struck[st->note_instr][st->note_pitch >> 6] >> (st->note_pitch & 63) & 1) &&
+            first + 1 < onset_end)
+            first++;
         mask_range(logits, 0, first);
         mask_range(logits, onset_end, vocab);
         return;
