@@ -13,6 +13,9 @@ by default ../shared/midi/eval), generates several continuations with
              counted from the prompt's last onset (target <= 4 s, unless
              the prompt itself has a longer one)
   errors     malformed tokens the detokenizer had to skip (target 0)
+  restrikes  share of the continuation's notes that strike a key again at
+             most 30 ms after its last strike (no target; a pianist cannot,
+             and the classical data never does; a doubled track does)
 
 Definitions. Notes come from `aria notes` (onset and offset in ms, sustain
 already folded into the durations by the tokenizer). The prompt's notes
@@ -101,6 +104,21 @@ def pick_prompts(root, n, prompt_s, aria, tmp, max_tokens):
     return chosen
 
 
+def restrikes(prompt_notes, cont, window_ms=30):
+    """Continuation notes whose key was struck at most window_ms before."""
+    cont_set = collections.Counter((a, p) for a, _, p in cont)
+    by_pitch = collections.defaultdict(list)
+    for a, _, p in prompt_notes + cont:
+        by_pitch[p].append(a)
+    n = 0
+    for p, onsets in by_pitch.items():
+        onsets.sort()
+        for x, y in zip(onsets, onsets[1:]):
+            if y - x <= window_ms and cont_set[(y, p)] > 0:
+                n += 1
+    return n
+
+
 def measure(prompt_notes, res_notes, prompt_s):
     left = collections.Counter((a, p) for a, _, p in prompt_notes)
     cont = []
@@ -121,7 +139,8 @@ def measure(prompt_notes, res_notes, prompt_s):
     c_density = len(cont) / (max(c1 - c0, 1000) / 1000)
     last_prompt_onset = max(a for a, _, _ in prompt_notes)
     sil = longest_silence(prompt_notes + cont, last_prompt_onset, c1)
-    return dict(notes=len(cont), in_key=sum(p % 12 in top7 for _, _, p in cont) / len(cont),
+    return dict(notes=len(cont), restrikes=restrikes(prompt_notes, cont) / len(cont),
+                in_key=sum(p % 12 in top7 for _, _, p in cont) / len(cont),
                 density=c_density, prompt_density=p_density, ratio=c_density / p_density,
                 silence_s=sil / 1000, prompt_silence_s=p_sil / 1000)
 
@@ -207,6 +226,7 @@ def main():
     ratios = [r["ratio"] for r in rows]
     in_range = sum(0.5 <= x <= 2.0 for x in ratios)
     long_sil = sum(1 for r in played if r["silence_s"] > 4.0 and r["prompt_silence_s"] <= 4.0)
+    restruck = sum(r["restrikes"] * r["notes"] for r in played) / cont_notes if cont_notes else 0.0
     # continuations that meet every per-continuation target at once
     all_met = sum(1 for r in played if r["in_key"] >= 0.85 and 0.5 <= r["ratio"] <= 2.0 and r["decode_error"] is False
                   and not (r["silence_s"] > 4.0 and r["prompt_silence_s"] <= 4.0))
@@ -215,7 +235,7 @@ def main():
                    in_key_per_variation_median=statistics.median([r["in_key"] for r in played]) if played else None,
                    density_ratio_median=statistics.median(ratios) if ratios else None,
                    density_ratio_in_range=in_range,
-                   long_silences=long_sil, decoding_errors=errors, all_targets_met=all_met)
+                   long_silences=long_sil, decoding_errors=errors, all_targets_met=all_met, restrikes=restruck)
     print()
     if a.ground_truth:
         print("the real continuations of the prompts' files (--ground-truth), not a model's:")
@@ -227,6 +247,7 @@ def main():
           f"{in_range}/{len(rows)} within 0.5-2x (target: all)")
     print(f"silences over 4 s where the prompt has none: {long_sil}/{len(rows)} (target 0)")
     print(f"decoding errors: {errors} (target 0)")
+    print(f"keys struck again within 30 ms: {100 * restruck:.2f} % of continuation notes (no target)")
     print(f"continuations meeting all of these at once (in-key >= 85 %, density 0.5-2x, no long silence, "
           f"no decoding error): {all_met}/{len(rows)}")
     if a.json:

@@ -65,6 +65,12 @@ static void help_dataset(void) {
          "                     DATA/embeddings.npy, a row per file, each sequence's row\n"
          "                     in DATA/<split>-e<epoch>.rows; the manifest records the\n"
          "                     model's file name, size and content hash (default: none)\n"
+         "  --drop-restrikes MS\n"
+         "                     drop every note whose key its instrument struck at most MS\n"
+         "                     ms before (0: exact doubles only), keeping the longer sound;\n"
+         "                     POP909 doubles its melody across tracks, which teaches a\n"
+         "                     model to strike one key twice at once (default: keep all,\n"
+         "                     as the reference)\n"
          "  --group-by MODE    files the split keeps on one side (default auto):\n"
          "                     auto: one piece's versions and parts: the folder (a\n"
          "                       'versions' folder counts as its parent) and the name\n"
@@ -191,7 +197,7 @@ static int arglist_push(arglist *a, const char *s) {
     return 0;
 }
 
-enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP, O_STRICT,
+enum { O_OUT = 256, O_SEQ, O_EPOCHS, O_VAL, O_SEP, O_FILTERS, O_IDS, O_JOBS, O_SEED, O_FORCE, O_GROUP, O_STRICT, O_RESTRIKE,
        O_EMB };
 
 /* One option into o; returns 0, or the exit status of a usage error. */
@@ -234,6 +240,11 @@ static int parse_option(int c, const char *arg, aria_dataset_opts *o, const char
     case O_FORCE: o->overwrite = 1; return 0;
     case O_STRICT: o->strict = 1; return 0;
     case O_EMB: o->embed_model_path = arg; return 0;
+    case O_RESTRIKE:
+        if (parse_long(arg, 0, 1000, &v)) return usage_error("dataset", "--drop-restrikes wants 0..1000 ms, got '%s'", arg);
+        o->drop_restrikes = 1;
+        o->restrike_ms = (int)v;
+        return 0;
     case O_GROUP:
         if (aria_group_mode_parse(arg, &o->group_by, &o->group_pattern))
             return usage_error("dataset", "--group-by wants auto, dir, none or regex:PATTERN, got '%s'", arg);
@@ -251,6 +262,7 @@ int cmd_dataset(int argc, char **argv) {
         {"seed", required_argument, 0, O_SEED},       {"force", no_argument, 0, O_FORCE},
         {"strict", no_argument, 0, O_STRICT},
         {"group-by", required_argument, 0, O_GROUP},  {"embedding-model", required_argument, 0, O_EMB},
+        {"drop-restrikes", required_argument, 0, O_RESTRIKE},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     aria_dataset_opts o = aria_dataset_defaults();
     const char *out = NULL;

@@ -144,8 +144,12 @@ static void help_generate(void) {
          "  --seed S              random seed (default: from the clock, printed)\n"
          "  --end                 steer the piece to an end within the budget (<D> near the end)\n"
          "  --no-mask             do not mask tokens that cannot come next: broken note triples,\n"
-         "                        onsets running backwards, a key struck twice at one onset\n"
-         "                        (default: masked; the reference masks nothing)\n"
+         "                        onsets running backwards, a key struck again within 30 ms, a\n"
+         "                        silence over --max-silence (default: masked; the reference\n"
+         "                        masks nothing)\n"
+         "  --max-silence S       with the mask, never leave every note silent for more than S\n"
+         "                        seconds, or the prompt's own longest silence if longer\n"
+         "                        (default 4; 0 turns this off)\n"
          "  --out-dir DIR         where res_*.mid go (default .; created if missing)\n"
          "  --strict              refuse a damaged prompt file\n"
          "  --print-ids           print each variation's ids (prompt included) on stdout\n"
@@ -232,7 +236,7 @@ static int sampling_beside(const char *model_path, double *temp, int temp_given,
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *cfg_arg = NULL, *prompt = NULL, *prompt_ids = NULL, *out_dir = ".";
     const char *emb_npy = NULL, *emb_model = NULL, *emb_midi = NULL;
-    double prompt_s = 15.0, temp = 0.98, min_p = 0.035, top_p = 0.0, cfg = 1.0;
+    double prompt_s = 15.0, temp = 0.98, min_p = 0.035, top_p = 0.0, cfg = 1.0, max_silence = 4.0;
     long long max_new = 2048, variations = 1, seed = -1, threads = 0, cfg_warmup = -1;
     int cfg_given = 0, max_new_given = 0;
     char bundled[4096];
@@ -241,7 +245,7 @@ int cmd_generate(int argc, char **argv) {
     aria_render_opts ro = aria_render_defaults();
     enum { O_MODEL = 256, O_CFG, O_PROMPT, O_PIDS, O_PSEC, O_MAXNEW, O_TEMP, O_MINP, O_TOPP, O_VAR, O_SEED,
            O_END, O_NOMASK, O_OUT, O_PRINT, O_THREADS, O_STRICT, O_RENDER, O_SF, O_ROLL, O_EMB, O_EMBM,
-           O_EMBMIDI, O_CFGW, O_CFGWU };
+           O_EMBMIDI, O_CFGW, O_CFGWU, O_SILENCE };
     static const struct option lo[] = {
         {"model", required_argument, 0, O_MODEL},     {"config", required_argument, 0, O_CFG},
         {"prompt", required_argument, 0, O_PROMPT},   {"prompt-ids", required_argument, 0, O_PIDS},
@@ -256,6 +260,7 @@ int cmd_generate(int argc, char **argv) {
         {"roll", no_argument, 0, O_ROLL},             {"embedding", required_argument, 0, O_EMB},
         {"embedding-model", required_argument, 0, O_EMBM}, {"embedding-midi", required_argument, 0, O_EMBMIDI},
         {"cfg", required_argument, 0, O_CFGW},        {"cfg-warmup", required_argument, 0, O_CFGWU},
+        {"max-silence", required_argument, 0, O_SILENCE},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -293,6 +298,10 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_END: end = 1; break;
         case O_NOMASK: mask = 0; break;
+        case O_SILENCE:
+            if (parse_double(optarg, &max_silence) || max_silence < 0 || max_silence > 3600)
+                return usage_error("generate", "--max-silence wants 0..3600 seconds");
+            break;
         case O_OUT: out_dir = optarg; break;
         case O_PRINT: print_ids = 1; break;
         case O_THREADS:
@@ -414,7 +423,7 @@ int cmd_generate(int argc, char **argv) {
     }
     progress_state ps = {now_s(), 0.0, isatty(2), (int)variations};
     aria_generate_opts go = {.variations = (int)variations, .max_new = (int)max_new, .seed = (uint64_t)seed,
-                             .sample = {(float)temp, (float)min_p, (float)top_p, mask, end},
+                             .sample = {(float)temp, (float)min_p, (float)top_p, mask, end, (float)max_silence},
                              .progress = gen_progress, .progress_ctx = &ps, .cond_embedding = cond_emb,
                              .cond_dim = cond_dim, .cfg = (float)cfg,
                              .cfg_warmup = cfg_warmup < 0 ? 0 : cfg_warmup == 0 ? -1 : (int)cfg_warmup};

@@ -316,6 +316,13 @@ int64_t aria_tok_length_ms(const aria_token *toks, size_t n, int onset_only);
 /* truncate_by_time: the new length (tokens before the first note whose
    absolute onset exceeds t_ms, minus one as the reference slices). */
 size_t aria_tok_truncate_by_time(const aria_token *toks, size_t n, int64_t t_ms);
+/* Cleaning training data (not part of the reference): removes in place
+   every note (note, onset, duration) whose instrument already struck the
+   same pitch at most window_ms earlier, as POP909's doubled melody and
+   piano tracks do; the note kept sounds as long as the longer of the two
+   (at most 5000 ms). Returns the new token count. window_ms < 0: none
+   removed. */
+size_t aria_tok_drop_restrikes(aria_token *toks, size_t n, int window_ms);
 
 /* Generation prompt of `aria generate`: notes starting at or before
    `prompt_ms`, pedal messages up to it (a trailing pedal-on dropped),
@@ -613,9 +620,13 @@ typedef struct {
                           note/onset/dur triples, onsets running backwards
                           in a segment, prefix tokens after <S>, notes of
                           instruments the prefix does not list, a key
-                          struck twice at the same onset) */
+                          struck again within 30 ms) */
     int force_end;     /* 1: near the budget, turn the first non-time token
                           into <D> so the piece winds down (reference --end) */
+    float max_silence; /* seconds, with mask_invalid: no <T> or onset that
+                          would leave every key silent for longer than this or
+                          than the prompt's own longest silence, whichever is
+                          longer (4; 0 = off) */
 } aria_sample_opts;
 
 aria_sample_opts aria_sample_defaults(void);
@@ -628,8 +639,14 @@ typedef struct {
     uint32_t instruments; /* instrument prefixes seen (bit per aria_instrument):
                              only those instruments may play */
     int note_instr, note_pitch; /* the note waiting for its onset */
-    uint64_t struck[ARIA_N_INSTR][2]; /* pitches (bit per pitch) of each instrument
-                                         started at last_onset */
+    int32_t strike_ms[ARIA_N_INSTR][128]; /* each key's last strike (absolute ms,
+                                             plus 1; 0: never) */
+    int sounding;      /* the pending onset belongs to a note or a drum hit */
+    int64_t seg_ms;    /* start of the current segment (ms after the first token) */
+    int64_t onset_ms;  /* the last onset, absolute */
+    int64_t sound_end; /* when the last sound stops (ms); -1 before any */
+    int64_t gap_max;   /* the longest silence between sounds so far (ms) */
+    int64_t prompt_gap; /* gap_max at the end of the prompt */
 } aria_gen_state;
 
 /* Replays a prompt through the grammar state. */
@@ -1310,6 +1327,11 @@ typedef struct {
        records. Progress stage "embed". NULL: none. */
     const aria_model *embed_model;
     const char *embed_model_path;
+    /* 1: drop from every tokenized file each note whose key its instrument
+       struck at most restrike_ms earlier (aria_tok_drop_restrikes; not in
+       the reference recipe: POP909 doubles its melody across tracks) (0) */
+    int drop_restrikes;
+    int restrike_ms;
 } aria_dataset_opts;
 
 aria_dataset_opts aria_dataset_defaults(void);

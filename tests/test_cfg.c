@@ -620,32 +620,33 @@ Test(cfg_cli, generate_with_an_embedding) {
     cr_expect_eq(system(a), 0);
 }
 
-/* Keys struck twice at one onset in `aria generate --print-ids` output
-   (one sequence per line); a segment's last onset (4990 ms) is exempt. */
+/* Keys struck again within 30 ms (one onset or up to three steps later)
+   in `aria generate --print-ids` output (one sequence per line); a
+   segment's last onset (4990 ms) is exempt. */
 static int repeated_keys(const char *ids_file, int *notes) {
     aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
     FILE *f = fopen(ids_file, "r");
     cr_assert(t && f, "%s", ids_file);
     static char line[1 << 16];
+    static long struck_at[ARIA_N_INSTR][128];
     int rep = 0;
     *notes = 0;
     while (fgets(line, sizeof line, f)) {
-        long seg = 0, last = -1;
-        int at[128], n_at = 0, instr = -1, pitch = -1;
+        long seg = 0;
+        int instr = -1, pitch = -1;
+        for (int i = 0; i < ARIA_N_INSTR; i++)
+            for (int k = 0; k < 128; k++) struck_at[i][k] = -100000;
         for (char *p = strtok(line, " \n"); p; p = strtok(NULL, " \n")) {
             aria_token k = aria_tok_token(t, atoi(p));
             if (k.kind == ARIA_TK_SPECIAL && k.v == ARIA_SP_TIME) {
                 seg++;
-                last = -1;
-                n_at = 0;
-            } else if (k.kind == ARIA_TK_NOTE) {
+            } else if (k.kind == ARIA_TK_NOTE && k.a < ARIA_N_INSTR && k.v >= 0 && k.v < 128) {
                 instr = k.a;
                 pitch = k.v;
             } else if (k.kind == ARIA_TK_ONSET && pitch >= 0) {
-                if (seg * 5000 + k.v != last) n_at = 0;
-                last = seg * 5000 + k.v;
-                for (int j = 0; j < n_at; j++) rep += at[j] == instr * 128 + pitch && k.v < 4990;
-                if (n_at < 128) at[n_at++] = instr * 128 + pitch;
+                long at = seg * 5000 + k.v;
+                rep += at - struck_at[instr][pitch] <= 30 && k.v < 4990;
+                struck_at[instr][pitch] = at;
                 ++*notes;
                 pitch = -1;
             } else if (k.kind != ARIA_TK_DUR) {
@@ -658,9 +659,9 @@ static int repeated_keys(const char *ids_file, int *notes) {
     return rep;
 }
 
-/* The bundled model, left to itself (--no-mask), stacks copies of a
-   chord's keys on one onset; the grammar mask (on by default) never lets a
-   key go down twice at once. */
+/* The bundled model, left to itself (--no-mask), strikes keys again at
+   once or a few milliseconds later; the grammar mask (on by default) never
+   lets a key go down again within 30 ms. */
 Test(cfg_cli, bundled_model_never_strikes_a_key_twice) {
     if (!exists("models/aria-small-gen/model.safetensors")) {
         cr_log_warn("models/aria-small-gen/model.safetensors is absent: skipped");
@@ -682,7 +683,7 @@ Test(cfg_cli, bundled_model_never_strikes_a_key_twice) {
         rep[m] = repeated_keys(ids, &notes);
         cr_expect_gt(notes, 200, "%s: %d notes", modes[m], notes);
     }
-    cr_expect_eq(rep[0], 0, "%d keys struck twice at one onset with the grammar mask", rep[0]);
+    cr_expect_eq(rep[0], 0, "%d keys struck again within 30 ms with the grammar mask", rep[0]);
     cr_expect_gt(rep[1], 0, "without the mask the bundled model no longer repeats keys (so this test no longer "
                             "shows the mask at work: choose a prompt or seed where it does)");
     snprintf(a, sizeof a, "rm -rf %s", dir);

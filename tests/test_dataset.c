@@ -594,6 +594,83 @@ Test(dataset_cli, sep_sequences_start_each_file_afresh) {
     rm_rf(out);
 }
 
+/* Notes in ids that repeat a key of their instrument at the same onset. */
+static size_t exact_restrikes(const int32_t *ids, size_t n, size_t *notes) {
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    size_t c = 0, seen_n = 0;
+    int64_t seg = 0, last_on = -1;
+    static unsigned char at[ARIA_N_INSTR][128];
+    memset(at, 0, sizeof at);
+    for (size_t i = 0; i < n; i++) {
+        aria_token k = aria_tok_token(t, ids[i]);
+        if (ids[i] == ID_BOS) seg = 0, last_on = -1, memset(at, 0, sizeof at);
+        if (aria_tok_is(k, ARIA_SP_TIME)) seg += 5000;
+        if (k.kind != ARIA_TK_NOTE || i + 1 >= n) continue;
+        aria_token o = aria_tok_token(t, ids[i + 1]);
+        if (o.kind != ARIA_TK_ONSET) continue;
+        seen_n++;
+        if (seg + o.v != last_on) memset(at, 0, sizeof at), last_on = seg + o.v;
+        c += at[k.a][k.v];
+        at[k.a][k.v] = 1;
+    }
+    aria_tokenizer_free(t);
+    *notes = seen_n;
+    return c;
+}
+
+/* POP909's doubled tracks strike keys twice at once: --drop-restrikes 0
+   removes exactly those notes and leaves the rest as it was. */
+Test(dataset_cli, drop_restrikes_removes_doubled_notes) {
+    char in[64], out[2][64];
+    strcpy(in, "/tmp/aria_ds_inXXXXXX");
+    cr_assert(mkdtemp(in));
+    /* a melody of 60 notes on channel 0, every other one doubled on
+       channel 1 (both pianos), as POP909's melody and piano tracks do */
+    aria_midi mid;
+    aria_error e = {{0}};
+    cr_assert_eq(aria_midi_init(&mid, 1, 480), ARIA_OK);
+    for (int tr = 0; tr < 2; tr++) {
+        cr_assert_eq(aria_midi_add_track(&mid), ARIA_OK);
+        aria_midi_event pc = {.tick = 0, .status = (uint8_t)(0xC0 | tr), .d1 = 0};
+        cr_assert_eq(aria_midi_push(&mid, tr, &pc, NULL, &e), ARIA_OK, "%s", e.msg);
+        for (int i = 0; i < 60; i++) {
+            if (tr && i % 2) continue;
+            uint8_t key = (uint8_t)(60 + (i * 5) % 12);
+            aria_midi_event on = {.tick = (uint32_t)(i * 240), .status = (uint8_t)(0x90 | tr), .d1 = key, .d2 = 90};
+            aria_midi_event off = {.tick = (uint32_t)(i * 240 + 200), .status = (uint8_t)(0x80 | tr), .d1 = key};
+            cr_assert_eq(aria_midi_push(&mid, tr, &on, NULL, &e), ARIA_OK, "%s", e.msg);
+            cr_assert_eq(aria_midi_push(&mid, tr, &off, NULL, &e), ARIA_OK, "%s", e.msg);
+        }
+    }
+    char to[700];
+    snprintf(to, sizeof to, "%s/doubled.mid", in);
+    cr_assert_eq(aria_midi_write_file(&mid, to, &e), ARIA_OK, "%s", e.msg);
+    aria_midi_free(&mid);
+    size_t reps[2], notes[2];
+    for (int k = 0; k < 2; k++) {
+        out_dir(out[k]);
+        run_result r;
+        run(&r, "dataset --out %s --seq-len 256 --filters none --sep-sequences --val-fraction 0 %s %s", out[k],
+            k ? "--drop-restrikes 0" : "", in);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        json_doc *m = manifest(out[k]);
+        const json_value *d = json_get(json_root(m), "drop_restrikes_ms");
+        if (k) cr_expect_eq(json_int(d), 0);
+        else cr_expect_null(d);
+        json_doc_free(m);
+        size_t n_seqs;
+        int L;
+        int32_t *ids = read_epoch(out[k], "train", 0, &n_seqs, &L);
+        reps[k] = exact_restrikes(ids, n_seqs * (size_t)L, &notes[k]);
+        free(ids);
+        rm_rf(out[k]);
+    }
+    cr_expect_eq(reps[0], 30, "the file doubles 30 keys: %zu", reps[0]);
+    cr_expect_eq(reps[1], 0);
+    cr_expect_eq(notes[0] - notes[1], reps[0], "only the doubles go: %zu -> %zu notes", notes[0], notes[1]);
+    rm_rf(in);
+}
+
 static void write_text(const char *path, const char *text) {
     cr_assert_eq(aria_write_file_atomic(path, text, strlen(text), NULL), ARIA_OK);
 }

@@ -444,10 +444,11 @@ Test(model, sampler_filters) {
     aria_tokenizer_free(t);
 }
 
-/* A note whose key already went down at the last onset cannot take that
-   onset again: the mask moves it to a later one (the only exception: the
-   segment's last onset, which has no later one before <T>). */
-Test(model, sampler_no_key_twice_at_one_onset) {
+/* A note whose key went down at most 30 ms ago cannot take those onsets:
+   the mask moves it to the first onset 40 ms or more after the last
+   strike, across <T> too (the only exception: the segment's last onset,
+   when no later one is left before <T>). */
+Test(model, sampler_no_key_restruck_within_30ms) {
     aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
     int V = 17727, onset0 = 17227, dur0 = 16726;
     float *lg = malloc(V * sizeof *lg);
@@ -459,26 +460,32 @@ Test(model, sampler_no_key_twice_at_one_onset) {
     cr_assert_eq(aria_tok_token(t, note2).v, nt.v + 7);
     int32_t prompt[] = {6, 0};
     aria_gen_state st;
-    aria_gen_state_init(&st, t, prompt, 2);
     aria_rng r;
     aria_rng_seed(&r, 5);
     aria_sample_opts o = aria_sample_defaults();
     o.temperature = 0;
-    int32_t played[] = {note, onset0 + 50, dur0 + 10, note2, onset0 + 50, dur0 + 10};
-    for (int i = 0; i < 6; i++) aria_gen_state_push(&st, t, played[i]);
-    /* the same key again: onset 500 is out, the next best wins */
-    aria_gen_state_push(&st, t, note);
-    for (int i = 0; i < V; i++) lg[i] = 0;
+#define RESET(...)                                                                \
+    do {                                                                          \
+        int32_t ids_[] = {__VA_ARGS__};                                           \
+        aria_gen_state_init(&st, t, prompt, 2);                                   \
+        for (size_t i = 0; i < sizeof ids_ / sizeof ids_[0]; i++) aria_gen_state_push(&st, t, ids_[i]); \
+        for (int i = 0; i < V; i++) lg[i] = 0;                                    \
+    } while (0)
+    /* struck at 500 with another key: 500-530 are out, 540 wins */
+    RESET(note, onset0 + 50, dur0 + 10, note2, onset0 + 50, dur0 + 10, note);
     lg[onset0 + 50] = 40;
-    lg[onset0 + 52] = 20;
-    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 52);
-    /* with sampling too: never onset 500 */
+    lg[onset0 + 53] = 30;
+    lg[onset0 + 54] = 20;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 54);
+    /* with sampling too: never before 540 */
     o.temperature = 1;
     for (int k = 0; k < 50; k++) {
         for (int i = 0; i < V; i++) lg[i] = 0;
         lg[onset0 + 50] = 40;
-        lg[onset0 + 51] = 30;
-        cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 51);
+        lg[onset0 + 51] = 35;
+        lg[onset0 + 53] = 35;
+        lg[onset0 + 60] = 30;
+        cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 60);
     }
     /* without the mask the repeat is drawn */
     o.mask_invalid = 0;
@@ -488,39 +495,198 @@ Test(model, sampler_no_key_twice_at_one_onset) {
     o.mask_invalid = 1;
     o.temperature = 0;
     /* a key not struck at 500 may join the chord */
-    aria_gen_state_init(&st, t, prompt, 2);
-    for (int i = 0; i < 3; i++) aria_gen_state_push(&st, t, played[i]);
-    aria_gen_state_push(&st, t, note2);
-    for (int i = 0; i < V; i++) lg[i] = 0;
+    RESET(note, onset0 + 50, dur0 + 10, note2);
     lg[onset0 + 50] = 40;
     cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 50);
-    /* a later onset clears the set: at 520 the first key is free again */
-    aria_gen_state_push(&st, t, onset0 + 52);
-    aria_gen_state_push(&st, t, dur0 + 10);
-    aria_gen_state_push(&st, t, note);
-    for (int i = 0; i < V; i++) lg[i] = 0;
-    lg[onset0 + 52] = 40;
-    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 52);
-    /* so does <T>: onset 0 of the next segment after a key struck at 0 */
-    aria_gen_state_init(&st, t, prompt, 2);
-    int32_t at0[] = {note, onset0, dur0 + 10, ARIA_SP_TIME, note};
-    for (int i = 0; i < 5; i++) aria_gen_state_push(&st, t, at0[i]);
-    for (int i = 0; i < V; i++) lg[i] = 0;
+    /* 40 ms after its strike the key is free again */
+    RESET(note, onset0 + 50, dur0 + 10, note2, onset0 + 54, dur0 + 10, note);
+    lg[onset0 + 54] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 54);
+    /* within the segment, a key struck at 0: the first free onset is 40 */
+    RESET(note, onset0, dur0 + 10, note);
+    lg[onset0] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 4);
+    /* across <T>: struck at 4990, so the next segment's 0-20 ms are out */
+    RESET(note, onset0 + 499, dur0 + 10, ARIA_SP_TIME, note);
+    lg[onset0] = 40;
+    lg[onset0 + 2] = 30;
+    lg[onset0 + 3] = 20;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 3);
+    /* ... while five seconds later onset 0 is free */
+    RESET(note, onset0, dur0 + 10, ARIA_SP_TIME, note);
     lg[onset0] = 40;
     cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0);
-    /* ... while within the segment onset 0 is the last onset and masked */
-    aria_gen_state_init(&st, t, prompt, 2);
-    for (int i = 0; i < 3; i++) aria_gen_state_push(&st, t, at0[i]);
-    aria_gen_state_push(&st, t, note);
-    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 1);
     /* at the segment's last onset there is no later one: the repeat stays
        possible rather than leaving nothing to draw */
-    aria_gen_state_init(&st, t, prompt, 2);
-    int32_t last[] = {note, onset0 + 499, dur0 + 10, note};
-    for (int i = 0; i < 4; i++) aria_gen_state_push(&st, t, last[i]);
-    for (int i = 0; i < V; i++) lg[i] = 0;
+    RESET(note, onset0 + 499, dur0 + 10, note);
     lg[onset0 + 499] = 40;
     cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 499);
+    RESET(note, onset0 + 496, dur0 + 10, note);
+    lg[onset0 + 497] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 499, "4960 + 40 is past the segment: 4990");
+#undef RESET
+    free(lg);
+    aria_tokenizer_free(t);
+}
+
+/* With max_silence, no <T> and no onset that would leave every note
+   silent for longer than the limit, or than the prompt's own longest
+   silence when it is longer. */
+Test(model, sampler_max_silence) {
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    int V = 17727, onset0 = 17227, note = 827;
+    int dur100 = aria_tok_id(t, (aria_token){.kind = ARIA_TK_DUR, .v = 100});
+    int dur1000 = aria_tok_id(t, (aria_token){.kind = ARIA_TK_DUR, .v = 1000});
+    cr_assert(dur100 > 0 && dur1000 > 0);
+    float *lg = malloc(V * sizeof *lg);
+    aria_gen_state st;
+    aria_rng r;
+    aria_rng_seed(&r, 9);
+    aria_sample_opts o = aria_sample_defaults();
+    cr_expect_float_eq(o.max_silence, 4.0f, 1e-6);
+    o.temperature = 0;
+#define SET(...)                                                                  \
+    do {                                                                          \
+        int32_t ids_[] = {6, 0, __VA_ARGS__};                                     \
+        aria_gen_state_init(&st, t, ids_, sizeof ids_ / sizeof ids_[0]);          \
+        for (int i = 0; i < V; i++) lg[i] = 0;                                    \
+    } while (0)
+    /* a note at 0 lasting 100 ms: the next segment (5 s) starts 4.9 s after
+       it ends, so <T> is out and the note wins */
+    SET(note, onset0, dur100);
+    lg[ARIA_SP_TIME] = 40;
+    lg[note] = 20;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), note);
+    /* the same with the rule off (max_silence 0, or no mask): <T> */
+    o.max_silence = 0;
+    SET(note, onset0, dur100);
+    lg[ARIA_SP_TIME] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), ARIA_SP_TIME);
+    o.max_silence = 4;
+    o.mask_invalid = 0;
+    SET(note, onset0, dur100);
+    lg[ARIA_SP_TIME] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), ARIA_SP_TIME);
+    o.mask_invalid = 1;
+    /* a note at 500 lasting 1 s ends at 1.5 s: <T> is fine (3.5 s), and
+       in the next segment a note may start up to 500 ms, not at 2 s */
+    SET(note, onset0 + 50, dur1000);
+    lg[ARIA_SP_TIME] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), ARIA_SP_TIME);
+    aria_gen_state_push(&st, t, ARIA_SP_TIME);
+    aria_gen_state_push(&st, t, note);
+    for (int i = 0; i < V; i++) lg[i] = 0;
+    lg[onset0 + 200] = 40;
+    lg[onset0 + 51] = 30;
+    lg[onset0 + 50] = 20;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0 + 50);
+    o.temperature = 1;
+    for (int k = 0; k < 50; k++) {
+        for (int i = 0; i < V; i++) lg[i] = 0;
+        lg[onset0 + 200] = 40;
+        lg[onset0 + 51] = 30;
+        lg[onset0 + 10] = 30;
+        int32_t id = aria_sample(t, lg, V, &o, &st, 0, &r);
+        cr_expect(id >= onset0 && id <= onset0 + 50, "onset id %d", id);
+    }
+    o.temperature = 0;
+    /* a prompt that is silent for 7.9 s allows as much: two <T> in a row */
+    SET(note, onset0, dur100, ARIA_SP_TIME, note, onset0 + 300, dur100, ARIA_SP_TIME);
+    lg[ARIA_SP_TIME] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), ARIA_SP_TIME);
+    /* ... where a prompt without one does not */
+    SET(note, onset0 + 300, dur100, ARIA_SP_TIME);
+    lg[ARIA_SP_TIME] = 40;
+    lg[note] = 20;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), note);
+    /* a prompt that ends in a long silence: the next note comes at once */
+    SET(note, onset0, dur100, ARIA_SP_TIME, ARIA_SP_TIME, note);
+    lg[onset0 + 200] = 40;
+    cr_expect_eq(aria_sample(t, lg, V, &o, &st, 0, &r), onset0);
+#undef SET
+    /* a pedal is not a sound (the demo vocabulary has pedal tokens): after
+       a note ending at 100 ms, a pedal at 4.9 s leaves the limit where it
+       was */
+    aria_tokenizer *tp = aria_tokenizer_new(ARIA_TOKCFG_DEMO_17729);
+    int Vp = aria_tok_vocab_size(tp);
+    float *lp = malloc(Vp * sizeof *lp);
+    int pnote = aria_tok_id(tp, aria_tok_token(t, note));
+    int pon0 = aria_tok_id(tp, (aria_token){.kind = ARIA_TK_ONSET, .v = 0});
+    int pdur = aria_tok_id(tp, (aria_token){.kind = ARIA_TK_DUR, .v = 100});
+    int pped = aria_tok_id(tp, (aria_token){.kind = ARIA_TK_SPECIAL, .v = ARIA_SP_PED_ON});
+    int ptime = aria_tok_id(tp, (aria_token){.kind = ARIA_TK_SPECIAL, .v = ARIA_SP_TIME});
+    int pbos = aria_tok_id(tp, (aria_token){.kind = ARIA_TK_SPECIAL, .v = ARIA_SP_BOS});
+    int32_t pids[] = {pbos, pnote, pon0, pdur, pped};
+    aria_gen_state_init(&st, tp, pids, 5);
+    for (int i = 0; i < Vp; i++) lp[i] = 0;
+    lp[pon0 + 490] = 40;
+    lp[pon0 + 20] = 20;
+    int32_t ped_at = aria_sample(tp, lp, Vp, &o, &st, 0, &r);
+    cr_expect_eq(ped_at, pon0 + 490, "pedals may come any time");
+    aria_gen_state_push(&st, tp, ped_at);
+    for (int i = 0; i < Vp; i++) lp[i] = 0;
+    lp[ptime] = 40;
+    lp[pnote] = 20;
+    cr_expect_eq(aria_sample(tp, lp, Vp, &o, &st, 0, &r), pnote);
+    free(lp);
+    aria_tokenizer_free(tp);
+    free(lg);
+    aria_tokenizer_free(t);
+}
+
+/* Longest stretch (ms) in which no note sounds, read from the ids alone. */
+static long longest_gap(const aria_tokenizer *t, const int32_t *ids, size_t n) {
+    long seg = 0, end = -1, gap = 0, on = 0;
+    for (size_t i = 0; i < n; i++) {
+        aria_token k = aria_tok_token(t, ids[i]);
+        if (k.kind == ARIA_TK_SPECIAL && k.v == ARIA_SP_TIME) seg += 5000;
+        if (k.kind == ARIA_TK_NOTE && i + 2 < n) {
+            aria_token a = aria_tok_token(t, ids[i + 1]), d = aria_tok_token(t, ids[i + 2]);
+            if (a.kind != ARIA_TK_ONSET || d.kind != ARIA_TK_DUR) continue;
+            on = seg + a.v;
+            if (end >= 0 && on - end > gap) gap = on - end;
+            if (on + d.v > end) end = on + d.v;
+        }
+    }
+    return gap;
+}
+
+/* A long run of the sampler on logits that favour <T> (one event in
+   eight): without the rule it leaves silences of 5 s and more, with it
+   (the default) never one over 4 s, and every note still decodes. */
+Test(model, sampler_loop_keeps_silences_short) {
+    aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
+    int V = 17727, onset0 = 17227, dur0 = 16726;
+    float *lg = malloc(V * sizeof *lg);
+    long worst[2] = {0, 0};
+    int notes[2] = {0, 0};
+    for (int rule = 0; rule < 2; rule++) {
+        aria_sample_opts o = aria_sample_defaults();
+        o.max_silence = rule ? 4.0f : 0.0f;
+        aria_rng r;
+        aria_rng_seed(&r, 21);
+        size_t n = 3000;
+        int32_t *ids = malloc(n * sizeof *ids);
+        ids[0] = 6;
+        ids[1] = 0;
+        aria_gen_state st;
+        aria_gen_state_init(&st, t, ids, 2);
+        for (size_t i = 2; i < n; i++) {
+            for (int k = 0; k < V; k++) lg[k] = -30;
+            lg[ARIA_SP_TIME] = 0;
+            for (int k = 0; k < 7; k++) lg[827 + k * 11 * 8] = 0; /* seven notes */
+            for (int k = 0; k < 500; k++) lg[onset0 + k] = 0;
+            for (int k = 10; k < 60; k++) lg[dur0 + k] = 0;
+            ids[i] = aria_sample(t, lg, V, &o, &st, 0, &r);
+            aria_gen_state_push(&st, t, ids[i]);
+            notes[rule] += aria_tok_token(t, ids[i]).kind == ARIA_TK_NOTE;
+        }
+        worst[rule] = longest_gap(t, ids, n);
+        free(ids);
+    }
+    cr_expect_gt(worst[0], 5000, "without the rule: %ld ms", worst[0]);
+    cr_expect_leq(worst[1], 4000, "with the rule: %ld ms", worst[1]);
+    cr_expect_gt(notes[1], 500, "%d notes", notes[1]);
     free(lg);
     aria_tokenizer_free(t);
 }

@@ -209,6 +209,47 @@ Test(tokenizer, length_and_truncation) {
     cr_expect_eq(aria_tok_truncate_by_time(seq, n, 50), 1, "cut before the first note");
 }
 
+/* Training-data cleaning: a key struck again by the same instrument
+   within the window is dropped, the kept note lasting as long as the
+   longer; other keys, other instruments and later strikes stay. */
+Test(tokenizer, drop_restrikes) {
+    aria_token seq[] = {sp(ARIA_SP_BOS),
+                        note(0, 60, 80), tk_(ARIA_TK_ONSET, 0), tk_(ARIA_TK_DUR, 100),   /* kept */
+                        note(0, 60, 70), tk_(ARIA_TK_ONSET, 0), tk_(ARIA_TK_DUR, 300),   /* double: out, 300 */
+                        note(0, 62, 80), tk_(ARIA_TK_ONSET, 0), tk_(ARIA_TK_DUR, 100),   /* other key */
+                        note(ARIA_INSTR_ORGAN, 60, 80), tk_(ARIA_TK_ONSET, 0), tk_(ARIA_TK_DUR, 100), /* other instrument */
+                        note(0, 60, 80), tk_(ARIA_TK_ONSET, 30), tk_(ARIA_TK_DUR, 400),  /* 30 ms: out, 430 */
+                        note(0, 60, 80), tk_(ARIA_TK_ONSET, 40), tk_(ARIA_TK_DUR, 100),  /* 40 ms: kept */
+                        sp(ARIA_SP_TIME),
+                        note(0, 62, 80), tk_(ARIA_TK_ONSET, 0), tk_(ARIA_TK_DUR, 100),   /* 5 s later: kept */
+                        sp(ARIA_SP_EOS)};
+    size_t n = sizeof seq / sizeof *seq;
+    aria_token a[sizeof seq / sizeof *seq];
+    memcpy(a, seq, sizeof seq);
+    cr_expect_eq(aria_tok_drop_restrikes(a, n, -1), n, "window < 0: nothing dropped");
+    cr_expect(memcmp(a, seq, sizeof seq) == 0);
+    size_t m = aria_tok_drop_restrikes(a, n, 30);
+    cr_assert_eq(m, n - 6);
+    cr_expect_eq(a[1].v, 60);
+    cr_expect_eq(a[3].v, 430, "the kept note lasts until the dropped one's end");
+    cr_expect_eq(a[4].v, 62);
+    cr_expect_eq(a[7].a, ARIA_INSTR_ORGAN);
+    cr_expect_eq(a[10].v, 60);
+    cr_expect_eq(a[11].v, 40);
+    cr_expect(aria_tok_is(a[13], ARIA_SP_TIME));
+    cr_expect_eq(a[14].v, 62);
+    cr_expect(aria_tok_is(a[m - 1], ARIA_SP_EOS));
+    /* window 0: exact doubles only */
+    memcpy(a, seq, sizeof seq);
+    cr_expect_eq(aria_tok_drop_restrikes(a, n, 0), n - 3);
+    cr_expect_eq(a[3].v, 300);
+    /* capped at the longest duration */
+    aria_token longer[] = {note(0, 60, 80), tk_(ARIA_TK_ONSET, 0),  tk_(ARIA_TK_DUR, 100),
+                           note(0, 60, 80), tk_(ARIA_TK_ONSET, 20), tk_(ARIA_TK_DUR, 5000)};
+    cr_expect_eq(aria_tok_drop_restrikes(longer, 6, 30), 3);
+    cr_expect_eq(longer[2].v, 5000);
+}
+
 Test(tokenizer, detokenize_skips_malformed_runs) {
     aria_tokenizer *t = aria_tokenizer_new(ARIA_TOKCFG_DEFAULT);
     aria_token prefix = {.kind = ARIA_TK_PREFIX, .a = ARIA_PREFIX_INSTRUMENT, .v = ARIA_INSTR_PIANO};

@@ -582,6 +582,7 @@ static void sw_free(shard_writer *w) {
    aria_batch_tokenize, and per slot the ids a MIDI item became. */
 typedef struct {
     const aria_tokenizer *tk;
+    int restrike_ms;    /* < 0: keep every note */
     const char **paths; /* NULL for an ids item */
     uint64_t *seeds;
     uint16_t **ids;
@@ -603,6 +604,7 @@ static void encode_slot(void *ctx, size_t k, aria_batch_file *f) {
         free(out);
         f->status = aria_fail(&f->err, ARIA_ERR_NOMEM, "out of memory");
     } else {
+        if (b->restrike_ms >= 0) f->n_toks = aria_tok_drop_restrikes(f->toks, f->n_toks, b->restrike_ms);
         aria_tok_encode(b->tk, f->toks, f->n_toks, ids);
         for (size_t i = 0; i < f->n_toks; i++) out[i] = (uint16_t)ids[i];
         b->ids[k] = out;
@@ -644,7 +646,7 @@ static int build_epoch(const aria_tokenizer *tk, const aria_dataset_opts *o, int
     aria_rng_shuffle(&rng, order, n, sizeof *order);
 
     size_t batch = (size_t)jobs * BATCH_PER_JOB;
-    tok_batch b = {.tk = tk, .paths = calloc(batch, sizeof(char *)), .seeds = calloc(batch, sizeof(uint64_t)),
+    tok_batch b = {.tk = tk, .restrike_ms = o->drop_restrikes ? o->restrike_ms : -1, .paths = calloc(batch, sizeof(char *)), .seeds = calloc(batch, sizeof(uint64_t)),
                    .ids = calloc(batch, sizeof(uint16_t *)), .n_ids = calloc(batch, sizeof(size_t)),
                    .files = calloc(batch, sizeof(aria_batch_file))};
     int rc = b.paths && b.seeds && b.ids && b.n_ids && b.files ? ARIA_OK
@@ -833,6 +835,7 @@ static int write_manifest(const char *dir, const aria_dataset_opts *o, int vocab
     int gm = o->group_by >= ARIA_GROUP_AUTO && o->group_by <= ARIA_GROUP_NONE ? (int)o->group_by : 0;
     tb_json_string(&t, modes[gm], gm == ARIA_GROUP_REGEX && o->group_pattern ? o->group_pattern : "");
     tb_printf(&t, ",\n");
+    if (o->drop_restrikes) tb_printf(&t, "  \"drop_restrikes_ms\": %d,\n", o->restrike_ms);
     manifest_split(&t, "train", train, o->epochs);
     manifest_split(&t, "val", val, 1);
     if (me) {

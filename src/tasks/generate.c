@@ -10,13 +10,20 @@
  * long runs never emit broken triples: after a note only an onset, after
  * that onset only a duration, onsets never earlier than the previous one in
  * the same 5-second segment, no prefix / <S> / <P> / <U> tokens, at most
- * one <D>, and no key struck twice at one onset: after a note whose
- * instrument already started that pitch at the last onset, that onset is
- * masked (a piano cannot strike one key twice at once; the training data
- * never does, except POP909's doubled melody tracks, and a small model
- * falls into loops of such repeats, stacking dozens of copies of a chord's
- * notes on one onset). The mask reads id ranges from the tokenizer's
- * configuration.
+ * one <D>, and no key struck again within 30 ms: after a note whose
+ * instrument struck that pitch less than RESTRIKE_MS + 10 ms before, the
+ * onsets up to then are masked (a piano cannot strike one key twice at
+ * once, nor again 10-30 ms later; the classical training data never does,
+ * POP909's doubled melody tracks do, and a small model falls into loops of
+ * such repeats, stacking dozens of copies of a chord's notes on one
+ * onset). The mask reads id ranges from the tokenizer's configuration.
+ *
+ * With max_silence set (4 s by default), the mask also keeps the music
+ * from stopping: no <T> and no onset that would leave every note silent
+ * for longer than that, or than the prompt's own longest silence when it
+ * is longer. A small model samples a stray <T> now and then (one token
+ * against thousands of note tokens, so min-p rarely removes it), and each
+ * one skips up to five seconds.
  *
  * With an embedding, generation uses classifier-free guidance (spec 4.4):
  * every variation is two rows of one session, conditioned (the adapted
@@ -35,9 +42,10 @@
 #define REF_MAX_CONTEXT 8096 /* aria generate caps prompt + new here */
 #define END_WINDOW 130       /* force_end acts in the last 130 positions */
 #define CFG_WARMUP 250       /* guidance rises over min(250, max_new) steps (spec 4.4) */
+#define RESTRIKE_MS 30       /* a key is not struck again this soon (ms) */
 
 aria_sample_opts aria_sample_defaults(void) {
-    return (aria_sample_opts){0.98f, 0.035f, 0.0f, 1, 0};
+    return (aria_sample_opts){0.98f, 0.035f, 0.0f, 1, 0, 4.0f};
 }
 
 /* ---------------------------------------------------------------------- */
@@ -56,21 +64,34 @@ void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id
         st->expect = EXPECT_NOTE_ONSET;
         st->note_instr = k.a;
         st->note_pitch = k.v;
+        st->sounding = 1;
         break;
-    case ARIA_TK_DRUM: st->expect = EXPECT_ONSET_END; break;
+    case ARIA_TK_DRUM:
+        st->expect = EXPECT_ONSET_END;
+        st->sounding = 1;
+        break;
     case ARIA_TK_ONSET:
-        if (k.v != st->last_onset) memset(st->struck, 0, sizeof st->struck);
+        st->onset_ms = st->seg_ms + k.v;
+        if (st->sounding && st->expect != EXPECT_EVENT) {
+            if (st->sound_end >= 0 && st->onset_ms - st->sound_end > st->gap_max)
+                st->gap_max = st->onset_ms - st->sound_end;
+            if (st->onset_ms > st->sound_end) st->sound_end = st->onset_ms;
+        }
+        st->sounding = 0;
         if (st->expect == EXPECT_NOTE_ONSET && st->note_instr < ARIA_N_INSTR && st->note_pitch >= 0 &&
-            st->note_pitch < 128)
-            st->struck[st->note_instr][st->note_pitch >> 6] |= 1ull << (st->note_pitch & 63);
+            st->note_pitch < 128 && st->onset_ms < INT32_MAX)
+            st->strike_ms[st->note_instr][st->note_pitch] = (int32_t)st->onset_ms + 1;
         st->expect = st->expect == EXPECT_NOTE_ONSET ? EXPECT_DUR : EXPECT_EVENT;
         st->last_onset = k.v;
         break;
-    case ARIA_TK_DUR: st->expect = EXPECT_EVENT; break;
+    case ARIA_TK_DUR:
+        if (st->expect == EXPECT_DUR && st->onset_ms + k.v > st->sound_end) st->sound_end = st->onset_ms + k.v;
+        st->expect = EXPECT_EVENT;
+        break;
     case ARIA_TK_SPECIAL:
         if (k.v == ARIA_SP_TIME) {
+            st->seg_ms += SEG_MS;
             st->last_onset = -1;
-            memset(st->struck, 0, sizeof st->struck);
             st->expect = EXPECT_EVENT;
         } else if (k.v == ARIA_SP_DIM) {
             st->seen_dim = 1;
@@ -78,6 +99,7 @@ void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id
             st->seen_eos = 1;
         } else if (k.v == ARIA_SP_PED_ON || k.v == ARIA_SP_PED_OFF) {
             st->expect = EXPECT_ONSET_END;
+            st->sounding = 0;
         }
         break;
     default: break;
@@ -87,27 +109,47 @@ void aria_gen_state_push(aria_gen_state *st, const aria_tokenizer *t, int32_t id
 void aria_gen_state_init(aria_gen_state *st, const aria_tokenizer *t, const int32_t *ids, size_t n) {
     memset(st, 0, sizeof *st);
     st->last_onset = -1;
+    st->sound_end = -1;
     for (size_t i = 0; i < n; i++) aria_gen_state_push(st, t, ids[i]);
+    st->prompt_gap = st->gap_max;
 }
 
 static void mask_range(float *logits, int lo, int hi) { /* [lo, hi) */
     for (int i = lo; i < hi; i++) logits[i] = -INFINITY;
 }
 
-/* Sets to -inf every id that cannot follow in state `st`. */
-static void apply_mask(const aria_tokenizer *t, float *logits, int vocab, const aria_gen_state *st) {
+/* Sets to -inf every id that cannot follow in state `st`; `quiet_ms` > 0
+   is the longest silence allowed. */
+static void apply_mask(const aria_tokenizer *t, float *logits, int vocab, const aria_gen_state *st,
+                       int64_t quiet_ms) {
     int onset_end = t->id_onset + N_ONSET;
+    /* the latest moment the next sound may start */
+    int64_t latest = quiet_ms > 0 && st->sound_end >= 0 ? st->sound_end + quiet_ms : INT64_MAX;
     if (st->expect == EXPECT_NOTE_ONSET || st->expect == EXPECT_ONSET_END) {
         int first = t->id_onset + (st->last_onset > 0 ? st->last_onset / STEP_MS : 0);
-        /* the pending note's key already went down at the last onset: a
-           later onset (when the segment has one) */
-        if (st->expect == EXPECT_NOTE_ONSET && st->last_onset >= 0 && st->note_instr < ARIA_N_INSTR &&
-            st->note_pitch >= 0 && st->note_pitch < 128 &&
-            (st->struck[st->note_instr][st->note_pitch >> 6] >> (st->note_pitch & 63) & 1) &&
-            first + 1 < onset_end)
-            first++;
+        /* the pending note's key went down less than RESTRIKE_MS + 10 ms
+           ago: a later onset (at worst the segment's last one, when no
+           later one is left before <T>) */
+        if (st->expect == EXPECT_NOTE_ONSET && st->note_instr < ARIA_N_INSTR && st->note_pitch >= 0 &&
+            st->note_pitch < 128 && st->strike_ms[st->note_instr][st->note_pitch] > 0) {
+            int64_t free_at = (int64_t)st->strike_ms[st->note_instr][st->note_pitch] - 1 + RESTRIKE_MS + STEP_MS;
+            if (free_at > st->seg_ms) {
+                int64_t k = (free_at - st->seg_ms + STEP_MS - 1) / STEP_MS;
+                int idx = k < N_ONSET ? t->id_onset + (int)k : onset_end - 1;
+                if (idx > first) first = idx;
+            }
+        }
+        int last = onset_end - 1;
+        if (st->expect == EXPECT_NOTE_ONSET || st->sounding) {
+            if (latest < st->seg_ms) {
+                last = first; /* the silence is already too long: end it now */
+            } else if (latest - st->seg_ms < (int64_t)N_ONSET * STEP_MS) {
+                int cap = t->id_onset + (int)((latest - st->seg_ms) / STEP_MS);
+                last = cap > first ? cap : first;
+            }
+        }
         mask_range(logits, 0, first);
-        mask_range(logits, onset_end, vocab);
+        mask_range(logits, last + 1, vocab);
         return;
     }
     if (st->expect == EXPECT_DUR) {
@@ -118,6 +160,7 @@ static void apply_mask(const aria_tokenizer *t, float *logits, int vocab, const 
     /* an event start: notes, drums, <T>, <E>, one <D>, pedal tokens */
     for (int sp = 0; sp <= ARIA_SP_TIME; sp++)
         if (sp != ARIA_SP_TIME && sp != ARIA_SP_EOS && !(sp == ARIA_SP_DIM && !st->seen_dim)) logits[sp] = -INFINITY;
+    if (latest < st->seg_ms + SEG_MS) logits[ARIA_SP_TIME] = -INFINITY; /* the next segment starts too late */
     mask_range(logits, t->id_prefix_instr, t->id_note);
     for (int i = t->id_note; i < t->id_drum; i += N_VEL) logits[i] = -INFINITY; /* velocity 0 */
     mask_range(logits, t->id_dur, onset_end);
@@ -189,7 +232,11 @@ static void filter_probs(float *p, int n, const aria_sample_opts *o) {
 
 int32_t aria_sample(const aria_tokenizer *t, float *logits, int vocab, const aria_sample_opts *o,
                     const aria_gen_state *st, int near_end, aria_rng *rng) {
-    if (o->mask_invalid) apply_mask(t, logits, vocab, st);
+    if (o->mask_invalid) {
+        int64_t quiet = o->max_silence > 0.0f ? (int64_t)(o->max_silence * 1000.0f + 0.5f) : 0;
+        if (quiet > 0 && st->prompt_gap > quiet) quiet = st->prompt_gap;
+        apply_mask(t, logits, vocab, st, quiet);
+    }
     int32_t id;
     if (o->temperature <= 0.0f) {
         id = argmax(logits, vocab);

@@ -162,6 +162,47 @@ size_t aria_tok_truncate_by_time(const aria_token *toks, size_t n, int64_t t_ms)
     return n;
 }
 
+size_t aria_tok_drop_restrikes(aria_token *toks, size_t n, int window_ms) {
+    if (window_ms < 0) return n;
+    /* per instrument and pitch: the last strike kept (absolute ms) and
+       where its duration token is */
+    static const int64_t never = INT64_MIN / 2;
+    int64_t last[ARIA_N_INSTR][128];
+    size_t dur_at[ARIA_N_INSTR][128];
+    for (int i = 0; i < ARIA_N_INSTR; i++)
+        for (int p = 0; p < 128; p++) last[i][p] = never;
+    int64_t offset = 0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        aria_token k = toks[i];
+        if (aria_tok_is(k, ARIA_SP_TIME)) offset += SEG_MS;
+        int triple = k.kind == ARIA_TK_NOTE && i + 2 < n && toks[i + 1].kind == ARIA_TK_ONSET &&
+                     toks[i + 2].kind == ARIA_TK_DUR && k.a < ARIA_N_INSTR && k.v >= 0 && k.v < 128;
+        if (!triple) {
+            toks[w++] = k;
+            continue;
+        }
+        int64_t on = offset + toks[i + 1].v, dur = toks[i + 2].v;
+        int64_t prev = last[k.a][k.v];
+        if (prev != never && on - prev <= window_ms) {
+            /* dropped: the kept note lasts until the later end */
+            aria_token *d = &toks[dur_at[k.a][k.v]];
+            int64_t len = on + dur - prev;
+            if (len > MAX_DUR_MS) len = MAX_DUR_MS;
+            if (len > d->v) d->v = (int32_t)len;
+            i += 2;
+            continue;
+        }
+        last[k.a][k.v] = on;
+        dur_at[k.a][k.v] = w + 2;
+        toks[w++] = k;
+        toks[w++] = toks[i + 1];
+        toks[w++] = toks[i + 2];
+        i += 2;
+    }
+    return w;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Prompt and embedding chunks                                            */
 /* ---------------------------------------------------------------------- */

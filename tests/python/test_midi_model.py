@@ -115,6 +115,23 @@ def test_generate_matches_cli(aria_bin, tiny, tmp_path):
     assert len(mds) == 2 and all(isinstance(x, MidiDict) for x in mds)
 
 
+def test_generate_max_silence_matches_cli(aria_bin, tiny, tmp_path):
+    """max_silence reaches the sampler as --max-silence does: a 1-second
+    limit changes what the random model plays, and Python and the CLI agree."""
+    prompt = str(midi_of(LOCAL / "waltz"))
+    m = Model(tiny)
+    got = {}
+    for s in (0, 1):
+        r = subprocess.run([aria_bin, "generate", "--model", str(tiny), "--prompt", prompt, "--max-new", "300",
+                            "--seed", "5", "--max-silence", str(s), "--print-ids", "--out-dir", str(tmp_path)],
+                           check=True, capture_output=True, text=True)
+        got[s] = m.generate(prompt, max_new=300, seed=5, max_silence=s, return_ids=True)[0].tolist()
+        assert got[s] == list(map(int, r.stdout.split()))
+    assert got[0] != got[1]
+    with pytest.raises(ValueError, match="max_silence"):
+        m.generate(prompt, max_new=4, max_silence=-1)
+
+
 def test_generation_config_beside_the_weights(aria_bin, tiny, tmp_path):
     """generation_config.json beside the weights: the sampling defaults of
     Model.generate, the same as aria generate's; the arguments win."""

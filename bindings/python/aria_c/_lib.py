@@ -102,7 +102,7 @@ class ModelConfig(C.Structure):
 
 class SampleOpts(C.Structure):
     _fields_ = [("temperature", C.c_float), ("min_p", C.c_float), ("top_p", C.c_float),
-                ("mask_invalid", C.c_int), ("force_end", C.c_int)]
+                ("mask_invalid", C.c_int), ("force_end", C.c_int), ("max_silence", C.c_float)]
 
 
 class GenerateOpts(C.Structure):

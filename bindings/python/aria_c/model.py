@@ -169,12 +169,15 @@ class Model:
         return d
 
     def generate(self, prompt, max_new=2048, temp=None, min_p=None, top_p=None, variations=1, seed=0, end=False,
-                 mask=True, prompt_seconds=15.0, return_ids=False, embedding=None, cfg=1.0, cfg_warmup=0):
+                 mask=True, prompt_seconds=15.0, return_ids=False, embedding=None, cfg=1.0, cfg_warmup=0,
+                 max_silence=4.0):
         """Continues `prompt` (a MidiDict, a MIDI path or ids) with the
         options of `aria generate`. Returns `variations` MidiDicts (the whole
         sequence detokenized, as res_N.mid holds it), or numpy id arrays
         with return_ids=True. top_p alone replaces min_p, as in the CLI;
-        what is not given comes from sampling_defaults().
+        what is not given comes from sampling_defaults(). With mask on, no
+        silence longer than max_silence seconds (or the prompt's longest,
+        if longer) is sampled; 0 turns that off.
         embedding (a float32 vector of the model's adapter size) steers the
         continuation with classifier-free guidance `cfg` (a model with an
         embedding_adapter only); cfg_warmup: 0 = min(250, max_new) steps,
@@ -189,9 +192,11 @@ class Model:
             top_p = dflt["top_p"]
         if not 1 <= int(variations) <= 64:
             raise ValueError("variations: want 1..64")
+        if not 0 <= float(max_silence) <= 3600:
+            raise ValueError("max_silence: want 0..3600 seconds")
         opts = _lib.GenerateOpts(int(variations), int(max_new), int(seed),
                                  _lib.SampleOpts(float(temp), float(min_p), float(top_p), int(bool(mask)),
-                                                 int(bool(end))), None, None)
+                                                 int(bool(end)), float(max_silence)), None, None)
         if embedding is not None:
             emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(-1))
             opts.cond_embedding = emb.ctypes.data_as(C.POINTER(C.c_float))
