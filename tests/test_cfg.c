@@ -659,16 +659,23 @@ static int repeated_keys(const char *ids_file, int *notes) {
     return rep;
 }
 
+/* A bundled model's file, and a fresh temporary folder in dir for a test
+   that runs it; 0 (with a warning) when the file is absent. */
+static int bundled_and_dir(const char *model, char dir[64], const char *name) {
+    if (!exists(model)) {
+        cr_log_warn("%s is absent: skipped", model);
+        return 0;
+    }
+    cr_assert(test_dir_make(dir, name));
+    return 1;
+}
+
 /* The bundled model, left to itself (--no-mask), strikes keys again at
    once or a few milliseconds later; the grammar mask (on by default) never
    lets a key go down again within 30 ms. */
 Test(cfg_cli, bundled_model_never_strikes_a_key_twice) {
-    if (!exists("models/aria-small-gen/model.safetensors")) {
-        cr_log_warn("models/aria-small-gen/model.safetensors is absent: skipped");
-        return;
-    }
-    char dir[] = "/tmp/aria_cfg_keysXXXXXX";
-    cr_assert(mkdtemp(dir));
+    char dir[64];
+    if (!bundled_and_dir("models/aria-small-gen/model.safetensors", dir, "cfg_keys")) return;
     static char a[4096], ids[512];
     int notes = 0;
     snprintf(ids, sizeof ids, "%s/ids.txt", dir);
@@ -686,8 +693,7 @@ Test(cfg_cli, bundled_model_never_strikes_a_key_twice) {
     cr_expect_eq(rep[0], 0, "%d keys struck again within 30 ms with the grammar mask", rep[0]);
     cr_expect_gt(rep[1], 0, "without the mask the bundled model no longer repeats keys (so this test no longer "
                             "shows the mask at work: choose a prompt or seed where it does)");
-    snprintf(a, sizeof a, "rm -rf %s", dir);
-    cr_expect_eq(system(a), 0);
+    test_dir_remove(dir);
 }
 
 /* Without --model: the bundled model, found from the program's place; a
@@ -738,12 +744,8 @@ Test(cfg_cli, bundled_model) {
 /* `aria embed` without --model: the bundled embedding model, one row of
    its embedding size for the file. */
 Test(cfg_cli, bundled_embedding_model) {
-    if (!exists("models/aria-small-emb/model.safetensors")) {
-        cr_log_warn("models/aria-small-emb/model.safetensors is absent: not tested");
-        return;
-    }
-    char dir[] = "/tmp/aria_cfg_embXXXXXX";
-    cr_assert(mkdtemp(dir));
+    char dir[64];
+    if (!bundled_and_dir("models/aria-small-emb/model.safetensors", dir, "cfg_emb")) return;
     static char a[1024], npy[600];
     static cmd_result r;
     snprintf(npy, sizeof npy, "%s/e.npy", dir);
@@ -761,6 +763,5 @@ Test(cfg_cli, bundled_embedding_model) {
     cr_expect_eq((int)cols, aria_output_dim(m, ARIA_OUT_EMB), "one value per embedding dimension");
     free(y);
     aria_model_free(m);
-    snprintf(a, sizeof a, "rm -rf %s", dir);
-    cr_expect_eq(system(a), 0);
+    test_dir_remove(dir);
 }
